@@ -1,0 +1,167 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every metric the daemon exports, created once per process (or per test app) on its own
+ * registry. Labels are bounded: codes from errors.ts, sources, formats, drivers, outcomes —
+ * never room, track, message or recording ids.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly buildInfo = new Gauge({
+    name: 'audio_ingestd_build_info',
+    help: 'Build information; value is always 1',
+    labelNames: ['version', 'node', 'uws_native'] as const,
+    registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: 'audio_ingestd_http_requests_total',
+    help: 'HTTP requests answered, by route and status',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly errors = new Counter({
+    name: 'audio_ingestd_errors_total',
+    help: 'Errors answered or logged, by stable error code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly unhandled = new Counter({
+    name: 'audio_ingestd_unhandled_errors_total',
+    help: 'Unhandled rejections and uncaught exceptions',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly eventLoopLag = new Histogram({
+    name: 'audio_ingestd_event_loop_lag_seconds',
+    help: 'Event loop delay sampled by the daemon',
+    buckets: [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [this.registry],
+  });
+
+  // live streams
+  readonly streamsActive = new Gauge({
+    name: 'audio_ingestd_streams_active',
+    help: 'Live streams currently open',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly streamsTotal = new Counter({
+    name: 'audio_ingestd_streams_total',
+    help: 'Live streams ended, by end reason',
+    labelNames: ['source', 'end_reason'] as const,
+    registers: [this.registry],
+  });
+  readonly framesReceived = new Counter({
+    name: 'audio_ingestd_frames_received_total',
+    help: 'Binary audio frames received',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly bytesReceived = new Counter({
+    name: 'audio_ingestd_audio_bytes_received_total',
+    help: 'Raw audio bytes received',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly audioSeconds = new Counter({
+    name: 'audio_ingestd_audio_seconds_total',
+    help: 'Seconds of audio written to recordings and voice notes',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly framesDropped = new Counter({
+    name: 'audio_ingestd_frames_dropped_total',
+    help: 'Audio dropped, by reason (e.g. spool_full, invalid)',
+    labelNames: ['source', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly textFrames = new Counter({
+    name: 'audio_ingestd_text_frames_total',
+    help: 'WebSocket text frames, by kind (mute, unmute, invalid)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly chunksWritten = new Counter({
+    name: 'audio_ingestd_chunks_total',
+    help: 'Chunks cut from live streams',
+    registers: [this.registry],
+  });
+  readonly chunkLatency = new Histogram({
+    name: 'audio_ingestd_chunk_store_latency_seconds',
+    help: 'From a chunk\'s last frame to its bytes being stored',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  // voice notes
+  readonly voiceNotes = new Counter({
+    name: 'audio_ingestd_voicenotes_total',
+    help: 'Voice notes processed, by outcome and format',
+    labelNames: ['outcome', 'format'] as const,
+    registers: [this.registry],
+  });
+  readonly decodeSeconds = new Histogram({
+    name: 'audio_ingestd_decode_seconds',
+    help: 'Time to decode a voice note, by decoder',
+    labelNames: ['decoder'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly ffmpegActive = new Gauge({
+    name: 'audio_ingestd_ffmpeg_processes',
+    help: 'ffmpeg child processes running',
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: 'audio_ingestd_rate_limited_total',
+    help: 'Requests refused by a token bucket, by scope',
+    labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
+
+  // storage
+  readonly storeOps = new Counter({
+    name: 'audio_ingestd_store_operations_total',
+    help: 'Object store operations, by driver, operation and outcome',
+    labelNames: ['driver', 'op', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly storeBytes = new Counter({
+    name: 'audio_ingestd_store_bytes_total',
+    help: 'Bytes written to the object store',
+    labelNames: ['driver'] as const,
+    registers: [this.registry],
+  });
+  readonly spoolBytes = new Gauge({
+    name: 'audio_ingestd_spool_bytes',
+    help: 'Bytes waiting in the local spool',
+    registers: [this.registry],
+  });
+
+  // events
+  readonly outboxPending = new Gauge({
+    name: 'audio_ingestd_outbox_pending',
+    help: 'Events written to the outbox and not yet confirmed, by sink',
+    labelNames: ['sink'] as const,
+    registers: [this.registry],
+  });
+  readonly eventsDelivered = new Counter({
+    name: 'audio_ingestd_events_delivered_total',
+    help: 'Events confirmed by a sink',
+    labelNames: ['sink', 'type'] as const,
+    registers: [this.registry],
+  });
+  readonly deliveryRetries = new Counter({
+    name: 'audio_ingestd_delivery_retries_total',
+    help: 'Delivery attempts that failed and will be retried',
+    labelNames: ['sink'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'audio_ingestd_' });
+    }
+  }
+}

@@ -1,0 +1,49 @@
+import type { Readable } from 'node:stream';
+
+/** Metadata stored with every object (S3 user metadata / fs sidecar). Keys are lower-case. */
+export type ObjectMetadata = Record<string, string>;
+
+export interface PutOptions {
+  contentType: string;
+  metadata?: ObjectMetadata;
+}
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  lastModified: Date;
+  contentType?: string;
+  metadata: ObjectMetadata;
+}
+
+export interface PartRef {
+  partNumber: number;
+  etag: string;
+}
+
+/**
+ * What every driver (`fs`, `s3`) provides, with the same semantics, proven by one shared
+ * conformance suite. Keys are already sanitized by `keys.ts`; drivers still refuse keys that
+ * escape their root.
+ */
+export interface ObjectStore {
+  readonly driver: 'fs' | 's3';
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Cheap reachability probe for /ready; throws AppError STORAGE_UNAVAILABLE when down. */
+  ping(): Promise<void>;
+
+  put(key: string, body: Buffer | Readable, options: PutOptions): Promise<{ key: string; size: number }>;
+  get(key: string): Promise<Buffer>;
+  getRange(key: string, start: number, endInclusive: number): Promise<Buffer>;
+  head(key: string): Promise<ObjectInfo | null>;
+  delete(key: string): Promise<void>;
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** A URL that GETs the object without credentials until `ttlSec` passes. */
+  presign(key: string, ttlSec: number): Promise<string>;
+
+  createMultipart(key: string, options: PutOptions): Promise<string>;
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartRef>;
+  completeMultipart(key: string, uploadId: string, parts: PartRef[]): Promise<{ key: string; size: number }>;
+  abortMultipart(key: string, uploadId: string): Promise<void>;
+}
