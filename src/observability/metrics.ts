@@ -32,12 +32,6 @@ export class Metrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
-  readonly eventLoopLag = new Histogram({
-    name: 'audio_ingestd_event_loop_lag_seconds',
-    help: 'Event loop delay sampled by the daemon',
-    buckets: [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
-    registers: [this.registry],
-  });
 
   // live streams
   readonly streamsActive = new Gauge({

@@ -1,0 +1,253 @@
+import { z } from 'zod';
+
+/**
+ * The whole configuration, validated once at start. Every key has a default so that
+ * `npm start` runs with no file and no environment. Secrets are marked in SECRET_PATHS: they
+ * are accepted only from the environment (or `<NAME>_FILE`), never from a JSON file, and are
+ * redacted from logs.
+ */
+
+const port = z.number().int().min(0).max(65535);
+const positiveInt = z.number().int().positive();
+const url = z.string().url();
+
+const limitSchema = z.object({
+  /** Bucket size (burst). */
+  capacity: positiveInt,
+  /** Tokens added per minute. */
+  refillPerMinute: z.number().positive(),
+});
+
+export const configSchema = z.object({
+  server: z
+    .object({
+      /** Interface to listen on. Env HOST. */
+      host: z.string().min(1).default('0.0.0.0'),
+      /** TCP port; 0 picks a free one. Env PORT. */
+      port: port.default(8080),
+      /** Base URL clients reach this daemon at (WebSocket URLs, fs presigned URLs). Env PUBLIC_URL. */
+      publicUrl: url.optional(),
+      /** Largest HTTP body accepted for JSON endpoints. */
+      maxJsonBytes: positiveInt.default(1024 * 1024),
+      /** Seconds an HTTP request may take to send its body before it is answered 408. */
+      requestTimeoutSec: positiveInt.default(60),
+      /** Open HTTP + WebSocket connections allowed in total. */
+      maxConnections: positiveInt.default(10_000),
+    })
+    .strict()
+    .prefault({}),
+  log: z
+    .object({
+      /** pino level. Env LOG_LEVEL. */
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      /** Human-readable lines instead of JSON (needs pino-pretty). Env LOG_PRETTY. */
+      pretty: z.boolean().default(false),
+    })
+    .strict()
+    .prefault({}),
+  /** fs store, outbox, spool and state live here. Env DATA_DIR. */
+  dataDir: z.string().min(1).default('./data'),
+  auth: z
+    .object({
+      /** Key of the default tenant. Secret: env API_KEY. Generated into DATA_DIR when unset. */
+      apiKey: z.string().min(16).optional(),
+      /** JSON file of tenants with hashed keys and limits. Env TENANTS_FILE. */
+      tenantsFile: z.string().min(1).optional(),
+      /** Name of the tenant that API_KEY belongs to. */
+      defaultTenant: z.string().min(1).max(64).default('default'),
+    })
+    .strict()
+    .prefault({}),
+  /** Limits applied to tenants that do not set their own. */
+  tenantDefaults: z
+    .object({
+      /** Concurrent live streams per tenant. */
+      maxStreams: positiveInt.default(500),
+      /** API requests per minute per tenant (token bucket, burst = this value). */
+      requestsPerMinute: positiveInt.default(6000),
+    })
+    .strict()
+    .prefault({}),
+  livekit: z
+    .object({
+      /** HS256 secret of egress tokens. Secret: env EGRESS_TOKEN_SECRET. Generated into DATA_DIR when unset. */
+      egressTokenSecret: z.string().min(32).optional(),
+      /** Refuse egress connections without a token. */
+      requireToken: z.boolean().default(true),
+      /** Default lifetime of minted egress URLs. */
+      tokenTtlSec: positiveInt.max(7 * 24 * 3600).default(3600),
+      /** LiveKit API key for webhook verification. Env LIVEKIT_API_KEY. */
+      apiKey: z.string().min(1).optional(),
+      /** LiveKit API secret. Secret: env LIVEKIT_API_SECRET. */
+      apiSecret: z.string().min(1).optional(),
+      /** Chunk length in seconds when the URL gives none. Env GROUP_SECONDS. */
+      groupSeconds: z.number().min(0.1).max(600).default(2),
+      /** Seconds without any frame (audio, text or ping) before a stream ends with `timeout`. */
+      idleTimeoutSec: z.number().int().min(8).max(960).default(90),
+      /** Largest WebSocket message accepted; larger closes the stream (counted). */
+      maxPayloadBytes: positiveInt.default(64 * 1024),
+      /** While muted: `none` writes nothing, `silence` fills the muted span with silence. */
+      muteFill: z.enum(['none', 'silence']).default('none'),
+      /** Live streams this host accepts in total. */
+      maxStreams: positiveInt.default(2000),
+    })
+    .strict()
+    .prefault({}),
+  output: z
+    .object({
+      /** Output sample rate; unset keeps the source rate (48 kHz LiveKit, 16 kHz voice notes). */
+      sampleRate: z.union([z.literal(8000), z.literal(16000), z.literal(22050), z.literal(24000), z.literal(32000), z.literal(44100), z.literal(48000)]).optional(),
+      /** Output channels (1 = downmix). */
+      channels: z.union([z.literal(1), z.literal(2)]).default(1),
+      /** Normalization: none, peak or loudness (never clips). */
+      normalize: z.enum(['none', 'peak', 'loudness']).default('none'),
+      /** Target level in dBFS for peak / RMS loudness. */
+      targetDb: z.number().min(-40).max(0).default(-1),
+    })
+    .strict()
+    .prefault({}),
+  storage: z
+    .object({
+      /** `fs` (embedded, under DATA_DIR/objects) or `s3`. Env STORAGE_DRIVER. */
+      driver: z.enum(['fs', 's3']).default('fs'),
+      /** Prefix of every key. */
+      prefix: z.string().max(256).regex(/^[A-Za-z0-9._\-/]*$/, 'letters, digits, . _ - /').default(''),
+      /** Multipart part size in MiB (S3 needs ≥ 5). */
+      partSizeMiB: z.number().int().min(5).max(512).default(5),
+      /** Also store every chunk as its own object. */
+      chunkObjects: z.boolean().default(false),
+      /** Lifetime of presigned GET URLs. */
+      presignTtlSec: positiveInt.max(7 * 24 * 3600).default(3600),
+      /** Delete objects older than this many days (0 = keep). */
+      retentionDays: z.number().int().min(0).default(0),
+      s3: z
+        .object({
+          /** Env S3_ENDPOINT. */
+          endpoint: url.optional(),
+          /** Env S3_BUCKET. */
+          bucket: z.string().min(3).max(63).default('audio-ingestd'),
+          /** Env S3_REGION. */
+          region: z.string().min(1).default('us-east-1'),
+          /** Env S3_FORCE_PATH_STYLE. */
+          forcePathStyle: z.boolean().default(false),
+        })
+        .strict()
+        .prefault({}),
+    })
+    .strict()
+    .prefault({}),
+  spool: z
+    .object({
+      /** Local bytes live audio may occupy while the store is slow or down. Env SPOOL_MAX_BYTES. */
+      maxBytes: positiveInt.default(2 * 1024 ** 3),
+    })
+    .strict()
+    .prefault({}),
+  events: z
+    .object({
+      /** RabbitMQ URL; unset writes events to DATA_DIR/events.ndjson. Secret: env AMQP_URL. */
+      amqpUrl: z.string().regex(/^amqps?:\/\//, 'an amqp:// or amqps:// URL').optional(),
+      /** Topic exchange events are published to. */
+      exchange: z.string().min(1).default('audio.events'),
+      /** Queue receiving voicenote.stored as GlobalQueueMessage. */
+      globalQueue: z.string().min(1).default('global.messages'),
+      /** Fanout exchange for cross-host signals (room_finished). */
+      signalsExchange: z.string().min(1).default('audio.signals'),
+      /** Main webhook. Env WEBHOOK_URL. */
+      webhookUrl: url.optional(),
+      /** Monitoring webhook (queue.error, queue.stats, filter.applied). Env MONITORING_WEBHOOK_URL. */
+      monitoringWebhookUrl: url.optional(),
+      /** HMAC secret of webhook signatures. Secret: env WEBHOOK_SECRET. */
+      webhookSecret: z.string().min(16).optional(),
+      /** Attempts before a webhook delivery gives up with queue.error. */
+      webhookMaxAttempts: positiveInt.max(100).default(10),
+      /** Seconds between queue.stats to the monitoring webhook. */
+      statsIntervalSec: positiveInt.default(60),
+    })
+    .strict()
+    .prefault({}),
+  chunkDispatch: z
+    .object({
+      /** Analysis endpoint receiving every chunk; unset disables. Env CHUNK_DISPATCH_URL. */
+      url: url.optional(),
+      /** Bearer key for it. Secret: env CHUNK_DISPATCH_API_KEY. */
+      apiKey: z.string().min(1).optional(),
+      /** `wav` (audio/wav) or `l16` (audio/L16). */
+      format: z.enum(['wav', 'l16']).default('wav'),
+      timeoutMs: positiveInt.default(10_000),
+      maxAttempts: positiveInt.max(20).default(5),
+    })
+    .strict()
+    .prefault({}),
+  whatsapp: z
+    .object({
+      /** Largest media body accepted. */
+      maxBytes: positiveInt.default(64 * 1024 * 1024),
+      /** Also store the original media next to the WAV. */
+      keepOriginal: z.boolean().default(false),
+      /** Output rate of voice notes (default keeps 16 kHz). */
+      sampleRate: z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)]).default(16000),
+      /** ffmpeg processes running at once. */
+      ffmpegConcurrency: positiveInt.max(64).default(4),
+      /** Seconds a decode may take. */
+      decodeTimeoutSec: positiveInt.default(120),
+      filter: z
+        .object({
+          minSec: z.number().min(1).max(300).default(3),
+          maxSec: z.number().positive().max(7200).default(7200),
+          /** Per-instance overrides. */
+          instances: z
+            .record(z.string(), z.object({ minSec: z.number().min(1).max(300), maxSec: z.number().positive().max(7200), enabled: z.boolean().default(true) }).strict())
+            .default({}),
+        })
+        .strict()
+        .prefault({}),
+      amqpConsumer: z
+        .object({
+          /** Consume Evolution API's exchange (needs events.amqpUrl). */
+          enabled: z.boolean().default(false),
+          exchange: z.string().min(1).default('evolution_exchange'),
+          routingKey: z.string().min(1).default('messages.upsert'),
+          queue: z.string().min(1).default('audio-ingestd.messages.upsert'),
+          prefetch: positiveInt.max(1000).default(8),
+        })
+        .strict()
+        .prefault({}),
+    })
+    .strict()
+    .prefault({}),
+  rateLimit: z
+    .object({
+      /** Whole-daemon bucket. */
+      global: limitSchema.default({ capacity: 500, refillPerMinute: 500 }),
+      /** Per tenant. */
+      tenant: limitSchema.default({ capacity: 500, refillPerMinute: 500 }),
+      /** Per tenant and WhatsApp instance. */
+      instance: limitSchema.default({ capacity: 500, refillPerMinute: 500 }),
+      /** Shared bucket store for several hosts. Env REDIS_URL. */
+      redisUrl: z.string().regex(/^rediss?:\/\//, 'a redis:// URL').optional(),
+    })
+    .strict()
+    .prefault({}),
+  shutdown: z
+    .object({
+      /** Seconds live streams may continue after SIGTERM before they are finalized. Env DRAIN_SECONDS. */
+      drainSeconds: z.number().min(0).max(3600).default(25),
+    })
+    .strict()
+    .prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Paths of secret values: never read from JSON files, always redacted. */
+export const SECRET_PATHS = [
+  'auth.apiKey',
+  'livekit.egressTokenSecret',
+  'livekit.apiSecret',
+  'events.amqpUrl',
+  'events.webhookSecret',
+  'chunkDispatch.apiKey',
+  'rateLimit.redisUrl',
+] as const;
