@@ -1,22 +1,33 @@
 import { mkdirSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Config } from './config/schema.js';
 import { persistentSecret } from './config/secrets.js';
+import { AppError } from './errors.js';
+import { Outbox } from './events/outbox.js';
+import type { Sink } from './events/outbox.js';
+import { recordingCompleted } from './events/types.js';
+import { registerObjectRoutes } from './http/object-routes.js';
 import { type ReadinessCheck, registerOpsRoutes } from './http/ops-routes.js';
 import { HttpServer } from './http/server.js';
 import { uwsRuntime } from './http/uws.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { TenantRegistry } from './tenants/tenant-registry.js';
+import { ChunkObjects } from './recording/chunk-objects.js';
+import type { ChunkSink } from './recording/recording.js';
+import { RecordingService } from './recording/recording-service.js';
+import { MemoryReplayGuard } from './sources/egress-token.js';
+import { registerEgressUrlRoute } from './sources/livekit-egress-urls.js';
+import { LiveKitEgressSource } from './sources/livekit-egress.js';
+import { registerLiveKitWebhook } from './sources/livekit-webhook.js';
+import { FsObjectStore } from './storage/fs-store.js';
+import { ObjectKeys } from './storage/keys.js';
+import { MasterUpload } from './storage/master-upload.js';
+import type { ObjectStore } from './storage/object-store.js';
+import { S3ObjectStore } from './storage/s3-store.js';
+import { Spool } from './storage/spool.js';
+import { apiKeyFromHeaders, type Tenant, TenantRegistry } from './tenants/tenant-registry.js';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-
-/** A part of the daemon with a lifecycle; started in order, stopped in reverse. */
-export interface Component {
-  readonly name: string;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
 
 export interface AppOptions {
   logger?: Logger;
@@ -26,8 +37,11 @@ export interface AppOptions {
 export type AppState = 'created' | 'starting' | 'running' | 'draining' | 'stopped';
 
 /**
- * Wires every part of the daemon. `start()` brings it up and listens; `stop()` drains (no new
- * work, live streams may continue up to `shutdown.drainSeconds`), finalizes and closes.
+ * Wires every part of the daemon — the only place that knows them all. `start()` listens
+ * first (answering 503 until ready, so an operator sees the daemon while recovery runs),
+ * recovers what a previous process left, then opens for work. `stop()` drains: not ready at
+ * once, new work refused with DRAINING, live streams may continue up to
+ * `shutdown.drainSeconds`, then every recording is finalized and the outbox flushed.
  */
 export class App {
   readonly config: Config;
@@ -36,11 +50,15 @@ export class App {
   readonly dataDir: string;
   readonly http: HttpServer;
   tenants!: TenantRegistry;
+  store!: ObjectStore;
+  outbox!: Outbox;
+  recordings!: RecordingService;
+  livekit!: LiveKitEgressSource;
+  readonly keys: ObjectKeys;
+  readonly spool: Spool;
   /** Secrets in force (from the environment, or generated into DATA_DIR for the embedded defaults). */
-  readonly secrets: { apiKey?: string; egressTokenSecret: string } = { egressTokenSecret: '' };
-  private readonly components: Component[] = [];
+  readonly secrets: { apiKey?: string; egressTokenSecret: string; objectUrlSecret: string } = { egressTokenSecret: '', objectUrlSecret: '' };
   private readonly checks: ReadinessCheck[] = [];
-  private readonly drainWaiters: (() => Promise<void>)[] = [];
   private stateValue: AppState = 'created';
   private port = 0;
   private stopping: Promise<void> | undefined;
@@ -50,7 +68,14 @@ export class App {
     this.logger = options.logger ?? createLogger({ level: config.log.level, pretty: config.log.pretty });
     this.metrics = options.metrics ?? new Metrics();
     this.dataDir = resolve(config.dataDir);
-    this.http = new HttpServer({ logger: this.logger, metrics: this.metrics, requestTimeoutSec: config.server.requestTimeoutSec });
+    this.http = new HttpServer({
+      logger: this.logger,
+      metrics: this.metrics,
+      requestTimeoutSec: config.server.requestTimeoutSec,
+      gate: (route) => this.gate(route),
+    });
+    this.keys = new ObjectKeys({ prefix: config.storage.prefix });
+    this.spool = new Spool({ maxBytes: config.spool.maxBytes, metrics: this.metrics });
   }
 
   get state(): AppState {
@@ -70,55 +95,181 @@ export class App {
   get publicUrl(): string {
     if (this.config.server.publicUrl) return this.config.server.publicUrl.replace(/\/+$/, '');
     const host = this.config.server.host === '0.0.0.0' || this.config.server.host === '::' ? '127.0.0.1' : this.config.server.host;
-    return `http://${host}:${this.port}`;
+    return `http://${host.includes(':') ? `[${host}]` : host}:${this.port}`;
   }
 
-  addComponent(component: Component): void {
-    this.components.push(component);
+  /** API-key authentication for every API route. */
+  authenticate(headers: Record<string, string>): Tenant {
+    return this.tenants.authenticate(apiKeyFromHeaders(headers));
   }
 
-  addReadinessCheck(check: ReadinessCheck): void {
-    this.checks.push(check);
-  }
-
-  /** Called during drain; resolves when that part has no live work left (or is told to finish). */
-  addDrainWaiter(waiter: () => Promise<void>): void {
-    this.drainWaiters.push(waiter);
+  /** Refuses work while starting or draining; ops routes always pass. */
+  private gate(route: string): AppError | undefined {
+    if (route === 'health' || route === 'ready' || route === 'metrics') return undefined;
+    if (this.stateValue === 'starting') return new AppError('OVERLOADED', 'the daemon is starting', { retryAfterSec: 2 });
+    if (this.draining) return new AppError('DRAINING', 'the daemon is shutting down', { retryAfterSec: 5 });
+    return undefined;
   }
 
   async start(): Promise<void> {
     if (this.stateValue !== 'created') throw new Error(`cannot start an app that is ${this.stateValue}`);
     this.stateValue = 'starting';
-    const log = this.logger;
+    const { config, logger: log, metrics } = this;
     mkdirSync(this.dataDir, { recursive: true });
 
-    this.metrics.buildInfo.set({ version: VERSION, node: process.version, uws_native: String(uwsRuntime.native) }, 1);
+    metrics.buildInfo.set({ version: VERSION, node: process.version, uws_native: String(uwsRuntime.native) }, 1);
     if (uwsRuntime.native) log.info({ binary: uwsRuntime.binary }, 'uWebSockets.js native binary loaded');
     else log.error('uWebSockets.js fell back to its JavaScript implementation: expect far lower throughput');
 
     this.loadSecrets();
     this.tenants = new TenantRegistry({
-      defaultTenant: this.config.auth.defaultTenant,
+      defaultTenant: config.auth.defaultTenant,
       apiKey: this.secrets.apiKey,
-      tenantsFile: this.config.auth.tenantsFile,
-      defaults: this.config.tenantDefaults,
+      tenantsFile: config.auth.tenantsFile,
+      defaults: config.tenantDefaults,
     });
 
-    registerOpsRoutes(this.http, {
-      metrics: this.metrics,
-      checks: () => this.checks,
-      draining: () => this.draining,
-      version: VERSION,
-    });
+    this.registerRoutes();
+    this.port = await this.http.listen(config.server.host, config.server.port);
+    log.info({ host: config.server.host, port: this.port }, 'listening (starting)');
 
-    for (const c of this.components) {
-      await c.start();
-      log.debug({ component: c.name }, 'component started');
+    // Storage
+    this.store =
+      config.storage.driver === 's3'
+        ? new S3ObjectStore({
+            endpoint: config.storage.s3.endpoint,
+            region: config.storage.s3.region,
+            bucket: config.storage.s3.bucket,
+            forcePathStyle: config.storage.s3.forcePathStyle,
+          })
+        : new FsObjectStore({ root: join(this.dataDir, 'store'), presign: { baseUrl: this.publicUrl, secret: this.secrets.objectUrlSecret } });
+    await this.store.start();
+    this.checks.push({ name: 'store', check: () => this.store.ping() });
+
+    // Events
+    const sinks = createEventSinks({ config, dataDir: this.dataDir, logger: log, metrics });
+    this.outbox = new Outbox({ dir: join(this.dataDir, 'outbox'), sinks, logger: log, metrics });
+    await this.outbox.start();
+    for (const sink of sinks) this.checks.push({ name: `events:${sink.name}`, check: () => assertReady(sink.ready?.() ?? true, sink.name) });
+
+    await this.recoverMasters();
+
+    // Live recordings
+    const presign = async (key: string): Promise<{ url: string; expiresAt: Date }> => ({
+      url: await this.store.presign(key, config.storage.presignTtlSec),
+      expiresAt: new Date(Date.now() + config.storage.presignTtlSec * 1000),
+    });
+    const chunkSinks: ChunkSink[] = [];
+    if (config.storage.chunkObjects) chunkSinks.push(new ChunkObjects({ store: this.store, keys: this.keys, events: this.outbox, presign, logger: log, metrics }));
+    this.recordings = new RecordingService({
+      keys: this.keys,
+      events: this.outbox,
+      chunkSinks,
+      openMaster: ({ recordingId, key, format, metadata }) =>
+        MasterUpload.create({
+          store: this.store,
+          stateDir: this.dataDir,
+          recordingId,
+          key,
+          format,
+          metadata,
+          partSize: config.storage.partSizeMiB * 1024 * 1024,
+          spool: this.spool,
+          logger: log,
+          metrics,
+        }),
+      presign,
+      output: { sampleRate: config.output.sampleRate, channels: config.output.channels },
+      normalize: { mode: config.output.normalize, targetDb: config.output.targetDb },
+      muteFill: config.livekit.muteFill,
+      logger: log,
+      metrics,
+    });
+    await this.livekit.start();
+
+    this.stateValue = 'running';
+    log.info({ port: this.port, dataDir: this.dataDir, storage: config.storage.driver, tenants: this.tenants.size, publicUrl: this.publicUrl }, 'audio-ingestd ready');
+  }
+
+  private registerRoutes(): void {
+    const { config, logger: log, metrics } = this;
+    registerOpsRoutes(this.http, { metrics, checks: () => this.checks, draining: () => this.draining || this.stateValue !== 'running', version: VERSION });
+    registerEgressUrlRoute({
+      server: this.http,
+      authenticate: (h) => this.authenticate(h),
+      secret: () => this.secrets.egressTokenSecret,
+      baseUrl: () => this.publicUrl,
+      defaultTtlSec: config.livekit.tokenTtlSec,
+      maxBodyBytes: config.server.maxJsonBytes,
+    });
+    this.livekit = new LiveKitEgressSource({
+      server: this.http,
+      recordings: {
+        open: (r) => this.recordings.open(r),
+        finish: (rec, reason) => this.recordings.finish(rec, reason),
+        settle: () => this.recordings.settle(),
+      },
+      tenants: { get: (id) => this.tenants.get(id), acquireStream: (t) => this.tenants.acquireStream(t) },
+      replayGuard: new MemoryReplayGuard(),
+      tokenSecret: () => this.secrets.egressTokenSecret,
+      requireToken: config.livekit.requireToken,
+      defaultTenant: config.auth.defaultTenant,
+      defaultGroupSeconds: config.livekit.groupSeconds,
+      idleTimeoutSec: config.livekit.idleTimeoutSec,
+      maxPayloadBytes: config.livekit.maxPayloadBytes,
+      maxStreams: config.livekit.maxStreams,
+      admitting: () => this.stateValue === 'running',
+      logger: log,
+      metrics,
+    });
+    this.livekit.register();
+    if (config.livekit.apiKey && config.livekit.apiSecret) {
+      registerLiveKitWebhook({
+        server: this.http,
+        apiKey: config.livekit.apiKey,
+        apiSecret: config.livekit.apiSecret,
+        maxBodyBytes: config.server.maxJsonBytes,
+        logger: log,
+        onRoomFinished: async (roomName) => {
+          // A LiveKit project maps to every tenant that has streams in that room name on this host.
+          for (const rec of this.recordings.all()) if (rec.identity.roomName === roomName) this.livekit.finishRoom(rec.identity.tenant, roomName);
+        },
+      });
+    } else {
+      log.info('LIVEKIT_API_KEY/LIVEKIT_API_SECRET not set: POST /livekit/webhook is not served');
+    }
+    if (config.storage.driver === 'fs') {
+      registerObjectRoutes({ server: this.http, store: () => this.store as FsObjectStore, secret: () => this.secrets.objectUrlSecret });
     }
     this.http.fallback();
-    this.port = await this.http.listen(this.config.server.host, this.config.server.port);
-    this.stateValue = 'running';
-    log.info({ host: this.config.server.host, port: this.port, dataDir: this.dataDir, storage: this.config.storage.driver, tenants: this.tenants.size }, 'audio-ingestd listening');
+  }
+
+  /** Completes masters a crashed process left behind and announces them. */
+  private async recoverMasters(): Promise<void> {
+    const recovered = await MasterUpload.recover({ store: this.store, stateDir: this.dataDir, spool: this.spool, logger: this.logger });
+    for (const r of recovered) {
+      const m = r.metadata;
+      const durationSec = Math.round((r.dataBytes / (r.format.sampleRate * r.format.channels * 2)) * 1000) / 1000;
+      await this.outbox.append(
+        recordingCompleted({
+          recording_id: r.recordingId,
+          s3_key_master: r.key,
+          tenant_id: m['tenant'] ?? this.config.auth.defaultTenant,
+          user_id: m['participant'] ?? '',
+          platform: 'livekit',
+          room_name: m['room-name'] ?? '',
+          meeting_id: m['meeting-id'] ?? null,
+          track_id: m['track-id'] ?? null,
+          duration_sec: durationSec,
+          size_bytes: r.size,
+          completed_at: new Date().toISOString(),
+          end_reason: 'aborted',
+          url: null,
+          url_expires_at: null,
+        }),
+      );
+      this.logger.warn({ recordingId: r.recordingId, key: r.key, sizeBytes: r.size }, 'recording recovered after an unclean stop');
+    }
   }
 
   private loadSecrets(): void {
@@ -135,13 +286,10 @@ export class App {
       this.secrets.egressTokenSecret = s.value;
       log.warn({ path: s.path, created: s.created }, 'EGRESS_TOKEN_SECRET not set: using the generated secret stored in this file (other hosts cannot verify its tokens)');
     }
+    this.secrets.objectUrlSecret = persistentSecret(this.dataDir, 'object-url-secret').value;
   }
 
-  /**
-   * Drain then stop: not ready at once, new work refused with DRAINING, live work may finish
-   * until `drainSeconds`, then every part is stopped in reverse order (they finalize what is
-   * left). Idempotent.
-   */
+  /** Drain then stop; idempotent. */
   stop(options: { drainSeconds?: number; reason?: string } = {}): Promise<void> {
     this.stopping ??= this.doStop(options.drainSeconds ?? this.config.shutdown.drainSeconds, options.reason ?? 'stop');
     return this.stopping;
@@ -151,26 +299,37 @@ export class App {
     const log = this.logger;
     const wasRunning = this.stateValue === 'running';
     this.stateValue = 'draining';
-    log.info({ reason, drainSeconds }, 'draining');
-    if (wasRunning && drainSeconds > 0 && this.drainWaiters.length > 0) {
+    log.info({ reason, drainSeconds, liveStreams: this.livekit?.openStreams ?? 0 }, 'draining');
+    if (wasRunning && drainSeconds > 0) {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((r) => {
         timer = setTimeout(() => r('timeout'), drainSeconds * 1000);
       });
-      const outcome = await Promise.race([Promise.all(this.drainWaiters.map((w) => w())).then(() => 'drained' as const), deadline]);
+      const outcome = await Promise.race([this.livekit.whenNoStreams().then(() => 'drained' as const), deadline]);
       clearTimeout(timer);
-      log.info({ outcome }, 'drain window over');
+      log.info({ outcome, liveStreams: this.livekit.openStreams }, 'drain window over');
     }
-    for (const c of [...this.components].reverse()) {
+    const step = async (name: string, fn: () => Promise<void>): Promise<void> => {
       try {
-        await c.stop();
-        log.debug({ component: c.name }, 'component stopped');
+        await fn();
       } catch (err) {
-        log.error({ err, component: c.name }, 'component failed to stop cleanly');
+        log.error({ err, component: name }, 'component failed to stop cleanly');
       }
-    }
+    };
+    if (this.livekit) await step('livekit', () => this.livekit.stop());
+    if (this.outbox) await step('outbox', () => this.outbox.stop());
+    if (this.store) await step('store', () => this.store.stop());
     this.http.stopListening();
     this.stateValue = 'stopped';
     log.info('stopped');
   }
+}
+
+/** The outbox's destinations: RabbitMQ when AMQP_URL is set, else the NDJSON log; plus webhooks when configured. */
+function createEventSinks(_args: { config: Config; dataDir: string; logger: Logger; metrics: Metrics }): Sink[] {
+  return [];
+}
+
+function assertReady(ok: boolean, name: string): void {
+  if (!ok) throw new Error(`${name} is not connected`);
 }

@@ -170,6 +170,8 @@ export interface HttpServerOptions {
   metrics: Metrics;
   /** Seconds a request may take before it is answered 408 and closed. */
   requestTimeoutSec: number;
+  /** Checked before every route handler (by route label); an error answers the request instead. */
+  gate?: (route: string) => AppError | undefined;
 }
 
 type Method = 'get' | 'post' | 'put' | 'del' | 'patch' | 'any';
@@ -204,6 +206,11 @@ export class HttpServer {
   }
 
   private run(ctx: RequestContext, label: string, handler: Handler): void {
+    const refusal = this.options.gate?.(label);
+    if (refusal) {
+      this.reply(ctx, label, errorReply(refusal));
+      return;
+    }
     this.inflight.add(ctx);
     const timer = setTimeout(() => {
       if (!ctx.answered) {

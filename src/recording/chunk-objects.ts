@@ -1,0 +1,126 @@
+import type { PcmFormat } from '../audio/pcm-format.js';
+import { isAppError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ObjectKeys } from '../storage/keys.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { chunkEvent, type ChunkSink, type EventAppender, type RecordingIdentity } from './recording.js';
+
+export interface ChunkObjectsOptions {
+  store: ObjectStore;
+  keys: ObjectKeys;
+  events: EventAppender;
+  presign: (key: string) => Promise<{ url: string; expiresAt: Date } | null>;
+  logger: Logger;
+  metrics: Metrics;
+  /** Bytes of chunks waiting to be stored across all recordings; beyond it chunks are dropped (the master still has them). */
+  maxPendingBytes?: number;
+  /** Uploads in flight at once. */
+  concurrency?: number;
+  /** Attempts per chunk while the store is unavailable. */
+  maxAttempts?: number;
+}
+
+interface Job {
+  identity: RecordingIdentity;
+  seq: number;
+  wav: Buffer;
+  format: PcmFormat;
+  startFrame: number;
+  frames: number;
+  receivedAt: number;
+}
+
+/**
+ * Stores each chunk as its own object and announces it with `recording.chunk`. Secondary to
+ * the master (which has every sample), so it is bounded: a full queue drops the chunk object,
+ * counted, rather than holding memory without limit.
+ */
+export class ChunkObjects implements ChunkSink {
+  private readonly queue: Job[] = [];
+  private pendingBytes = 0;
+  private running = 0;
+  private readonly perRecording = new Map<string, { count: number; waiters: (() => void)[] }>();
+
+  constructor(private readonly opts: ChunkObjectsOptions) {}
+
+  chunk(identity: RecordingIdentity, seq: number, wav: Buffer, format: PcmFormat, startFrame: number, frames: number): void {
+    const max = this.opts.maxPendingBytes ?? 64 * 1024 * 1024;
+    if (this.pendingBytes + wav.length > max) {
+      this.opts.metrics.framesDropped.inc({ source: identity.source, reason: 'chunk_queue_full' });
+      this.opts.logger.warn({ recordingId: identity.recordingId, seq }, 'chunk object dropped: queue full');
+      return;
+    }
+    this.pendingBytes += wav.length;
+    const entry = this.perRecording.get(identity.recordingId) ?? { count: 0, waiters: [] };
+    entry.count += 1;
+    this.perRecording.set(identity.recordingId, entry);
+    this.queue.push({ identity, seq, wav, format, startFrame, frames, receivedAt: Date.now() });
+    this.pump();
+  }
+
+  settle(recordingId: string): Promise<void> {
+    const entry = this.perRecording.get(recordingId);
+    if (!entry || entry.count === 0) return Promise.resolve();
+    return new Promise((resolve) => entry.waiters.push(resolve));
+  }
+
+  private pump(): void {
+    const concurrency = this.opts.concurrency ?? 8;
+    while (this.running < concurrency && this.queue.length > 0) {
+      const job = this.queue.shift()!;
+      this.running += 1;
+      void this.store(job).finally(() => {
+        this.running -= 1;
+        this.pendingBytes -= job.wav.length;
+        const entry = this.perRecording.get(job.identity.recordingId);
+        if (entry) {
+          entry.count -= 1;
+          if (entry.count === 0) {
+            this.perRecording.delete(job.identity.recordingId);
+            for (const w of entry.waiters) w();
+          }
+        }
+        this.pump();
+      });
+    }
+  }
+
+  private async store(job: Job): Promise<void> {
+    const { identity: id } = job;
+    const key = this.opts.keys.chunk(
+      { tenant: id.tenant, meetingId: id.meetingId, roomName: id.roomName, participant: id.participant ?? '_', trackId: id.trackId ?? '_', recordingId: id.recordingId },
+      job.seq,
+    );
+    const attempts = this.opts.maxAttempts ?? 5;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.opts.store.put(key, job.wav, {
+          contentType: 'audio/wav',
+          metadata: {
+            tenant: id.tenant,
+            source: id.source,
+            'recording-id': id.recordingId,
+            'sample-rate': String(job.format.sampleRate),
+            channels: String(job.format.channels),
+            'duration-sec': String(job.frames / job.format.sampleRate),
+            seq: String(job.seq),
+          },
+        });
+        break;
+      } catch (err) {
+        if (attempt >= attempts || !isAppError(err, 'STORAGE_UNAVAILABLE')) {
+          this.opts.metrics.framesDropped.inc({ source: id.source, reason: 'chunk_store_failed' });
+          this.opts.logger.error({ err, recordingId: id.recordingId, seq: job.seq }, 'chunk object not stored');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(10_000, 200 * 2 ** attempt) * (0.5 + Math.random() / 2)));
+      }
+    }
+    this.opts.metrics.chunkLatency.observe((Date.now() - job.receivedAt) / 1000);
+    const link = await this.opts.presign(key).catch(() => null);
+    await this.opts.events
+      .append(chunkEvent(id, job.seq, key, job.format, job.startFrame, job.frames, job.wav.length, link))
+      .catch((err: unknown) => this.opts.logger.error({ err, recordingId: id.recordingId }, 'recording.chunk could not be written to the outbox'));
+  }
+}

@@ -1,0 +1,150 @@
+import { randomUUID } from 'node:crypto';
+import type { PcmFormat } from '../audio/pcm-format.js';
+import type { EndReason } from '../events/types.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ObjectKeys } from '../storage/keys.js';
+import type { ObjectMetadata } from '../storage/object-store.js';
+import { type ChunkSink, type EventAppender, type MasterWriter, Recording, type RecordingIdentity, type RecordingResult } from './recording.js';
+
+export interface RecordingServiceOptions {
+  keys: ObjectKeys;
+  events: EventAppender;
+  chunkSinks: ChunkSink[];
+  /** Opens the streamed master object of a recording. */
+  openMaster: (args: { recordingId: string; key: string; format: PcmFormat; metadata: ObjectMetadata }) => Promise<MasterWriter>;
+  presign: (key: string) => Promise<{ url: string; expiresAt: Date } | null>;
+  /** Output format; `sampleRate` undefined keeps the source rate. */
+  output: { sampleRate?: number | undefined; channels: 1 | 2 };
+  normalize: { mode: 'none' | 'peak' | 'loudness'; targetDb: number };
+  muteFill: 'none' | 'silence';
+  logger: Logger;
+  metrics: Metrics;
+}
+
+export interface OpenRecording {
+  identity: Omit<RecordingIdentity, 'recordingId'>;
+  input: PcmFormat;
+  groupSeconds: number;
+}
+
+/**
+ * Every live recording of this host: opens them (master first, so the first frame already has
+ * somewhere to go), indexes them by room for `room_finished`, and tracks finalization so a
+ * shutdown waits for every master to be completed.
+ */
+export class RecordingService {
+  private readonly live = new Map<string, Recording>();
+  private readonly byRoom = new Map<string, Set<Recording>>();
+  private readonly finishing = new Set<Promise<RecordingResult>>();
+  private readonly idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly opts: RecordingServiceOptions) {}
+
+  get liveCount(): number {
+    return this.live.size;
+  }
+
+  get(recordingId: string): Recording | undefined {
+    return this.live.get(recordingId);
+  }
+
+  async open(request: OpenRecording): Promise<Recording> {
+    const recordingId = randomUUID();
+    const identity: RecordingIdentity = { ...request.identity, recordingId };
+    const output: PcmFormat = { sampleRate: this.opts.output.sampleRate ?? request.input.sampleRate, channels: this.opts.output.channels };
+    const key = this.opts.keys.master({
+      tenant: identity.tenant,
+      meetingId: identity.meetingId,
+      roomName: identity.roomName,
+      participant: identity.participant ?? '_',
+      trackId: identity.trackId ?? '_',
+      recordingId,
+    });
+    const metadata: ObjectMetadata = {
+      tenant: identity.tenant,
+      source: identity.source,
+      'recording-id': recordingId,
+      'sample-rate': String(output.sampleRate),
+      channels: String(output.channels),
+    };
+    const master = await this.opts.openMaster({ recordingId, key, format: output, metadata });
+    const recording = new Recording({
+      identity,
+      input: request.input,
+      output,
+      chunkFrames: Math.max(1, Math.round(request.groupSeconds * output.sampleRate)),
+      muteFill: this.opts.muteFill,
+      normalize: this.opts.normalize,
+      masterKey: key,
+      master,
+      events: this.opts.events,
+      chunkSinks: this.opts.chunkSinks,
+      presign: this.opts.presign,
+      logger: this.opts.logger,
+      metrics: this.opts.metrics,
+    });
+    this.live.set(recordingId, recording);
+    const roomKey = roomKeyOf(identity.tenant, identity.roomName);
+    let room = this.byRoom.get(roomKey);
+    if (!room) this.byRoom.set(roomKey, (room = new Set()));
+    room.add(recording);
+    this.opts.metrics.streamsActive.inc({ source: identity.source });
+    this.opts.logger.info({ recordingId, tenant: identity.tenant, roomName: identity.roomName, trackId: identity.trackId, participant: identity.participant, key }, 'recording started');
+    return recording;
+  }
+
+  /** Ends one recording (idempotent); resolves when its master and events are durable. */
+  finish(recording: Recording, reason: EndReason): Promise<RecordingResult> {
+    const id = recording.identity;
+    if (this.live.delete(id.recordingId)) {
+      const roomKey = roomKeyOf(id.tenant, id.roomName);
+      const room = this.byRoom.get(roomKey);
+      room?.delete(recording);
+      if (room?.size === 0) this.byRoom.delete(roomKey);
+      this.opts.metrics.streamsActive.dec({ source: id.source });
+      this.opts.metrics.streamsTotal.inc({ source: id.source, end_reason: reason });
+    }
+    const done = recording.finish(reason);
+    this.finishing.add(done);
+    void done.finally(() => {
+      this.finishing.delete(done);
+      this.notifyIdle();
+    });
+    return done;
+  }
+
+  /** Recordings of a room on this host (for room_finished). */
+  inRoom(tenant: string, roomName: string): Recording[] {
+    return [...(this.byRoom.get(roomKeyOf(tenant, roomName)) ?? [])];
+  }
+
+  all(): Recording[] {
+    return [...this.live.values()];
+  }
+
+  /** Resolves once no recording is live or finishing. */
+  whenIdle(): Promise<void> {
+    if (this.live.size === 0 && this.finishing.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Waits for every finalization already started. */
+  async settle(): Promise<void> {
+    while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
+  }
+
+  private notifyIdle(): void {
+    if (this.live.size > 0 || this.finishing.size > 0) return;
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Called by sources when a stream leaves the live set without finish (e.g. refused before open). */
+  touchIdle(): void {
+    this.notifyIdle();
+  }
+}
+
+function roomKeyOf(tenant: string, roomName: string): string {
+  return `${tenant}\u0000${roomName}`;
+}

@@ -1,0 +1,366 @@
+import { LivePcmPipeline } from '../audio/live-pipeline.js';
+import { StreamingNormalizer } from '../audio/normalize.js';
+import { bytesPerFrame, framesToSeconds, type PcmFormat } from '../audio/pcm-format.js';
+import { encodeWav } from '../audio/wav.js';
+import { toAppError } from '../errors.js';
+import { type EndReason, type MuteInterval, recordingChunk, recordingCompleted, recordingFailed, recordingStarted, type AudioEvent } from '../events/types.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ObjectMetadata } from '../storage/object-store.js';
+
+/** Who a live recording belongs to and what it is of (from the signed egress token). */
+export interface RecordingIdentity {
+  recordingId: string;
+  tenant: string;
+  roomName: string;
+  meetingId?: string | undefined;
+  participant?: string | undefined;
+  trackId?: string | undefined;
+  source: 'livekit';
+}
+
+/** The streamed master object; `storage/master-upload.ts` provides it. */
+export interface MasterWriter {
+  /** Takes ownership of `pcm`; never blocks, never throws on store trouble. */
+  write(pcm: Buffer): void;
+  finish(extraMetadata?: ObjectMetadata): Promise<{ key: string; size: number; dataBytes: number; droppedBytes: number }>;
+  abort(): Promise<void>;
+}
+
+/** Optional per-chunk outputs (chunk objects, analysis dispatch); both never block. */
+export interface ChunkSink {
+  /** Called with the WAV bytes of each chunk; returns the object key when it stores one. */
+  chunk(recording: RecordingIdentity, seq: number, wav: Buffer, pcmFormat: PcmFormat, startFrame: number, frames: number): void;
+  /** Resolves when every chunk handed over so far is settled. */
+  settle?(recordingId: string): Promise<void>;
+}
+
+export interface EventAppender {
+  append(event: AudioEvent): Promise<void>;
+}
+
+export interface RecordingOptions {
+  identity: RecordingIdentity;
+  input: PcmFormat;
+  output: PcmFormat;
+  /** Output frames per chunk. */
+  chunkFrames: number;
+  muteFill: 'none' | 'silence';
+  normalize: { mode: 'none' | 'peak' | 'loudness'; targetDb: number };
+  masterKey: string;
+  master: MasterWriter;
+  events: EventAppender;
+  chunkSinks: ChunkSink[];
+  presign: (key: string) => Promise<{ url: string; expiresAt: Date } | null>;
+  logger: Logger;
+  metrics: Metrics;
+  now?: () => number;
+}
+
+export interface RecordingResult {
+  status: 'completed' | 'failed';
+  endReason: EndReason;
+  key: string;
+  sizeBytes: number;
+  durationSec: number;
+  frames: number;
+  droppedBytes: number;
+  muteIntervals: MuteInterval[];
+  error: string | null;
+}
+
+type State = 'live' | 'finishing' | 'done';
+
+/**
+ * One live stream's recording, whatever transport feeds it: raw frames and mute flags in,
+ * a master WAV (plus optional chunks) and events out. `pushAudio` is the per-frame path: it
+ * only copies samples into the pipeline's chunk buffer and returns; everything that awaits
+ * happens per chunk, in the sinks. Offsets come from sample counts, not wall clocks.
+ */
+export class Recording {
+  readonly identity: RecordingIdentity;
+  readonly startedAt: number;
+  private readonly opts: RecordingOptions;
+  private readonly pipeline: LivePcmPipeline;
+  private readonly normalizer: StreamingNormalizer | undefined;
+  private readonly inFrameBytes: number;
+  private readonly now: () => number;
+  private state: State = 'live';
+  private muted = false;
+  private mutedSince = 0;
+  private mutedAtFrame = 0;
+  private readonly mutes: MuteInterval[] = [];
+  private seq = 0;
+  private bytesIn = 0;
+  private bytesWhileMuted = 0;
+  private lastFrameAt: number;
+  private finishing: Promise<RecordingResult> | undefined;
+  private readonly started: Promise<void>;
+
+  constructor(opts: RecordingOptions) {
+    this.opts = opts;
+    this.identity = opts.identity;
+    this.now = opts.now ?? Date.now;
+    this.startedAt = this.now();
+    this.lastFrameAt = this.startedAt;
+    this.inFrameBytes = bytesPerFrame(opts.input);
+    this.normalizer =
+      opts.normalize.mode === 'none'
+        ? undefined
+        : new StreamingNormalizer({ mode: opts.normalize.mode, targetDb: opts.normalize.targetDb, sampleRate: opts.output.sampleRate, channels: opts.output.channels });
+    this.pipeline = new LivePcmPipeline({
+      input: opts.input,
+      output: opts.output,
+      chunkFrames: opts.chunkFrames,
+      onChunk: (pcm, firstFrame) => this.onChunk(pcm, firstFrame),
+    });
+    const id = opts.identity;
+    this.started = opts.events
+      .append(
+        recordingStarted({
+          recording_id: id.recordingId,
+          tenant_id: id.tenant,
+          user_id: id.participant ?? '',
+          platform: 'livekit',
+          room_name: id.roomName,
+          meeting_id: id.meetingId ?? null,
+          track_id: id.trackId ?? null,
+          s3_key_master: opts.masterKey,
+          sample_rate: opts.output.sampleRate,
+          channels: opts.output.channels,
+          started_at: new Date(this.startedAt).toISOString(),
+        }),
+      )
+      .catch((err: unknown) => opts.logger.error({ err, recordingId: id.recordingId }, 'recording.started could not be written to the outbox'));
+  }
+
+  get isLive(): boolean {
+    return this.state === 'live';
+  }
+
+  get isMuted(): boolean {
+    return this.muted;
+  }
+
+  /** Milliseconds since the last audio or control frame. */
+  idleMs(now = this.now()): number {
+    return now - this.lastFrameAt;
+  }
+
+  /** Output frames written so far. */
+  get frames(): number {
+    return this.pipeline.outputFrames;
+  }
+
+  get receivedBytes(): number {
+    return this.bytesIn;
+  }
+
+  /** Per-frame path: copy into the pipeline and return. Frames while muted are not written. */
+  pushAudio(data: Uint8Array): void {
+    if (this.state !== 'live') return;
+    this.bytesIn += data.byteLength;
+    this.lastFrameAt = this.now();
+    if (this.muted) {
+      this.bytesWhileMuted += data.byteLength;
+      return;
+    }
+    this.pipeline.push(data);
+  }
+
+  /** Any sign of life (ping, text) that is not audio. */
+  touch(): void {
+    this.lastFrameAt = this.now();
+  }
+
+  setMuted(muted: boolean): void {
+    if (this.state !== 'live' || muted === this.muted) return;
+    const now = this.now();
+    this.lastFrameAt = now;
+    if (muted) {
+      this.muted = true;
+      this.mutedSince = now;
+      this.mutedAtFrame = this.pipeline.outputFrames;
+      return;
+    }
+    this.closeMute(now);
+  }
+
+  private closeMute(now: number): void {
+    this.muted = false;
+    if (this.opts.muteFill === 'silence') {
+      const inputFrames = Math.round(((now - this.mutedSince) / 1000) * this.opts.input.sampleRate);
+      if (inputFrames > 0) this.pipeline.pushSilence(inputFrames);
+    }
+    const start = this.mutedAtFrame;
+    const end = this.pipeline.outputFrames;
+    const rate = this.opts.output.sampleRate;
+    this.mutes.push({
+      start_sec: round3(start / rate),
+      end_sec: round3(end / rate),
+      start_sample: start,
+      end_sample: end,
+      started_at: new Date(this.mutedSince).toISOString(),
+      ended_at: new Date(now).toISOString(),
+    });
+  }
+
+  private onChunk(pcm: Buffer, firstFrame: number): void {
+    const frames = pcm.length / bytesPerFrame(this.opts.output);
+    if (this.normalizer) this.normalizer.process(new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length >> 1));
+    const seq = this.seq++;
+    const m = this.opts.metrics;
+    m.chunksWritten.inc();
+    m.audioSeconds.inc({ source: this.identity.source }, framesToSeconds(frames, this.opts.output));
+    if (this.opts.chunkSinks.length > 0) {
+      const wav = encodeWav(pcm, this.opts.output);
+      for (const sink of this.opts.chunkSinks) {
+        try {
+          sink.chunk(this.identity, seq, wav, this.opts.output, firstFrame, frames);
+        } catch (err) {
+          this.opts.logger.error({ err, recordingId: this.identity.recordingId, seq }, 'chunk sink failed');
+        }
+      }
+    }
+    // Last: the master takes ownership of `pcm`.
+    this.opts.master.write(pcm);
+  }
+
+  /** Ends the recording once; later calls return the same result. */
+  finish(endReason: EndReason): Promise<RecordingResult> {
+    this.finishing ??= this.doFinish(endReason);
+    return this.finishing;
+  }
+
+  private async doFinish(endReason: EndReason): Promise<RecordingResult> {
+    this.state = 'finishing';
+    const now = this.now();
+    if (this.muted) this.closeMute(now);
+    this.pipeline.flush();
+    const leftover = this.pipeline.carryBytes;
+    const id = this.identity;
+    const frames = this.pipeline.outputFrames;
+    const durationSec = round3(framesToSeconds(frames, this.opts.output));
+    const log = this.opts.logger.child({ recordingId: id.recordingId });
+    let result: RecordingResult;
+    try {
+      await this.started;
+      for (const sink of this.opts.chunkSinks) await sink.settle?.(id.recordingId);
+      const stored = await this.opts.master.finish({ 'duration-sec': String(durationSec), 'end-reason': endReason });
+      const link = await this.opts.presign(stored.key).catch(() => null);
+      result = {
+        status: 'completed',
+        endReason,
+        key: stored.key,
+        sizeBytes: stored.size,
+        durationSec,
+        frames,
+        droppedBytes: stored.droppedBytes + leftover,
+        muteIntervals: this.mutes,
+        error: null,
+      };
+      await this.opts.events.append(
+        recordingCompleted(
+          {
+            recording_id: id.recordingId,
+            s3_key_master: stored.key,
+            tenant_id: id.tenant,
+            user_id: id.participant ?? '',
+            platform: 'livekit',
+            room_name: id.roomName,
+            meeting_id: id.meetingId ?? null,
+            track_id: id.trackId ?? null,
+            duration_sec: durationSec,
+            size_bytes: stored.size,
+            completed_at: new Date(this.now()).toISOString(),
+            end_reason: endReason,
+            url: link?.url ?? null,
+            url_expires_at: link?.expiresAt.toISOString() ?? null,
+            mute_intervals: this.mutes,
+            dropped_bytes: result.droppedBytes,
+          },
+        ),
+      );
+      log.info({ key: stored.key, durationSec, sizeBytes: stored.size, endReason, droppedBytes: result.droppedBytes, mutedBytes: this.bytesWhileMuted }, 'recording completed');
+    } catch (err) {
+      const appErr = toAppError(err);
+      log.error({ err, endReason }, 'recording failed');
+      result = {
+        status: 'failed',
+        endReason,
+        key: this.opts.masterKey,
+        sizeBytes: 0,
+        durationSec,
+        frames,
+        droppedBytes: leftover,
+        muteIntervals: this.mutes,
+        error: appErr.code === 'INTERNAL' ? String((err as Error)?.message ?? err) : appErr.message,
+      };
+      await this.opts.events
+        .append(
+          recordingFailed(
+            {
+              recording_id: id.recordingId,
+              s3_key_master: null,
+              tenant_id: id.tenant,
+              user_id: id.participant ?? '',
+              platform: 'livekit',
+              room_name: id.roomName,
+              meeting_id: id.meetingId ?? null,
+              track_id: id.trackId ?? null,
+              duration_sec: durationSec,
+              size_bytes: 0,
+              completed_at: new Date(this.now()).toISOString(),
+              end_reason: endReason,
+              url: null,
+              url_expires_at: null,
+              error: result.error ?? 'failed',
+              mute_intervals: this.mutes,
+              dropped_bytes: result.droppedBytes,
+            },
+          ),
+        )
+        .catch((e: unknown) => log.error({ err: e }, 'recording.failed could not be written to the outbox'));
+    }
+    this.state = 'done';
+    return result;
+  }
+
+  /** Bytes of an incomplete input frame (diagnostics). */
+  get carryBytes(): number {
+    return this.pipeline.carryBytes % this.inFrameBytes;
+  }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+/** Builds a chunk event (used by the chunk-object sink once the object is stored). */
+export function chunkEvent(
+  identity: RecordingIdentity,
+  seq: number,
+  key: string | null,
+  format: PcmFormat,
+  startFrame: number,
+  frames: number,
+  sizeBytes: number,
+  link: { url: string; expiresAt: Date } | null,
+): AudioEvent {
+  return recordingChunk({
+    recording_id: identity.recordingId,
+    tenant_id: identity.tenant,
+    user_id: identity.participant ?? '',
+    seq,
+    s3_key: key,
+    start_sec: round3(startFrame / format.sampleRate),
+    duration_sec: round3(frames / format.sampleRate),
+    start_sample: startFrame,
+    sample_count: frames,
+    size_bytes: sizeBytes,
+    sample_rate: format.sampleRate,
+    channels: format.channels,
+    url: link?.url ?? null,
+    url_expires_at: link?.expiresAt.toISOString() ?? null,
+  });
+}

@@ -1,0 +1,290 @@
+import { AppError, statusLine, toAppError } from '../errors.js';
+import type { EndReason } from '../events/types.js';
+import { errorReply, type HttpServer } from '../http/server.js';
+import type { HttpRequest, HttpResponse, WebSocket } from '../http/uws.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Recording } from '../recording/recording.js';
+import type { RecordingService } from '../recording/recording-service.js';
+import type { Tenant, TenantRegistry } from '../tenants/tenant-registry.js';
+import { type ReplayGuard, verifyEgressToken } from './egress-token.js';
+
+/** Query keys egress URLs may carry (seed-compatible); anything else is refused. */
+const QUERY_KEYS = new Set(['token', 'roomName', 'participant', 'trackId', 'meetingId', 'tenant', 'sampleRate', 'channels', 'groupSeconds']);
+const SAMPLE_RATES = new Set([8000, 12000, 16000, 22050, 24000, 32000, 44100, 48000]);
+const ID_PATTERN = /^[\p{L}\p{N}._:@+\-]{1,128}$/u;
+
+export interface LiveKitEgressOptions {
+  server: HttpServer;
+  recordings: Pick<RecordingService, 'open' | 'finish' | 'settle'>;
+  tenants: Pick<TenantRegistry, 'get' | 'acquireStream'>;
+  replayGuard: ReplayGuard;
+  tokenSecret: () => string;
+  requireToken: boolean;
+  defaultTenant: string;
+  defaultGroupSeconds: number;
+  idleTimeoutSec: number;
+  maxPayloadBytes: number;
+  maxStreams: number;
+  /** False while starting or draining: new streams are refused with 503. */
+  admitting: () => boolean;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+interface StreamData {
+  recording: Recording;
+  release: () => void;
+  /** Set when the daemon ends the stream itself (room_finished, shutdown, timeout). */
+  endReason: EndReason | undefined;
+  closed: boolean;
+}
+
+/**
+ * `GET /egress-audio`: LiveKit Track Egress as a WebSocket client. Everything is checked in the
+ * upgrade handler (token, parameters, tenant, limits), so a refused egress gets a 4xx before
+ * the upgrade; the per-message path only hands bytes to the recording and returns.
+ */
+export class LiveKitEgressSource {
+  private readonly sockets = new Set<WebSocket<StreamData>>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private pendingUpgrades = 0;
+  // Hot-path counters, folded into prom-client once a second (a labelled inc per frame is costly).
+  private frames = 0;
+  private bytes = 0;
+
+  constructor(private readonly opts: LiveKitEgressOptions) {}
+
+  get name(): string {
+    return 'livekit-egress';
+  }
+
+  get openStreams(): number {
+    return this.sockets.size;
+  }
+
+  register(): void {
+    const o = this.opts;
+    o.server.app.ws<StreamData>('/egress-audio', {
+      maxPayloadLength: o.maxPayloadBytes,
+      // Our own sweep ends idle streams with `timeout`; uWS's timer is the backstop.
+      idleTimeout: Math.min(960, o.idleTimeoutSec + 16),
+      maxBackpressure: 64 * 1024,
+      sendPingsAutomatically: false,
+      upgrade: (res, req, context) => this.upgrade(res, req, context),
+      open: (ws) => {
+        this.sockets.add(ws);
+      },
+      message: (ws, message, isBinary) => {
+        const data = ws.getUserData();
+        if (isBinary) {
+          this.frames += 1;
+          this.bytes += message.byteLength;
+          data.recording.pushAudio(new Uint8Array(message));
+        } else this.onText(data.recording, message);
+      },
+      ping: (ws) => ws.getUserData().recording.touch(),
+      pong: (ws) => ws.getUserData().recording.touch(),
+      close: (ws, code) => this.onClose(ws, code),
+    });
+  }
+
+  async start(): Promise<void> {
+    this.sweepTimer = setInterval(() => this.sweepIdle(), 1000);
+    this.sweepTimer.unref();
+    this.flushTimer = setInterval(() => this.flushCounters(), 1000);
+    this.flushTimer.unref();
+  }
+
+  private flushCounters(): void {
+    if (this.frames > 0) this.opts.metrics.framesReceived.inc({ source: 'livekit' }, this.frames);
+    if (this.bytes > 0) this.opts.metrics.bytesReceived.inc({ source: 'livekit' }, this.bytes);
+    this.frames = 0;
+    this.bytes = 0;
+  }
+
+  private upgrade(res: HttpResponse, req: HttpRequest, context: unknown): void {
+    const key = req.getHeader('sec-websocket-key');
+    const protocol = req.getHeader('sec-websocket-protocol');
+    const extensions = req.getHeader('sec-websocket-extensions');
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    this.pendingUpgrades += 1;
+    this.admit(query)
+      .then(
+        async (admitted) => {
+          if (aborted) {
+            admitted.release();
+            return;
+          }
+          const recording = await this.opts.recordings.open({
+            identity: { tenant: admitted.tenant.id, roomName: admitted.roomName, meetingId: admitted.meetingId, participant: admitted.participant, trackId: admitted.trackId, source: 'livekit' },
+            input: { sampleRate: admitted.sampleRate, channels: admitted.channels },
+            groupSeconds: admitted.groupSeconds,
+          });
+          if (aborted) {
+            admitted.release();
+            void this.opts.recordings.finish(recording, 'aborted');
+            return;
+          }
+          const data: StreamData = { recording, release: admitted.release, endReason: undefined, closed: false };
+          res.cork(() => res.upgrade(data, key, protocol, extensions, context as never));
+        },
+      )
+      .catch((err: unknown) => {
+        const appErr = toAppError(err);
+        if (appErr.code === 'INTERNAL') this.opts.logger.error({ err }, 'egress upgrade failed');
+        else this.opts.logger.info({ code: appErr.code, reason: appErr.message }, 'egress connection refused');
+        this.opts.metrics.errors.inc({ code: appErr.code });
+        this.opts.metrics.httpRequests.inc({ route: 'egress-audio', status: String(appErr.status) });
+        if (aborted) return;
+        const reply = errorReply(appErr);
+        res.cork(() => {
+          res.writeStatus(statusLine(reply.status)).writeHeader('Content-Type', 'application/json');
+          for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
+          res.end(JSON.stringify(reply.body));
+        });
+      })
+      .finally(() => {
+        this.pendingUpgrades -= 1;
+      });
+  }
+
+  /** Validates the query and token and reserves the stream slot; throws AppError on refusal. */
+  private async admit(query: URLSearchParams): Promise<{
+    tenant: Tenant;
+    roomName: string;
+    participant: string | undefined;
+    trackId: string | undefined;
+    meetingId: string | undefined;
+    sampleRate: number;
+    channels: number;
+    groupSeconds: number;
+    release: () => void;
+  }> {
+    const o = this.opts;
+    if (!o.admitting()) throw new AppError('DRAINING', 'the daemon is not accepting new streams (starting or shutting down)', { retryAfterSec: 5 });
+    for (const k of query.keys()) {
+      if (!QUERY_KEYS.has(k)) throw new AppError('INVALID_PARAMETER', `unknown query parameter '${k.slice(0, 64)}'`, { details: { allowed: [...QUERY_KEYS] } });
+    }
+    const q = (k: string): string | undefined => {
+      const v = query.get(k);
+      return v === null || v === '' ? undefined : v;
+    };
+    const token = q('token');
+    let claims: Awaited<ReturnType<typeof verifyEgressToken>> | undefined;
+    if (token) claims = await verifyEgressToken(o.tokenSecret(), token);
+    else if (o.requireToken) throw new AppError('UNAUTHORIZED', 'query parameter token is required');
+
+    const tenantId = claims?.tenant ?? q('tenant') ?? o.defaultTenant;
+    const tenant = o.tenants.get(tenantId);
+    if (!tenant) throw new AppError('UNKNOWN_TENANT', `unknown tenant '${tenantId.slice(0, 64)}'`);
+    const roomName = claims?.roomName ?? q('roomName');
+    if (!roomName) throw new AppError('MISSING_PARAMETER', 'roomName is required');
+    const ids = { roomName, participant: claims?.participant ?? q('participant'), trackId: claims?.trackId ?? q('trackId'), meetingId: claims?.meetingId ?? q('meetingId') };
+    for (const [k, v] of Object.entries(ids)) {
+      if (v !== undefined && !ID_PATTERN.test(v)) throw new AppError('INVALID_PARAMETER', `${k} must be 1–128 letters, digits or . _ : @ + -`);
+    }
+    const sampleRate = intParam(q('sampleRate'), 48000, 'sampleRate');
+    if (!SAMPLE_RATES.has(sampleRate)) throw new AppError('INVALID_PARAMETER', `sampleRate ${sampleRate} is not supported`, { details: { allowed: [...SAMPLE_RATES] } });
+    const channels = intParam(q('channels'), 2, 'channels');
+    if (channels !== 1 && channels !== 2) throw new AppError('INVALID_PARAMETER', 'channels must be 1 or 2');
+    const groupRaw = claims?.groupSeconds ?? (q('groupSeconds') !== undefined ? Number(q('groupSeconds')) : o.defaultGroupSeconds);
+    if (!Number.isFinite(groupRaw) || groupRaw < 0.1 || groupRaw > 600) throw new AppError('INVALID_PARAMETER', 'groupSeconds must be a number from 0.1 to 600');
+
+    if (this.sockets.size + this.pendingUpgrades > o.maxStreams) {
+      throw new AppError('TOO_MANY_CONNECTIONS', `this host already carries ${this.sockets.size} streams`, { retryAfterSec: 5 });
+    }
+    // Consume the token only once everything else passed, so a refusal for another reason does not burn it.
+    if (claims && !(await o.replayGuard.claim(claims.jti, claims.exp))) throw new AppError('TOKEN_REPLAYED', 'this egress token was already used');
+    const release = o.tenants.acquireStream(tenant);
+    return { tenant, ...ids, sampleRate, channels, groupSeconds: groupRaw, release };
+  }
+
+  private onText(recording: Recording, message: ArrayBuffer): void {
+    recording.touch();
+    const muted = parseMute(message);
+    if (muted === undefined) {
+      this.opts.metrics.textFrames.inc({ kind: 'invalid' });
+      return;
+    }
+    this.opts.metrics.textFrames.inc({ kind: muted ? 'mute' : 'unmute' });
+    recording.setMuted(muted);
+  }
+
+  private onClose(ws: WebSocket<StreamData>, code: number): void {
+    this.sockets.delete(ws);
+    const data = ws.getUserData();
+    data.closed = true;
+    data.release();
+    // 1000 and an empty close (1005) are egress's normal end; anything else is abnormal.
+    const reason: EndReason = data.endReason ?? (code === 1000 || code === 1005 ? 'normal' : 'aborted');
+    void this.opts.recordings.finish(data.recording, reason);
+  }
+
+  private sweepIdle(): void {
+    const limitMs = this.opts.idleTimeoutSec * 1000;
+    const now = Date.now();
+    for (const ws of this.sockets) {
+      const data = ws.getUserData();
+      if (data.recording.idleMs(now) > limitMs) this.end(ws, 'timeout', 1001, 'idle timeout');
+    }
+  }
+
+  private end(ws: WebSocket<StreamData>, reason: EndReason, code: number, text: string): void {
+    const data = ws.getUserData();
+    if (data.closed) return;
+    data.endReason = reason;
+    ws.end(code, text);
+  }
+
+  /** Ends every stream of a room on this host with `room_finished`; returns how many. */
+  finishRoom(tenant: string, roomName: string): number {
+    let n = 0;
+    for (const ws of this.sockets) {
+      const id = ws.getUserData().recording.identity;
+      if (id.tenant === tenant && id.roomName === roomName) {
+        this.end(ws, 'room_finished', 1000, 'room finished');
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Resolves when no stream is open (the drain window). */
+  async whenNoStreams(): Promise<void> {
+    while (this.sockets.size > 0 || this.pendingUpgrades > 0) await new Promise((r) => setTimeout(r, 100));
+  }
+
+  /** Ends every remaining stream with `shutdown` and waits until each recording is finalized. */
+  async stop(): Promise<void> {
+    for (const ws of [...this.sockets]) this.end(ws, 'shutdown', 1001, 'server shutting down');
+    clearInterval(this.sweepTimer);
+    clearInterval(this.flushTimer);
+    this.flushCounters();
+    await this.opts.recordings.settle();
+  }
+}
+
+function intParam(raw: string | undefined, fallback: number, name: string): number {
+  if (raw === undefined) return fallback;
+  if (!/^\d{1,6}$/.test(raw)) throw new AppError('INVALID_PARAMETER', `${name} must be an integer`);
+  return Number(raw);
+}
+
+const TRUE_JSON = /^\s*\{\s*"muted"\s*:\s*true\s*\}\s*$/;
+const FALSE_JSON = /^\s*\{\s*"muted"\s*:\s*false\s*\}\s*$/;
+
+/** `{"muted":true|false}` or the bare `true`/`false` of older egress; anything else is undefined. */
+export function parseMute(message: ArrayBuffer): boolean | undefined {
+  // Real mute frames are tiny: never parse a large text (JSON bombs, garbage).
+  if (message.byteLength > 64) return undefined;
+  const text = Buffer.from(message).toString('utf8');
+  if (text === 'true' || TRUE_JSON.test(text)) return true;
+  if (text === 'false' || FALSE_JSON.test(text)) return false;
+  return undefined;
+}
