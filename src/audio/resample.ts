@@ -1,0 +1,272 @@
+/**
+ * Polyphase windowed-sinc FIR resampler for any pair of integer rates. The ratio is reduced to
+ * L/M (up by L, down by M); one Kaiser-windowed sinc prototype is split into L phases, and each
+ * output sample is one dot product over the input history. State (history, phase) persists
+ * across calls so N calls give bit-exactly the output of one call. Output is aligned with the
+ * input: output frame n sits at input time n·M/L (the filter delay is compensated), and
+ * {@link Resampler.flush} emits the tail so that ceil(inputFrames·L/M) frames come out in total.
+ */
+
+/** Options of {@link Resampler}. */
+export interface ResamplerOptions {
+  /** Input rate in Hz (integer). */
+  inputRate: number;
+  /** Output rate in Hz (integer). */
+  outputRate: number;
+  /** Interleaved channels, same on both sides. */
+  channels: number;
+  /**
+   * Stopband attenuation in dB (default 80). Frequencies at or above the lower Nyquist rate are
+   * attenuated at least this much; higher means longer filters.
+   */
+  attenuationDb?: number;
+  /**
+   * Passband edge as a fraction of the lower Nyquist rate (default 0.86: flat to 6.9 kHz when
+   * 16 kHz comes out). The transition band runs from here to the Nyquist rate.
+   */
+  passband?: number;
+}
+
+interface Filter {
+  up: number;
+  down: number;
+  /** Half-length in input frames; each output reads 2·half+1 input frames. */
+  half: number;
+  /** Phase-major taps: taps[p·width + k] multiplies input frame (newest − k). */
+  taps: Float64Array;
+  width: number;
+}
+
+const filters = new Map<string, Filter>();
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}
+
+/** Modified Bessel function of the first kind, order 0 (series; converges fast for x < 50). */
+function besselI0(x: number): number {
+  let sum = 1;
+  let term = 1;
+  const q = (x * x) / 4;
+  for (let k = 1; k < 200; k++) {
+    term *= q / (k * k);
+    sum += term;
+    if (term < sum * 1e-17) break;
+  }
+  return sum;
+}
+
+function designFilter(inputRate: number, outputRate: number, attenuationDb: number, passband: number): Filter {
+  const g = gcd(inputRate, outputRate);
+  const up = outputRate / g;
+  const down = inputRate / g;
+  const key = `${up}/${down}/${attenuationDb}/${passband}`;
+  const cached = filters.get(key);
+  if (cached !== undefined) return cached;
+
+  const nyquist = Math.min(inputRate, outputRate) / 2;
+  const transitionHz = (1 - passband) * nyquist;
+  const cutoffHz = ((1 + passband) / 2) * nyquist;
+  // Kaiser's estimates for window shape and length.
+  const a = attenuationDb;
+  const beta = a > 50 ? 0.1102 * (a - 8.7) : a >= 21 ? 0.5842 * (a - 21) ** 0.4 + 0.07886 * (a - 21) : 0;
+  const lengthInInput = (a - 7.95) / (2.285 * 2 * Math.PI * (transitionHz / inputRate));
+  const half = Math.max(2, Math.ceil(lengthInInput / 2));
+  const center = half * up; // prototype runs at up·inputRate, 2·center+1 taps
+  const width = 2 * half + 1;
+  const fc = cutoffHz / (inputRate * up); // cycles per prototype sample
+  const i0beta = besselI0(beta);
+  const taps = new Float64Array(up * width);
+  for (let p = 0; p < up; p++) {
+    let sum = 0;
+    for (let k = 0; k < width; k++) {
+      const j = p + k * up;
+      if (j > 2 * center) continue; // zero padding of the last column
+      const x = j - center;
+      const sinc = x === 0 ? 2 * fc : Math.sin(2 * Math.PI * fc * x) / (Math.PI * x);
+      const r = x / center;
+      const w = besselI0(beta * Math.sqrt(Math.max(0, 1 - r * r))) / i0beta;
+      const v = sinc * w;
+      taps[p * width + k] = v;
+      sum += v;
+    }
+    // Unity DC gain for every phase, so a constant input stays exactly constant.
+    for (let k = 0; k < width; k++) taps[p * width + k]! /= sum;
+  }
+  const f: Filter = { up, down, half, taps, width };
+  filters.set(key, f);
+  return f;
+}
+
+export class Resampler {
+  readonly inputRate: number;
+  readonly outputRate: number;
+  readonly channels: number;
+  /** True when both rates are equal: input is copied through unchanged. */
+  readonly passThrough: boolean;
+
+  private readonly filter: Filter | undefined;
+  /** Interleaved input history; frame i of the buffer is absolute input frame bufStart + i. */
+  private buf: Int16Array;
+  private bufStart = 0;
+  private bufFrames = 0;
+  /** Input frames received since start (or the last flush). */
+  private inCount = 0;
+  /** floor(n·M/L) and (n·M) mod L for the next output frame n. */
+  private base = 0;
+  private phase = 0;
+
+  constructor(opts: ResamplerOptions) {
+    for (const [name, v] of [['inputRate', opts.inputRate], ['outputRate', opts.outputRate], ['channels', opts.channels]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new RangeError(`Resampler ${name} must be a positive integer, got ${String(v)}`);
+    }
+    const passband = opts.passband ?? 0.86;
+    const attenuationDb = opts.attenuationDb ?? 80;
+    if (!(passband > 0.5 && passband < 1)) throw new RangeError(`Resampler passband must be in (0.5, 1), got ${passband}`);
+    if (!(attenuationDb >= 30 && attenuationDb <= 140)) {
+      throw new RangeError(`Resampler attenuationDb must be in 30..140, got ${attenuationDb}`);
+    }
+    this.inputRate = opts.inputRate;
+    this.outputRate = opts.outputRate;
+    this.channels = opts.channels;
+    this.passThrough = opts.inputRate === opts.outputRate;
+    if (this.passThrough) {
+      this.filter = undefined;
+      this.buf = new Int16Array(0);
+      return;
+    }
+    this.filter = designFilter(opts.inputRate, opts.outputRate, attenuationDb, passband);
+    this.buf = new Int16Array((2 * this.filter.half + 4096) * this.channels);
+    this.reset();
+  }
+
+  /** Input frames of delay before the first output depends on real input (half the filter). */
+  get lookaheadFrames(): number {
+    return this.filter?.half ?? 0;
+  }
+
+  /** Upper bound of frames a call with `inputFrames` more frames (or a flush) can write. */
+  maxOutputFrames(inputFrames: number): number {
+    if (this.filter === undefined) return inputFrames;
+    const { up, down, half } = this.filter;
+    return Math.ceil(((inputFrames + half + 1) * up) / down) + 1;
+  }
+
+  /** Forgets all history: the next input starts a new signal at time 0. */
+  reset(): void {
+    if (this.filter === undefined) return;
+    const lead = 2 * this.filter.half;
+    this.buf.fill(0, 0, lead * this.channels);
+    this.bufStart = -lead;
+    this.bufFrames = lead;
+    this.inCount = 0;
+    this.base = 0;
+    this.phase = 0;
+  }
+
+  /**
+   * Resamples `frames` interleaved frames from `src[srcOff]` into `dst[dstOff]`; returns the
+   * frames written. `dst` needs room for {@link maxOutputFrames}(frames). Allocates only when
+   * the call is larger than any before it (the history buffer grows).
+   */
+  processInto(src: Int16Array, srcOff: number, frames: number, dst: Int16Array, dstOff: number): number {
+    const ch = this.channels;
+    if (this.filter === undefined) {
+      for (let i = 0, n = frames * ch; i < n; i++) dst[dstOff + i] = src[srcOff + i]!;
+      return frames;
+    }
+    this.append(src, srcOff, frames);
+    this.inCount += frames;
+    return this.produce(dst, dstOff, this.inCount - this.filter.half);
+  }
+
+  /** Writes the tail (the last half-filter of input, against zeros) and resets the state. */
+  flushInto(dst: Int16Array, dstOff: number): number {
+    if (this.filter === undefined) return 0;
+    this.appendZeros(this.filter.half);
+    const n = this.produce(dst, dstOff, this.inCount);
+    this.reset();
+    return n;
+  }
+
+  /** Allocating convenience around {@link processInto}. */
+  process(pcm: Int16Array): Int16Array {
+    const frames = Math.floor(pcm.length / this.channels);
+    const out = new Int16Array(this.maxOutputFrames(frames) * this.channels);
+    const n = this.processInto(pcm, 0, frames, out, 0);
+    return out.slice(0, n * this.channels);
+  }
+
+  /** Allocating convenience around {@link flushInto}. */
+  flush(): Int16Array {
+    const out = new Int16Array(this.maxOutputFrames(0) * this.channels);
+    const n = this.flushInto(out, 0);
+    return out.slice(0, n * this.channels);
+  }
+
+  /** Emits every output n whose base frame floor(n·M/L) is below `limit`. */
+  private produce(dst: Int16Array, dstOff: number, limit: number): number {
+    const f = this.filter!;
+    const { up, down, half, taps, width } = f;
+    const ch = this.channels;
+    const buf = this.buf;
+    let base = this.base;
+    let phase = this.phase;
+    let d = dstOff;
+    let written = 0;
+    while (base < limit) {
+      // Newest frame used is base + half; walk back width frames.
+      const newest = (base + half - this.bufStart) * ch;
+      const t0 = phase * width;
+      for (let c = 0; c < ch; c++) {
+        let acc = 0;
+        let s = newest + c;
+        for (let k = 0; k < width; k++, s -= ch) acc += taps[t0 + k]! * buf[s]!;
+        const v = Math.round(acc);
+        dst[d++] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
+      }
+      written++;
+      phase += down;
+      if (phase >= up) {
+        const q = Math.floor(phase / up);
+        base += q;
+        phase -= q * up;
+      }
+    }
+    this.base = base;
+    this.phase = phase;
+    // Keep only what the next output still reads (from base − half on).
+    const keepFrom = base - half - this.bufStart;
+    if (keepFrom > 0) {
+      const drop = Math.min(keepFrom, this.bufFrames);
+      this.buf.copyWithin(0, drop * ch, this.bufFrames * ch);
+      this.bufFrames -= drop;
+      this.bufStart += drop;
+    }
+    return written;
+  }
+
+  private ensure(frames: number): void {
+    const need = (this.bufFrames + frames) * this.channels;
+    if (need <= this.buf.length) return;
+    const grown = new Int16Array(Math.max(need, this.buf.length * 2));
+    grown.set(this.buf.subarray(0, this.bufFrames * this.channels));
+    this.buf = grown;
+  }
+
+  private append(src: Int16Array, srcOff: number, frames: number): void {
+    this.ensure(frames);
+    const ch = this.channels;
+    const buf = this.buf;
+    for (let i = 0, d = this.bufFrames * ch, n = frames * ch; i < n; i++) buf[d + i] = src[srcOff + i]!;
+    this.bufFrames += frames;
+  }
+
+  private appendZeros(frames: number): void {
+    this.ensure(frames);
+    const ch = this.channels;
+    this.buf.fill(0, this.bufFrames * ch, (this.bufFrames + frames) * ch);
+    this.bufFrames += frames;
+  }
+}

@@ -1,0 +1,89 @@
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import wavefile from 'wavefile';
+import { encodeWav, parseWav, wavHeader, WAV_HEADER_BYTES } from '../../src/audio/wav.js';
+import { speechWav } from '../helpers/audio-fixtures.js';
+
+const run = promisify(execFile);
+
+function ramp(n: number): Buffer {
+  const b = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++) b.writeInt16LE(((i * 37) % 65536) - 32768, i * 2);
+  return b;
+}
+
+t.test('header is the canonical 44 bytes', async (t) => {
+  const h = wavHeader({ sampleRate: 16000, channels: 1 }, 32000);
+  t.equal(h.length, WAV_HEADER_BYTES);
+  t.equal(h.toString('ascii', 0, 4), 'RIFF');
+  t.equal(h.readUInt32LE(4), 36 + 32000);
+  t.equal(h.toString('ascii', 8, 16), 'WAVEfmt ');
+  t.equal(h.readUInt32LE(16), 16);
+  t.equal(h.readUInt16LE(20), 1);
+  t.equal(h.readUInt16LE(22), 1);
+  t.equal(h.readUInt32LE(24), 16000);
+  t.equal(h.readUInt32LE(28), 32000);
+  t.equal(h.readUInt16LE(32), 2);
+  t.equal(h.readUInt16LE(34), 16);
+  t.equal(h.toString('ascii', 36, 40), 'data');
+  t.equal(h.readUInt32LE(40), 32000);
+  t.throws(() => wavHeader({ sampleRate: 16000, channels: 1 }, -1), RangeError);
+  t.throws(() => wavHeader({ sampleRate: 16000, channels: 1 }, 2 ** 32), RangeError);
+});
+
+t.test('wavefile reads our output with the same format and samples', async (t) => {
+  for (const format of [{ sampleRate: 48000, channels: 2 }, { sampleRate: 16000, channels: 1 }, { sampleRate: 44100, channels: 1 }]) {
+    const pcm = ramp(3000 * format.channels);
+    const wav = encodeWav(pcm, format);
+    const wf = new wavefile.WaveFile(wav);
+    const fmt = wf.fmt as { numChannels: number; sampleRate: number; bitsPerSample: number; audioFormat: number };
+    t.equal(fmt.numChannels, format.channels);
+    t.equal(fmt.sampleRate, format.sampleRate);
+    t.equal(fmt.bitsPerSample, 16);
+    t.equal(fmt.audioFormat, 1);
+    const samples = wf.getSamples(true, Int16Array) as unknown as Int16Array;
+    t.same(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength), pcm);
+    t.same(parseWav(wav), { format, dataOffset: 44, dataBytes: pcm.length });
+  }
+});
+
+t.test('parses WAV written by ffmpeg (extra LIST chunk before data)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'audio-wav-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const out = join(dir, 'x.wav');
+  await run('ffmpeg', ['-nostdin', '-loglevel', 'error', '-i', await speechWav(), '-ar', '16000', '-ac', '2', out]);
+  const buf = readFileSync(out);
+  const p = parseWav(buf);
+  t.same(p.format, { sampleRate: 16000, channels: 2 });
+  t.equal(p.dataOffset + p.dataBytes, buf.length);
+  t.ok(p.dataOffset > 44, 'ffmpeg writes a LIST chunk');
+});
+
+t.test('size mismatches are CORRUPT_AUDIO', async (t) => {
+  const wav = encodeWav(ramp(100), { sampleRate: 16000, channels: 1 });
+  const bad = (b: Buffer, why: string): void => {
+    t.throws(() => parseWav(b), { name: 'AppError', code: 'CORRUPT_AUDIO' }, why);
+  };
+  bad(wav.subarray(0, wav.length - 2), 'truncated data');
+  bad(Buffer.concat([wav, Buffer.alloc(4)]), 'trailing garbage');
+  const stale = Buffer.from(wav);
+  stale.writeUInt32LE(0, 40);
+  stale.writeUInt32LE(36, 4);
+  bad(stale, 'header of an unfinished stream (sizes 0) but data present');
+  const riff = Buffer.from(wav);
+  riff.writeUInt32LE(riff.readUInt32LE(4) + 10, 4);
+  bad(riff, 'RIFF size too big');
+  const notWave = Buffer.from(wav);
+  notWave.write('AVI ', 8, 'ascii');
+  bad(notWave, 'not WAVE');
+  const float = Buffer.from(wav);
+  float.writeUInt16LE(3, 20);
+  bad(float, 'float format');
+  bad(Buffer.alloc(0), 'empty');
+  const odd = encodeWav(ramp(101), { sampleRate: 16000, channels: 2 });
+  bad(odd, '101 samples are not whole stereo frames');
+});
