@@ -83,7 +83,7 @@ export const configSchema = z.object({
       /** Chunk length in seconds when the URL gives none. Env GROUP_SECONDS. */
       groupSeconds: z.number().min(0.1).max(600).default(2),
       /** Seconds without any frame (audio, text or ping) before a stream ends with `timeout`. */
-      idleTimeoutSec: z.number().int().min(8).max(960).default(90),
+      idleTimeoutSec: z.number().int().min(1).max(960).default(90),
       /** Largest WebSocket message accepted; larger closes the stream (counted). */
       maxPayloadBytes: positiveInt.default(64 * 1024),
       /** While muted: `none` writes nothing, `silence` fills the muted span with silence. */
