@@ -4,7 +4,7 @@ import { json, type HttpServer } from '../http/server.js';
 import type { Tenant } from '../tenants/tenant-registry.js';
 import { mintEgressToken } from './egress-token.js';
 
-const idField = z.string().regex(/^[\p{L}\p{N}._:@+\-]{1,128}$/u, '1–128 letters, digits or . _ : @ + -');
+const idField = z.string().regex(/^[\p{L}\p{N}._:@+-]{1,128}$/u, '1–128 letters, digits or . _ : @ + -');
 
 export const egressUrlRequestSchema = z
   .object({

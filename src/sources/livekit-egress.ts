@@ -12,7 +12,7 @@ import { type ReplayGuard, verifyEgressToken } from './egress-token.js';
 /** Query keys egress URLs may carry (seed-compatible); anything else is refused. */
 const QUERY_KEYS = new Set(['token', 'roomName', 'participant', 'trackId', 'meetingId', 'tenant', 'sampleRate', 'channels', 'groupSeconds']);
 const SAMPLE_RATES = new Set([8000, 12000, 16000, 22050, 24000, 32000, 44100, 48000]);
-const ID_PATTERN = /^[\p{L}\p{N}._:@+\-]{1,128}$/u;
+const ID_PATTERN = /^[\p{L}\p{N}._:@+-]{1,128}$/u;
 
 export interface LiveKitEgressOptions {
   server: HttpServer;

@@ -5,6 +5,7 @@ export type ObjectMetadata = Record<string, string>;
 
 export interface PutOptions {
   contentType: string;
+  /** Values must be printable US-ASCII (S3 user metadata); drivers refuse others. */
   metadata?: ObjectMetadata;
 }
 
@@ -38,6 +39,10 @@ export interface ObjectStore {
   getRange(key: string, start: number, endInclusive: number): Promise<Buffer>;
   head(key: string): Promise<ObjectInfo | null>;
   delete(key: string): Promise<void>;
+  /**
+   * Every object whose key starts with `prefix`, in key order. Items carry key, size and
+   * lastModified only (`metadata` is empty): use `head` for metadata.
+   */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** A URL that GETs the object without credentials until `ttlSec` passes. */
   presign(key: string, ttlSec: number): Promise<string>;
@@ -46,4 +51,16 @@ export interface ObjectStore {
   uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartRef>;
   completeMultipart(key: string, uploadId: string, parts: PartRef[]): Promise<{ key: string; size: number }>;
   abortMultipart(key: string, uploadId: string): Promise<void>;
+  /** Replaces content type and metadata of an existing object (bytes unchanged). */
+  replaceMetadata(key: string, options: PutOptions): Promise<void>;
+}
+
+/** Shared check of metadata: lower-case token names, printable ASCII values (what S3 keeps intact). */
+export function metadataProblem(metadata: ObjectMetadata | undefined): string | null {
+  if (metadata === undefined) return null;
+  for (const [k, v] of Object.entries(metadata)) {
+    if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(k)) return `metadata name ${JSON.stringify(k)} must be lower-case [a-z0-9-]`;
+    if (typeof v !== 'string' || !/^[\x20-\x7e]{0,1024}$/.test(v)) return `metadata ${k} must be printable ASCII`;
+  }
+  return null;
 }

@@ -1,0 +1,448 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import type { ReadStream } from 'node:fs';
+import { access, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, constants } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AppError } from '../errors.js';
+import { fsyncDir, writeFileAtomic } from './atomic-file.js';
+import { assertSafeKey } from './keys.js';
+import { metadataProblem } from './object-store.js';
+import type { ObjectInfo, ObjectMetadata, ObjectStore, PartRef, PutOptions } from './object-store.js';
+
+/**
+ * The embedded object store: objects under `<root>/objects/<key>`, their content type and
+ * metadata in a sidecar `<root>/.meta/<key>.json`, multipart uploads under `<root>/.uploads/`.
+ * Every write lands in a temp file, is fsync'd and renamed, so a reader sees all or nothing.
+ */
+
+/** Options of {@link FsObjectStore}. */
+export interface FsObjectStoreOptions {
+  /** Data directory of the store (created on start). */
+  root: string;
+  /** How presigned URLs are made; served by the HTTP route `GET /v1/objects/<key>`. */
+  presign: {
+    /** Public base URL of the daemon, e.g. `http://127.0.0.1:8080` (no trailing slash needed). */
+    baseUrl: string;
+    /** HMAC key of the signatures. */
+    secret: string;
+  };
+}
+
+interface Sidecar {
+  contentType: string;
+  metadata: ObjectMetadata;
+}
+
+interface UploadRecord {
+  key: string;
+  contentType: string;
+  metadata: ObjectMetadata;
+}
+
+/** The string the presign HMAC covers. */
+function presignPayload(key: string, expires: number): string {
+  return `GET\n${key}\n${expires}`;
+}
+
+/** The hex HMAC-SHA256 a presigned fs URL carries. */
+export function signObjectUrl(secret: string, key: string, expires: number): string {
+  return createHmac('sha256', secret).update(presignPayload(key, expires)).digest('hex');
+}
+
+/**
+ * Checks a presigned fs URL: the signature (compared in constant time) and that `expires`
+ * (unix seconds) is not past `now`. For the route that serves `/v1/objects/<key>`.
+ */
+export function verifyPresigned(secret: string, key: string, expires: string | number, signature: string, now: Date = new Date()): boolean {
+  const exp = typeof expires === 'number' ? expires : /^\d{1,12}$/.test(expires) ? Number(expires) : NaN;
+  if (!Number.isSafeInteger(exp) || !/^[0-9a-f]{64}$/.test(signature)) return false;
+  const expected = Buffer.from(signObjectUrl(secret, key, exp), 'hex');
+  const given = Buffer.from(signature, 'hex');
+  const ok = timingSafeEqual(expected, given);
+  return ok && exp * 1000 >= now.getTime();
+}
+
+/** The URL path of a key: each segment percent-encoded, slashes kept. */
+function encodeKeyPath(key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/');
+}
+
+function quotedMd5(data: Buffer): string {
+  return `"${createHash('md5').update(data).digest('hex')}"`;
+}
+
+function isNotFound(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** Disk full, read-only or permission trouble is an outage of this store; the rest is an error. */
+function storeError(op: string, err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const unavailable = code === 'ENOSPC' || code === 'EROFS' || code === 'EACCES' || code === 'EPERM' || code === 'EIO' || code === 'EMFILE' || code === 'ENFILE';
+  return new AppError(unavailable ? 'STORAGE_UNAVAILABLE' : 'STORAGE_ERROR', `fs store ${op} failed${code === undefined ? '' : ` (${code})`}`, {
+    cause: err,
+    ...(unavailable ? { retryAfterSec: 5 } : {}),
+  });
+}
+
+export class FsObjectStore implements ObjectStore {
+  readonly driver = 'fs' as const;
+  private readonly root: string;
+  private readonly objectsDir: string;
+  private readonly metaDir: string;
+  private readonly uploadsDir: string;
+  private readonly tmpDir: string;
+  private readonly baseUrl: string;
+  private readonly secret: string;
+
+  constructor(options: FsObjectStoreOptions) {
+    if (options.presign.secret.length === 0) throw new RangeError('fs store presign.secret must not be empty');
+    this.root = resolve(options.root);
+    this.objectsDir = join(this.root, 'objects');
+    this.metaDir = join(this.root, '.meta');
+    this.uploadsDir = join(this.root, '.uploads');
+    this.tmpDir = join(this.root, '.tmp');
+    this.baseUrl = options.presign.baseUrl.replace(/\/+$/, '');
+    this.secret = options.presign.secret;
+  }
+
+  async start(): Promise<void> {
+    for (const dir of [this.objectsDir, this.metaDir, this.uploadsDir, this.tmpDir]) await mkdir(dir, { recursive: true });
+  }
+
+  async stop(): Promise<void> {
+    // nothing held open between calls
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await access(this.objectsDir, constants.W_OK);
+    } catch (err) {
+      throw new AppError('STORAGE_UNAVAILABLE', 'fs store is not writable', { cause: err, retryAfterSec: 5 });
+    }
+  }
+
+  async put(key: string, body: Buffer | Readable, options: PutOptions): Promise<{ key: string; size: number }> {
+    const file = this.objectPath(key);
+    this.checkMetadata(options);
+    try {
+      await mkdir(dirname(file), { recursive: true });
+      const tmp = this.tempPath();
+      let size: number;
+      try {
+        size = Buffer.isBuffer(body) ? await writeSynced(tmp, [body]) : await streamSynced(tmp, body);
+      } catch (err) {
+        await unlink(tmp).catch(() => undefined);
+        throw err;
+      }
+      await this.commit(key, tmp, options);
+      return { key, size };
+    } catch (err) {
+      throw storeError('put', err);
+    }
+  }
+
+  async get(key: string): Promise<Buffer> {
+    const file = this.objectPath(key);
+    try {
+      return await readFile(file);
+    } catch (err) {
+      if (isNotFound(err)) throw notFound(key);
+      throw storeError('get', err);
+    }
+  }
+
+  async getRange(key: string, start: number, endInclusive: number): Promise<Buffer> {
+    const file = this.objectPath(key);
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(endInclusive) || start < 0 || endInclusive < start) {
+      throw new AppError('INVALID_PARAMETER', `invalid range ${start}-${endInclusive}`);
+    }
+    let fh;
+    try {
+      fh = await open(file, 'r');
+      const { size } = await fh.stat();
+      if (start >= size) throw new AppError('INVALID_PARAMETER', `range starts at ${start}, object has ${size} bytes`);
+      const len = Math.min(endInclusive, size - 1) - start + 1;
+      const buf = Buffer.allocUnsafe(len);
+      let off = 0;
+      while (off < len) {
+        const { bytesRead } = await fh.read(buf, off, len - off, start + off);
+        if (bytesRead === 0) break;
+        off += bytesRead;
+      }
+      return buf.subarray(0, off);
+    } catch (err) {
+      if (isNotFound(err)) throw notFound(key);
+      throw storeError('getRange', err);
+    } finally {
+      await fh?.close();
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    const file = this.objectPath(key);
+    try {
+      const st = await stat(file);
+      if (!st.isFile()) return null;
+      const side = await this.readSidecar(key);
+      return { key, size: st.size, lastModified: st.mtime, contentType: side.contentType, metadata: side.metadata };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw storeError('head', err);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const file = this.objectPath(key);
+    try {
+      await unlink(file).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
+      await unlink(this.sidecarPath(key)).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
+      await pruneEmptyDirs(dirname(file), this.objectsDir);
+      await pruneEmptyDirs(dirname(this.sidecarPath(key)), this.metaDir);
+    } catch (err) {
+      throw storeError('delete', err);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // walk only the deepest folder the prefix names; the rest of the prefix filters names
+    const cut = prefix.lastIndexOf('/');
+    const folder = cut < 0 ? '' : prefix.slice(0, cut);
+    if (folder !== '') assertSafeKey(folder);
+    const keys: string[] = [];
+    try {
+      await walk(folder === '' ? this.objectsDir : join(this.objectsDir, ...folder.split('/')), this.objectsDir, keys);
+    } catch (err) {
+      throw storeError('list', err);
+    }
+    const selected = keys.filter((k) => k.startsWith(prefix)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    for (const key of selected) {
+      try {
+        const st = await stat(join(this.objectsDir, ...key.split('/')));
+        yield { key, size: st.size, lastModified: st.mtime, metadata: {} };
+      } catch (err) {
+        if (!isNotFound(err)) throw storeError('list', err);
+      }
+    }
+  }
+
+  async presign(key: string, ttlSec: number): Promise<string> {
+    assertSafeKey(key);
+    const expires = Math.floor(Date.now() / 1000) + Math.max(1, Math.floor(ttlSec));
+    return `${this.baseUrl}/v1/objects/${encodeKeyPath(key)}?expires=${expires}&signature=${signObjectUrl(this.secret, key, expires)}`;
+  }
+
+  async createMultipart(key: string, options: PutOptions): Promise<string> {
+    this.objectPath(key);
+    this.checkMetadata(options);
+    const uploadId = randomBytes(16).toString('hex');
+    const record: UploadRecord = { key, contentType: options.contentType, metadata: { ...options.metadata } };
+    try {
+      await writeFileAtomic(join(this.uploadsDir, uploadId, 'upload.json'), JSON.stringify(record));
+    } catch (err) {
+      throw storeError('createMultipart', err);
+    }
+    return uploadId;
+  }
+
+  async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartRef> {
+    if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10000) {
+      throw new AppError('INVALID_PARAMETER', `part number must be 1..10000, got ${partNumber}`);
+    }
+    const dir = await this.uploadDir(key, uploadId);
+    try {
+      await writeFileAtomic(join(dir, `part-${String(partNumber).padStart(5, '0')}`), body);
+    } catch (err) {
+      throw storeError('uploadPart', err);
+    }
+    return { partNumber, etag: quotedMd5(body) };
+  }
+
+  async completeMultipart(key: string, uploadId: string, parts: PartRef[]): Promise<{ key: string; size: number }> {
+    const dir = await this.uploadDir(key, uploadId);
+    const file = this.objectPath(key);
+    if (parts.length === 0) throw new AppError('STORAGE_ERROR', 'multipart upload needs at least one part');
+    for (let i = 1; i < parts.length; i++) {
+      if (parts[i]!.partNumber <= parts[i - 1]!.partNumber) throw new AppError('STORAGE_ERROR', 'parts must be listed in ascending order');
+    }
+    let record: UploadRecord;
+    const tmp = this.tempPath();
+    try {
+      record = JSON.parse(await readFile(join(dir, 'upload.json'), 'utf8')) as UploadRecord;
+      await mkdir(dirname(file), { recursive: true });
+      let size = 0;
+      const fh = await open(tmp, 'w');
+      try {
+        for (const p of parts) {
+          const data = await readFile(join(dir, `part-${String(p.partNumber).padStart(5, '0')}`)).catch((err: unknown) => {
+            if (isNotFound(err)) throw new AppError('STORAGE_ERROR', `part ${p.partNumber} was not uploaded`);
+            throw err;
+          });
+          if (quotedMd5(data) !== normalizeEtag(p.etag)) throw new AppError('STORAGE_ERROR', `part ${p.partNumber} ETag does not match`);
+          await fh.write(data);
+          size += data.length;
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await this.commit(key, tmp, { contentType: record.contentType, metadata: record.metadata });
+      await rm(dir, { recursive: true, force: true });
+      return { key, size };
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw storeError('completeMultipart', err);
+    }
+  }
+
+  async abortMultipart(key: string, uploadId: string): Promise<void> {
+    if (!/^[0-9a-f]{32}$/.test(uploadId)) return;
+    this.objectPath(key);
+    try {
+      await rm(join(this.uploadsDir, uploadId), { recursive: true, force: true });
+    } catch (err) {
+      throw storeError('abortMultipart', err);
+    }
+  }
+
+  async replaceMetadata(key: string, options: PutOptions): Promise<void> {
+    this.objectPath(key);
+    this.checkMetadata(options);
+    if ((await this.head(key)) === null) throw notFound(key);
+    try {
+      await writeFileAtomic(this.sidecarPath(key), JSON.stringify({ contentType: options.contentType, metadata: { ...options.metadata } } satisfies Sidecar));
+    } catch (err) {
+      throw storeError('replaceMetadata', err);
+    }
+  }
+
+  /**
+   * A readable stream of an object with its size and content type, for the HTTP route that
+   * serves presigned fs URLs (after {@link verifyPresigned}). Null when the object is absent.
+   */
+  async openRead(key: string): Promise<{ stream: ReadStream; size: number; contentType: string } | null> {
+    const info = await this.head(key);
+    if (info === null) return null;
+    return { stream: createReadStream(this.objectPath(key)), size: info.size, contentType: info.contentType ?? 'application/octet-stream' };
+  }
+
+  private tempPath(): string {
+    return join(this.tmpDir, `${randomBytes(8).toString('hex')}.tmp`);
+  }
+
+  /** Sidecar first, object last: the object's presence is what makes the write visible. */
+  private async commit(key: string, tmp: string, options: PutOptions): Promise<void> {
+    const file = this.objectPath(key);
+    await writeFileAtomic(this.sidecarPath(key), JSON.stringify({ contentType: options.contentType, metadata: { ...options.metadata } } satisfies Sidecar));
+    await rename(tmp, file);
+    await fsyncDir(dirname(file));
+  }
+
+  private async readSidecar(key: string): Promise<Sidecar> {
+    try {
+      return JSON.parse(await readFile(this.sidecarPath(key), 'utf8')) as Sidecar;
+    } catch (err) {
+      if (isNotFound(err) || err instanceof SyntaxError) return { contentType: 'application/octet-stream', metadata: {} };
+      throw err;
+    }
+  }
+
+  private async uploadDir(key: string, uploadId: string): Promise<string> {
+    this.objectPath(key);
+    const dir = join(this.uploadsDir, uploadId);
+    let record: UploadRecord | null = null;
+    if (/^[0-9a-f]{32}$/.test(uploadId)) {
+      record = await readFile(join(dir, 'upload.json'), 'utf8').then((s) => JSON.parse(s) as UploadRecord, () => null);
+    }
+    if (record === null || record.key !== key) {
+      throw new AppError('STORAGE_ERROR', 'no such multipart upload', { details: { code: 'NoSuchUpload' } });
+    }
+    return dir;
+  }
+
+  private checkMetadata(options: PutOptions): void {
+    const problem = metadataProblem(options.metadata);
+    if (problem !== null) throw new AppError('INVALID_PARAMETER', problem);
+  }
+
+  /** The file of a key; refuses keys that are unsafe or would resolve outside the objects folder. */
+  private objectPath(key: string): string {
+    assertSafeKey(key);
+    const file = resolve(this.objectsDir, ...key.split('/'));
+    if (!file.startsWith(this.objectsDir + sep)) throw new AppError('INVALID_PARAMETER', 'object key refused', { details: { key } });
+    return file;
+  }
+
+  private sidecarPath(key: string): string {
+    return `${join(this.metaDir, ...key.split('/'))}.json`;
+  }
+}
+
+function notFound(key: string): AppError {
+  return new AppError('NOT_FOUND', 'object not found', { details: { key } });
+}
+
+function normalizeEtag(etag: string): string {
+  return etag.startsWith('"') ? etag : `"${etag}"`;
+}
+
+async function writeSynced(file: string, chunks: Buffer[]): Promise<number> {
+  const fh = await open(file, 'w');
+  let size = 0;
+  try {
+    for (const c of chunks) {
+      await fh.write(c);
+      size += c.length;
+    }
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return size;
+}
+
+async function streamSynced(file: string, body: Readable): Promise<number> {
+  let size = 0;
+  const out = createWriteStream(file, { flags: 'w' });
+  const counted = body.on('data', (c: Buffer) => { size += c.length; });
+  await pipeline(counted, out);
+  const fh = await open(file, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return size;
+}
+
+async function walk(dir: string, base: string, out: string[]): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await walk(p, base, out);
+    else if (e.isFile()) out.push(relative(base, p).split(sep).join('/'));
+  }
+}
+
+/** Removes empty folders from `dir` up to (not including) `stopAt`, like S3's implicit prefixes. */
+async function pruneEmptyDirs(dir: string, stopAt: string): Promise<void> {
+  let d = dir;
+  while (d.startsWith(stopAt + sep)) {
+    try {
+      await rmdir(d);
+    } catch {
+      return;
+    }
+    d = dirname(d);
+  }
+}

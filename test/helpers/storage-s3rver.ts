@@ -1,0 +1,44 @@
+import S3rver from 's3rver';
+import { S3ObjectStore } from '../../src/storage/s3-store.js';
+import type { S3ObjectStoreOptions } from '../../src/storage/s3-store.js';
+
+export const S3RVER_BUCKET = 'audio-test';
+
+/** A real s3rver on 127.0.0.1 over `directory`; `port` 0 picks a free one. */
+export interface RunningS3rver {
+  port: number;
+  endpoint: string;
+  close(): Promise<void>;
+}
+
+export async function startS3rver(directory: string, port = 0): Promise<RunningS3rver> {
+  const server = new S3rver({ port, address: '127.0.0.1', silent: true, directory, configureBuckets: [{ name: S3RVER_BUCKET }] });
+  const addr = await server.run();
+  let closed = false;
+  return {
+    port: addr.port,
+    endpoint: `http://127.0.0.1:${addr.port}`,
+    async close() {
+      if (closed) return;
+      closed = true;
+      // keep-alive sockets of the SDK would hold close() open
+      server.httpServer.closeAllConnections();
+      await server.close();
+    },
+  };
+}
+
+/** An S3ObjectStore on an s3rver endpoint (s3rver's fixed credentials). */
+export function s3rverStore(endpoint: string, extra: Partial<S3ObjectStoreOptions> = {}): S3ObjectStore {
+  return new S3ObjectStore({
+    endpoint,
+    region: 'us-east-1',
+    bucket: S3RVER_BUCKET,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    maxAttempts: 1,
+    connectionTimeoutMs: 2_000,
+    requestTimeoutMs: 20_000,
+    ...extra,
+  });
+}

@@ -1,0 +1,101 @@
+import t from 'tap';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { runConformance } from '../helpers/storage-conformance.js';
+import { startS3rver, s3rverStore } from '../helpers/storage-s3rver.js';
+import type { S3ObjectStore } from '../../src/storage/s3-store.js';
+import { isRetryableS3Error, mapS3Error } from '../../src/storage/s3-store.js';
+
+const dir = await mkdtemp(join(tmpdir(), 'storage-s3-'));
+const server = await startS3rver(dir);
+const stores: S3ObjectStore[] = [];
+t.teardown(async () => {
+  for (const s of stores) await s.stop();
+  await server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+let n = 0;
+t.test('conformance', async (t) => {
+  runConformance(t, async () => {
+    const store = s3rverStore(server.endpoint);
+    stores.push(store);
+    await store.ping();
+    // one bucket for all cases: each case works under its own folder by prefixing keys
+    const prefix = `case${++n}/`;
+    const scoped = scopedStore(store, prefix);
+    return {
+      store: scoped,
+      async fetchPresigned(url) {
+        const res = await request(url);
+        const body = Buffer.from(await res.body.arrayBuffer());
+        if (res.statusCode !== 200) throw new Error(`presigned GET answered ${res.statusCode}`);
+        return body;
+      },
+      async refusesTampered(url) {
+        // s3rver lets unsigned GETs through, so only the URL's signing is checked here
+        const u = new URL(url);
+        t.equal(u.searchParams.get('X-Amz-Algorithm'), 'AWS4-HMAC-SHA256');
+        t.equal(u.searchParams.get('X-Amz-Expires'), '60', 'TTL carried');
+        t.match(u.searchParams.get('X-Amz-Credential') ?? '', /^S3RVER\//);
+        t.match(u.searchParams.get('X-Amz-Signature') ?? '', /^[0-9a-f]{64}$/);
+        t.ok(u.pathname.startsWith('/audio-test/'), 'path-style URL');
+      },
+    };
+  });
+});
+
+t.test('ping and errors when the endpoint is down', async (t) => {
+  const store = s3rverStore('http://127.0.0.1:1');
+  stores.push(store);
+  await t.rejects(store.ping(), { code: 'STORAGE_UNAVAILABLE' });
+  await t.rejects(store.put('a.wav', Buffer.from('x'), { contentType: 'audio/wav' }), { code: 'STORAGE_UNAVAILABLE' });
+  const missingBucket = s3rverStore(server.endpoint, { bucket: 'no-such-bucket' });
+  stores.push(missingBucket);
+  await t.rejects(missingBucket.put('a.wav', Buffer.from('x'), { contentType: 'audio/wav' }), { code: 'STORAGE_ERROR' });
+});
+
+t.test('abort tolerates a store without AbortMultipartUpload', async (t) => {
+  const store = s3rverStore(server.endpoint);
+  stores.push(store);
+  const id = await store.createMultipart('abort/x.wav', { contentType: 'audio/wav' });
+  await store.uploadPart('abort/x.wav', id, 1, Buffer.alloc(10));
+  await t.resolves(store.abortMultipart('abort/x.wav', id));
+  t.equal(await store.head('abort/x.wav'), null);
+});
+
+t.test('error classification', async (t) => {
+  t.ok(isRetryableS3Error({ name: 'SlowDown', $metadata: { httpStatusCode: 503 } }));
+  t.ok(isRetryableS3Error({ name: 'InternalError', $metadata: { httpStatusCode: 500 } }));
+  t.ok(isRetryableS3Error(Object.assign(new Error('connect'), { code: 'ECONNREFUSED' })));
+  t.notOk(isRetryableS3Error({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }));
+  t.equal(mapS3Error('get', { name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } }).code, 'NOT_FOUND');
+  t.equal(mapS3Error('put', { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }).code, 'STORAGE_ERROR');
+  t.equal(mapS3Error('put', { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }).retryAfterSec, 5);
+});
+
+/** Same store, every key under `prefix`: lets cases share one bucket without seeing each other. */
+function scopedStore(store: S3ObjectStore, prefix: string): S3ObjectStore {
+  const k = (key: string): string => (key.startsWith('/') || key === '' || key.startsWith('..') ? key : prefix + key);
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      if (prop === 'list') {
+        return async function* (p: string) {
+          for await (const o of target.list(prefix + p)) yield { ...o, key: o.key.slice(prefix.length) };
+        };
+      }
+      if (['put', 'get', 'getRange', 'head', 'delete', 'presign', 'createMultipart', 'uploadPart', 'completeMultipart', 'abortMultipart', 'replaceMetadata'].includes(prop as string)) {
+        return async (key: string, ...rest: unknown[]) => {
+          const res = await (v as (...a: unknown[]) => Promise<unknown>).call(target, k(key), ...rest);
+          if (res !== null && typeof res === 'object' && 'key' in res) return { ...(res as object), key };
+          return res;
+        };
+      }
+      return (v as (...a: unknown[]) => unknown).bind(target);
+    },
+  });
+}
