@@ -236,7 +236,7 @@ export const configSchema = z.object({
     })
     .strict()
     .prefault({}),
-});
+}).strict();
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
