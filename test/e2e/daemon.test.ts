@@ -61,3 +61,22 @@ t.test('a second signal forces the exit', async (t) => {
   t.equal(await d.exited, 130);
   live.socket?.terminate();
 });
+
+t.test('egress-url and simulate-egress CLI commands drive a running daemon', async (t) => {
+  const d = await startDaemon();
+  t.teardown(() => void d.child.kill('SIGKILL'));
+  const env = { DATA_DIR: d.dataDir, EGRESS_TOKEN_SECRET: 'e2e-egress-secret-0123456789abcdef0123' };
+  const minted = await runCli(['egress-url', '--room', 'cli-room', '--track', 'TR_cli', '--participant', 'carol', '--base-url', d.baseUrl], env);
+  t.equal(minted.code, 0, minted.stderr);
+  const { websocketUrl } = JSON.parse(minted.stdout) as { websocketUrl: string };
+  t.match(websocketUrl, /^ws:\/\/127\.0\.0\.1:\d+\/egress-audio\?token=/);
+  const sim = await runCli(['simulate-egress', '--url', websocketUrl, '--tone', '300', '--seconds', '0.5', '--fast']);
+  t.equal(sim.code, 0, sim.stderr);
+  t.match(JSON.parse(sim.stdout), { bytesSent: 96000, closeCode: 1005 });
+  const bad = await runCli(['egress-url', '--room', '../x'], env);
+  t.equal(bad.code, 64);
+  t.match(bad.stderr, /roomName/);
+  d.child.kill('SIGTERM');
+  t.equal(await d.exited, 0);
+  t.match(d.output(), /"participant":"carol"[^\n]*"recording started"/);
+});
