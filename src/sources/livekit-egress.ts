@@ -242,12 +242,12 @@ export class LiveKitEgressSource {
     ws.end(code, text);
   }
 
-  /** Ends every stream of a room on this host with `room_finished`; returns how many. */
+  /** Ends every stream of a room on this host with `room_finished` (tenant `*` = any); returns how many. */
   finishRoom(tenant: string, roomName: string): number {
     let n = 0;
     for (const ws of this.sockets) {
       const id = ws.getUserData().recording.identity;
-      if (id.tenant === tenant && id.roomName === roomName) {
+      if ((tenant === '*' || id.tenant === tenant) && id.roomName === roomName) {
         this.end(ws, 'room_finished', 1000, 'room finished');
         n++;
       }

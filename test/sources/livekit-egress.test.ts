@@ -236,7 +236,14 @@ t.test('SIGTERM-style stop: not ready, new streams refused, live ones kept throu
   const ready = await fetch(`${h.baseUrl}/ready`);
   t.equal(ready.status, 503);
   t.match(await ready.json(), { ready: false, draining: true });
-  await t.rejects(connectEgress(url2), { status: 503 }, 'new stream refused while draining');
+  const refusal = await connectEgress(url2).then(
+    (ws) => {
+      ws.terminate();
+      return undefined;
+    },
+    (err: unknown) => err,
+  );
+  t.ok(refusal instanceof EgressRefusedError && refusal.status === 503 && /DRAINING/.test(refusal.body), 'new stream refused while draining');
   t.equal(h.app.livekit.openStreams, 1, 'live stream kept during the drain window');
   await stopping;
   const ev = completed(h)[0]!;

@@ -1,0 +1,609 @@
+import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { AppError } from '../errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
+import type { AudioEvent } from './types.js';
+
+/** What the outbox stores and hands to sinks. */
+export type OutboxEvent = AudioEvent;
+
+/** A destination of events. The outbox gives each sink its own durable cursor. */
+export interface Sink {
+  /** Stable name: the cursor file and metric label (letters, digits, `-`, `_`). */
+  readonly name: string;
+  /** Resolves once the destination confirmed every event of the batch; rejects to retry it. */
+  deliver(batch: OutboxEvent[]): Promise<void>;
+  start?(): Promise<void> | void;
+  stop?(): Promise<void> | void;
+  /** Events this sink takes; the others count as confirmed for it. Default: all. */
+  accepts?(event: OutboxEvent): boolean;
+  /** Largest batch this sink wants in one `deliver` call. Default: the outbox's batchSize. */
+  readonly maxBatch?: number;
+  /** Whether the destination is reachable right now (e.g. broker connected). */
+  ready?(): boolean;
+}
+
+export interface OutboxOptions {
+  /** Directory of the outbox (`<dataDir>/outbox`); created when missing. */
+  dir: string;
+  /** Sinks; an event's segment is deleted once every one of them confirmed it. */
+  sinks: Sink[];
+  /** A segment file is closed and a new one started past this size. Default 8 MiB. */
+  segmentBytes?: number;
+  /** Most events handed to a sink at once. Default 256. */
+  batchSize?: number;
+  /** Retry backoff of a failing sink (full jitter). Default 200 ms .. 30 s. */
+  retry?: BackoffOptions;
+  /** How long stop() waits for in-flight deliveries. Default 10 000 ms. */
+  stopTimeoutMs?: number;
+  metrics?: Metrics;
+  logger?: Logger;
+}
+
+export interface SinkStats {
+  /** Events appended and not yet confirmed by this sink. */
+  pending: number;
+  /** Highest sequence number this sink confirmed. */
+  cursor: number;
+  delivered: number;
+  retries: number;
+  consecutiveFailures: number;
+  ready: boolean;
+  lastError: string | null;
+}
+
+export interface OutboxStats {
+  lastSeq: number;
+  segments: number;
+  appended: number;
+  /** write+fsync rounds; lower than `appended` when concurrent appends were grouped. */
+  flushes: number;
+  sinks: Record<string, SinkStats>;
+}
+
+interface PendingAppend {
+  event: OutboxEvent;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+interface Segment {
+  firstSeq: number;
+  path: string;
+}
+
+interface ReadPosition {
+  segFirstSeq: number;
+  offset: number;
+}
+
+interface SinkState {
+  sink: Sink;
+  cursor: number;
+  pos: ReadPosition | null;
+  delivered: number;
+  retries: number;
+  failures: number;
+  lastError: string | null;
+  wake: (() => void) | null;
+  loop: Promise<void> | null;
+  inFlight: Promise<void> | null;
+}
+
+interface ReadResult {
+  events: OutboxEvent[];
+  lastSeq: number;
+  next: ReadPosition;
+}
+
+const SEGMENT_RE = /^seg-(\d{16})\.ndjson$/;
+const SINK_NAME_RE = /^[A-Za-z0-9_-]+$/;
+const READ_CHUNK = 256 * 1024;
+
+function segmentName(firstSeq: number): string {
+  return `seg-${String(firstSeq).padStart(16, '0')}.ndjson`;
+}
+
+/**
+ * Durable local outbox. `append` resolves once the event is fsync'd in an append-only NDJSON
+ * segment (concurrent appends share one write+fsync); each sink reads the segments back at its
+ * own durable cursor, in order, at least once. A segment is deleted when every sink is past it.
+ * Lines are `{"seq":n,"event":{…}}`; a torn last line (crash mid-write) is ignored on restart,
+ * and each run writes into a fresh segment so nothing is ever appended after a torn line.
+ */
+export class Outbox {
+  private readonly dir: string;
+  private readonly segmentBytes: number;
+  private readonly batchSize: number;
+  private readonly retry: BackoffOptions;
+  private readonly stopTimeoutMs: number;
+  private readonly metrics: Metrics | undefined;
+  private readonly logger: Logger | undefined;
+  private readonly sinks = new Map<string, SinkState>();
+
+  private segments: Segment[] = [];
+  /** The segment this run appends to; null until the first append (or after a write error). */
+  private active: { seg: Segment; fh: FileHandle; size: number } | null = null;
+  private lastSeq = 0;
+  private nextSeq = 1;
+  private pending: PendingAppend[] = [];
+  private flushing: Promise<void> | null = null;
+  private appended = 0;
+  private flushes = 0;
+  private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  private readonly stopController = new AbortController();
+
+  constructor(options: OutboxOptions) {
+    this.dir = options.dir;
+    this.segmentBytes = options.segmentBytes ?? 8 * 1024 * 1024;
+    this.batchSize = options.batchSize ?? 256;
+    this.retry = options.retry ?? {};
+    this.stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
+    this.metrics = options.metrics;
+    this.logger = options.logger;
+    for (const sink of options.sinks) {
+      if (!SINK_NAME_RE.test(sink.name)) {
+        throw new AppError('CONFIG_INVALID', `outbox sink name "${sink.name}" must match ${SINK_NAME_RE}`);
+      }
+      if (this.sinks.has(sink.name)) {
+        throw new AppError('CONFIG_INVALID', `outbox sink "${sink.name}" is configured twice`);
+      }
+      this.sinks.set(sink.name, {
+        sink,
+        cursor: 0,
+        pos: null,
+        delivered: 0,
+        retries: 0,
+        failures: 0,
+        lastError: null,
+        wake: null,
+        loop: null,
+        inFlight: null,
+      });
+    }
+  }
+
+  /** Recovers segments and cursors, starts the sinks and their delivery loops. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error('outbox already started');
+    await mkdir(this.dir, { recursive: true });
+    await this.recover();
+    this.state = 'running';
+    for (const st of this.sinks.values()) {
+      try {
+        await st.sink.start?.();
+      } catch (err) {
+        // a sink that cannot start yet (broker down) still gets retried by its loop
+        this.logger?.warn({ sink: st.sink.name, err }, 'outbox sink failed to start');
+      }
+      st.loop = this.runSink(st);
+    }
+    this.updatePendingGauge();
+  }
+
+  /**
+   * Durably appends an event; resolves after its line is fsync'd. Rejects with DRAINING once
+   * stop() began, or STORAGE_ERROR when the write failed (the event may then be delivered or not).
+   */
+  append(event: OutboxEvent): Promise<void> {
+    if (this.state !== 'running') {
+      return Promise.reject(new AppError('DRAINING', 'outbox is not accepting events'));
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ event, resolve, reject });
+      if (!this.flushing) this.flushing = this.flushLoop();
+    });
+  }
+
+  /** Flushes appends, stops the loops (waiting up to stopTimeoutMs for in-flight batches), stops sinks. */
+  async stop(): Promise<void> {
+    if (this.state !== 'running') return;
+    this.state = 'stopping';
+    while (this.flushing) await this.flushing;
+    this.stopController.abort();
+    for (const st of this.sinks.values()) st.wake?.();
+    const loops = [...this.sinks.values()].map((st) => st.loop ?? Promise.resolve());
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      Promise.all(loops).then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.stopTimeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) this.logger?.warn({ timeoutMs: this.stopTimeoutMs }, 'outbox stop: deliveries still in flight');
+    for (const st of this.sinks.values()) {
+      try {
+        await st.sink.stop?.();
+      } catch (err) {
+        this.logger?.warn({ sink: st.sink.name, err }, 'outbox sink failed to stop');
+      }
+    }
+    await this.active?.fh.close();
+    this.active = null;
+    this.state = 'stopped';
+  }
+
+  stats(): OutboxStats {
+    const sinks: Record<string, SinkStats> = {};
+    for (const [name, st] of this.sinks) {
+      sinks[name] = {
+        pending: Math.max(0, this.lastSeq - st.cursor),
+        cursor: st.cursor,
+        delivered: st.delivered,
+        retries: st.retries,
+        consecutiveFailures: st.failures,
+        ready: this.sinkReady(st),
+        lastError: st.lastError,
+      };
+    }
+    return {
+      lastSeq: this.lastSeq,
+      segments: this.segments.length,
+      appended: this.appended,
+      flushes: this.flushes,
+      sinks,
+    };
+  }
+
+  /** Health bit for /ready: the named sink (or every sink) is reachable and not failing. */
+  ready(sinkName?: string): boolean {
+    if (this.state !== 'running') return false;
+    if (sinkName !== undefined) {
+      const st = this.sinks.get(sinkName);
+      return st !== undefined && this.sinkReady(st);
+    }
+    return [...this.sinks.values()].every((st) => this.sinkReady(st));
+  }
+
+  private sinkReady(st: SinkState): boolean {
+    return st.failures === 0 && st.sink.ready?.() !== false;
+  }
+
+  // ---- recovery -------------------------------------------------------------------------------
+
+  private async recover(): Promise<void> {
+    const names = (await readdir(this.dir)).filter((n) => SEGMENT_RE.test(n)).sort();
+    this.segments = names.map((n) => ({ firstSeq: Number(SEGMENT_RE.exec(n)![1]), path: join(this.dir, n) }));
+    // the newest segments may hold only a torn line: drop them so seq numbers stay monotonic
+    let lastInSegments = 0;
+    while (this.segments.length > 0) {
+      const seg = this.segments[this.segments.length - 1]!;
+      const last = await this.lastSeqIn(seg);
+      if (last !== null) {
+        lastInSegments = last;
+        break;
+      }
+      await unlink(seg.path);
+      this.segments.pop();
+    }
+    const cursors = new Map<string, number>();
+    for (const name of this.sinks.keys()) {
+      const c = await this.readCursor(name);
+      if (c !== null) cursors.set(name, c);
+    }
+    this.lastSeq = Math.max(lastInSegments, ...cursors.values(), 0);
+    this.nextSeq = this.lastSeq + 1;
+    const firstRetained = this.segments[0]?.firstSeq ?? this.nextSeq;
+    for (const [name, st] of this.sinks) {
+      // a sink seen for the first time starts at the oldest retained event
+      st.cursor = cursors.get(name) ?? firstRetained - 1;
+      if (!cursors.has(name)) await this.writeCursor(name, st.cursor);
+    }
+    await this.deleteConfirmedSegments();
+  }
+
+  private async lastSeqIn(seg: Segment): Promise<number | null> {
+    const text = await readFile(seg.path, 'utf8');
+    let last: number | null = null;
+    let start = 0;
+    for (;;) {
+      const nl = text.indexOf('\n', start);
+      if (nl < 0) break; // no newline: torn tail
+      const seq = parseLine(text.slice(start, nl))?.seq;
+      if (seq !== undefined) last = seq;
+      start = nl + 1;
+    }
+    return last;
+  }
+
+  private cursorPath(name: string): string {
+    return join(this.dir, `cursor-${name}.json`);
+  }
+
+  private async readCursor(name: string): Promise<number | null> {
+    try {
+      const v = JSON.parse(await readFile(this.cursorPath(name), 'utf8')) as { seq?: unknown };
+      return typeof v.seq === 'number' && Number.isSafeInteger(v.seq) ? v.seq : null;
+    } catch {
+      // missing or unreadable: replaying from the oldest retained event is the safe direction
+      return null;
+    }
+  }
+
+  /** tmp + fsync + rename: a crash leaves the old or the new cursor, never a torn one. */
+  private async writeCursor(name: string, seq: number): Promise<void> {
+    const path = this.cursorPath(name);
+    const tmp = `${path}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify({ seq }));
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  }
+
+  // ---- appending (group commit) ---------------------------------------------------------------
+
+  private async flushLoop(): Promise<void> {
+    // let every append issued in this tick join the first group
+    await new Promise<void>((r) => setImmediate(r));
+    while (this.pending.length > 0) {
+      const group = this.pending;
+      this.pending = [];
+      const firstSeq = this.nextSeq;
+      this.nextSeq += group.length; // seqs are burnt even when the write fails: no reuse
+      try {
+        const lines = group.map((p, i) => JSON.stringify({ seq: firstSeq + i, event: p.event }) + '\n');
+        const buf = Buffer.from(lines.join(''), 'utf8');
+        const active = await this.activeSegment(firstSeq, buf.length);
+        let written = 0;
+        while (written < buf.length) {
+          const { bytesWritten } = await active.fh.write(buf, written, buf.length - written, null);
+          written += bytesWritten;
+        }
+        await active.fh.datasync();
+        active.size += buf.length;
+        this.lastSeq = firstSeq + group.length - 1;
+        this.appended += group.length;
+        this.flushes++;
+        for (const p of group) p.resolve();
+        this.updatePendingGauge();
+        for (const st of this.sinks.values()) st.wake?.();
+      } catch (err) {
+        // the segment may end in a partial line now: later groups go to a fresh segment
+        const broken = this.active;
+        this.active = null;
+        await broken?.fh.close().catch(() => undefined);
+        this.logger?.error({ err }, 'outbox write failed');
+        const e = new AppError('STORAGE_ERROR', 'outbox write failed', { cause: err });
+        for (const p of group) p.reject(e);
+      }
+    }
+    this.flushing = null;
+  }
+
+  private async activeSegment(firstSeq: number, incoming: number): Promise<{ seg: Segment; fh: FileHandle; size: number }> {
+    if (this.active && this.active.size > 0 && this.active.size + incoming > this.segmentBytes) {
+      await this.active.fh.close();
+      this.active = null;
+      await this.deleteConfirmedSegments();
+    }
+    if (!this.active) {
+      const seg = { firstSeq, path: join(this.dir, segmentName(firstSeq)) };
+      const fh = await open(seg.path, 'wx');
+      await fsyncDir(this.dir); // the new file's directory entry must survive a crash too
+      this.segments.push(seg);
+      this.active = { seg, fh, size: 0 };
+    }
+    return this.active;
+  }
+
+  // ---- delivery -------------------------------------------------------------------------------
+
+  private async runSink(st: SinkState): Promise<void> {
+    const signal = this.stopController.signal;
+    const name = st.sink.name;
+    while (!signal.aborted) {
+      const flushesSeen = this.flushes;
+      let batch: ReadResult | null;
+      try {
+        batch = await this.readBatch(st);
+      } catch (err) {
+        this.logger?.error({ sink: name, err }, 'outbox read failed');
+        await sleep(backoffDelay(++st.failures, this.retry), signal);
+        continue;
+      }
+      if (!batch) {
+        st.failures = 0;
+        await new Promise<void>((resolve) => {
+          st.wake = () => {
+            st.wake = null;
+            resolve();
+          };
+          // a flush that landed while we were reading must not be slept through
+          if (signal.aborted || this.flushes !== flushesSeen) st.wake();
+        });
+        continue;
+      }
+      const accepts = st.sink.accepts?.bind(st.sink);
+      const deliverable = accepts ? batch.events.filter((e) => accepts(e)) : batch.events;
+      try {
+        if (deliverable.length > 0) {
+          st.inFlight = st.sink.deliver(deliverable);
+          await st.inFlight;
+        }
+      } catch (err) {
+        st.failures++;
+        st.retries++;
+        st.lastError = err instanceof Error ? err.message : String(err);
+        this.metrics?.deliveryRetries.inc({ sink: name });
+        const wait = backoffDelay(st.failures, this.retry);
+        this.logger?.warn({ sink: name, attempt: st.failures, retryInMs: wait, err: st.lastError }, 'event delivery failed; retrying');
+        await sleep(wait, signal);
+        continue;
+      } finally {
+        st.inFlight = null;
+      }
+      st.failures = 0;
+      st.lastError = null;
+      st.delivered += deliverable.length;
+      for (const e of deliverable) this.metrics?.eventsDelivered.inc({ sink: name, type: e.type });
+      st.cursor = batch.lastSeq;
+      st.pos = batch.next;
+      try {
+        await this.writeCursor(name, st.cursor);
+        await this.deleteConfirmedSegments();
+      } catch (err) {
+        // the in-memory cursor stays right; a stale file only means replay after a crash
+        this.logger?.error({ sink: name, err }, 'outbox cursor write failed');
+      }
+      this.updatePendingGauge();
+    }
+  }
+
+  /** Next batch past the sink's cursor, read from disk; null when the sink is caught up. */
+  private async readBatch(st: SinkState): Promise<ReadResult | null> {
+    const max = Math.max(1, Math.min(st.sink.maxBatch ?? this.batchSize, this.batchSize));
+    let pos = st.pos ?? this.positionAfter(st.cursor);
+    if (!pos) return null;
+    const events: OutboxEvent[] = [];
+    let lastSeq = st.cursor;
+    for (;;) {
+      const segIndex = this.segments.findIndex((s) => s.firstSeq === pos!.segFirstSeq);
+      if (segIndex < 0) {
+        // the segment is gone (confirmed by everyone): resume after the last seq seen
+        const p = this.positionAfter(lastSeq);
+        if (!p || (p.segFirstSeq === pos.segFirstSeq && p.offset === pos.offset)) break;
+        pos = p;
+        continue;
+      }
+      const seg = this.segments[segIndex]!;
+      const isActive = this.active?.seg === seg;
+      let r: { offset: number; atEnd: boolean };
+      try {
+        const limit = isActive ? this.active!.size : (await stat(seg.path)).size;
+        r = await readLines(seg.path, pos.offset, limit, max - events.length, (line) => {
+          const parsed = parseLine(line);
+          if (!parsed) {
+            this.logger?.warn({ segment: seg.path }, 'outbox: skipping unreadable line');
+            return false;
+          }
+          if (parsed.seq <= lastSeq) return false; // already confirmed (replay after restart)
+          events.push(parsed.event);
+          lastSeq = parsed.seq;
+          return true;
+        });
+      } catch (err) {
+        // deleted under us: every sink is past it, so the cursor tells where to go on
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !this.segments.includes(seg)) continue;
+        throw err;
+      }
+      pos = { segFirstSeq: seg.firstSeq, offset: r.offset };
+      if (events.length >= max) break;
+      // the array may have shifted while we awaited: look the segment up again
+      const idx = this.segments.indexOf(seg);
+      if (idx < 0) continue;
+      // at the end of a closed segment (torn tail included): continue with the next one
+      const next = this.segments[idx + 1];
+      if (!isActive && next && r.atEnd) {
+        pos = { segFirstSeq: next.firstSeq, offset: 0 };
+        continue;
+      }
+      break;
+    }
+    if (lastSeq === st.cursor) {
+      st.pos = pos;
+      return null;
+    }
+    return { events, lastSeq, next: pos };
+  }
+
+  /** Where a reader whose cursor is `seq` starts: the segment that may hold seq+1. */
+  private positionAfter(seq: number): ReadPosition | null {
+    let found: Segment | undefined;
+    for (const s of this.segments) {
+      if (s.firstSeq <= seq + 1) found = s;
+      else break;
+    }
+    found ??= this.segments[0];
+    return found ? { segFirstSeq: found.firstSeq, offset: 0 } : null;
+  }
+
+  private async deleteConfirmedSegments(): Promise<void> {
+    let minCursor = Infinity;
+    for (const st of this.sinks.values()) minCursor = Math.min(minCursor, st.cursor);
+    if (this.sinks.size === 0) minCursor = this.lastSeq;
+    while (this.segments.length > 0) {
+      const seg = this.segments[0]!;
+      if (this.active?.seg === seg) break;
+      const next = this.segments[1];
+      const segLast = next ? next.firstSeq - 1 : this.lastSeq;
+      if (segLast > minCursor) break;
+      this.segments.shift();
+      await unlink(seg.path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    }
+  }
+
+  private updatePendingGauge(): void {
+    if (!this.metrics) return;
+    for (const [name, st] of this.sinks) {
+      this.metrics.outboxPending.set({ sink: name }, Math.max(0, this.lastSeq - st.cursor));
+    }
+  }
+}
+
+function parseLine(line: string): { seq: number; event: OutboxEvent } | null {
+  try {
+    const v = JSON.parse(line) as { seq?: unknown; event?: unknown };
+    if (typeof v.seq !== 'number' || typeof v.event !== 'object' || v.event === null) return null;
+    return { seq: v.seq, event: v.event as OutboxEvent };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Reads complete lines from `offset` up to `limit`, stopping after `want` lines that `onLine`
+ * accepted (returned true for).
+ * Returns the offset after the last consumed line and whether no complete line is left.
+ */
+async function readLines(
+  path: string,
+  offset: number,
+  limit: number,
+  want: number,
+  onLine: (line: string) => boolean,
+): Promise<{ offset: number; atEnd: boolean }> {
+  const fh = await open(path, 'r');
+  try {
+    let pos = offset;
+    let size = READ_CHUNK;
+    let taken = 0;
+    while (pos < limit && taken < want) {
+      const buf = Buffer.allocUnsafe(Math.min(size, limit - pos));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) break;
+      let start = 0;
+      let consumedAny = false;
+      while (taken < want) {
+        const nl = buf.indexOf(0x0a, start);
+        if (nl < 0 || nl >= bytesRead) break;
+        if (onLine(buf.toString('utf8', start, nl))) taken++;
+        start = nl + 1;
+        consumedAny = true;
+      }
+      pos += start;
+      if (!consumedAny) {
+        if (bytesRead < buf.length || pos + bytesRead >= limit) return { offset: pos, atEnd: true }; // torn tail
+        size *= 2; // one line longer than the buffer
+      }
+    }
+    return { offset: pos, atEnd: pos >= limit };
+  } finally {
+    await fh.close();
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,142 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { request, type Dispatcher } from 'undici';
+import type { Logger } from 'pino';
+import type { OutboxEvent, Sink } from './outbox.js';
+import { isMonitoringEvent } from './types.js';
+
+/** Why a webhook delivery was abandoned; handed to `onGiveUp` (the app turns it into queue.error). */
+export interface WebhookGiveUp {
+  sink: string;
+  event: OutboxEvent;
+  attempts: number;
+  error: string;
+  status: number | null;
+}
+
+export interface WebhookSinkOptions {
+  /** Endpoint the events are POSTed to. */
+  url: string;
+  /** HMAC-SHA256 key (`WEBHOOK_SECRET`). */
+  secret: string;
+  /** `main` takes every non-monitoring event; `monitoring` takes queue.error, queue.stats, filter.applied. */
+  role: 'main' | 'monitoring';
+  /** Sink name (cursor file, metric label). Default `webhook` / `monitoring` by role. */
+  name?: string;
+  /** Per-request timeout (connect + answer), ms. Default 10 000. */
+  timeoutMs?: number;
+  /** Attempts before a retriable failure is given up. Default 8. */
+  maxAttempts?: number;
+  /** Called once when an event is abandoned (4xx other than 408/429, or maxAttempts reached). */
+  onGiveUp?: (info: WebhookGiveUp) => void | Promise<void>;
+  /** undici dispatcher (connection pool, proxy); default the global one. */
+  dispatcher?: Dispatcher;
+  logger?: Logger;
+}
+
+/** `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`. */
+export function signWebhook(secret: string, timestamp: number, body: string): string {
+  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
+}
+
+/**
+ * Consumer-side check of a webhook: the signature matches (constant-time) and the timestamp is
+ * within `toleranceSec` of `now` (unix seconds), which bounds replays.
+ */
+export function verifyWebhookSignature(
+  secret: string,
+  timestamp: string | number,
+  body: string | Buffer,
+  header: string | undefined,
+  toleranceSec = 300,
+  now = Math.floor(Date.now() / 1000),
+): boolean {
+  const ts = typeof timestamp === 'number' ? timestamp : Number(timestamp);
+  if (!Number.isInteger(ts) || Math.abs(now - ts) > toleranceSec || typeof header !== 'string') return false;
+  const expected = Buffer.from(signWebhook(secret, ts, Buffer.isBuffer(body) ? body.toString('utf8') : body));
+  const given = Buffer.from(header);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/** Statuses worth retrying among the 4xx. */
+const RETRIABLE_4XX = new Set([408, 429]);
+
+/**
+ * Outbox sink POSTing one signed event per request. 2xx confirms; 4xx other than 408/429 gives
+ * up at once; anything else rejects so the outbox retries with backoff, until `maxAttempts`.
+ */
+export class WebhookSink implements Sink {
+  readonly name: string;
+  readonly maxBatch = 1;
+  private readonly options: WebhookSinkOptions;
+  private readonly timeoutMs: number;
+  private readonly maxAttempts: number;
+  /** Attempts of the event at the head of this sink (delivery is in order, one at a time). */
+  private attempts = new Map<string, number>();
+  private lastOk = true;
+
+  constructor(options: WebhookSinkOptions) {
+    this.options = options;
+    this.name = options.name ?? (options.role === 'main' ? 'webhook' : 'monitoring');
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.maxAttempts = options.maxAttempts ?? 8;
+  }
+
+  accepts(event: OutboxEvent): boolean {
+    return isMonitoringEvent(event) === (this.options.role === 'monitoring');
+  }
+
+  ready(): boolean {
+    return this.lastOk;
+  }
+
+  async deliver(batch: OutboxEvent[]): Promise<void> {
+    for (const event of batch) await this.deliverOne(event);
+  }
+
+  private async deliverOne(event: OutboxEvent): Promise<void> {
+    const attempt = (this.attempts.get(event.id) ?? 0) + 1;
+    this.attempts.set(event.id, attempt);
+    let status: number | null = null;
+    let error: string;
+    try {
+      status = await this.post(event);
+      if (status >= 200 && status < 300) {
+        this.attempts.delete(event.id);
+        this.lastOk = true;
+        return;
+      }
+      error = `HTTP ${status}`;
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    this.lastOk = false;
+    const permanent = status !== null && status >= 400 && status < 500 && !RETRIABLE_4XX.has(status);
+    if (!permanent && attempt < this.maxAttempts) throw new Error(`webhook ${this.name}: ${error}`);
+    this.attempts.delete(event.id);
+    this.options.logger?.error({ sink: this.name, eventId: event.id, type: event.type, attempts: attempt, status, error }, 'webhook delivery given up');
+    await this.options.onGiveUp?.({ sink: this.name, event, attempts: attempt, error, status });
+  }
+
+  /** One signed POST; resolves with the status, rejects on network errors and timeouts. */
+  private async post(event: OutboxEvent): Promise<number> {
+    const body = JSON.stringify(event);
+    const timestamp = Math.floor(Date.now() / 1000);
+    const res = await request(this.options.url, {
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'audio-ingestd',
+        'x-webhook-id': event.id,
+        'x-webhook-timestamp': String(timestamp),
+        'x-webhook-signature': signWebhook(this.options.secret, timestamp, body),
+      },
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+      signal: AbortSignal.timeout(this.timeoutMs),
+      ...(this.options.dispatcher ? { dispatcher: this.options.dispatcher } : {}),
+    });
+    await res.body.dump();
+    return res.statusCode;
+  }
+}

@@ -1,0 +1,32 @@
+import type { PcmFormat } from '../audio/pcm-format.js';
+import { WAV_HEADER_BYTES } from '../audio/wav.js';
+import type { ChunkDispatcher } from '../events/chunk-dispatch.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ChunkSink, RecordingIdentity } from './recording.js';
+
+/**
+ * Hands every chunk of a live recording to the analysis endpoint (best effort: the dispatcher's
+ * queue is bounded and never blocks the recording). `l16` is sent big-endian, as the
+ * audio/L16 media type (RFC 3551) requires.
+ */
+export class ChunkDispatchSink implements ChunkSink {
+  constructor(
+    private readonly dispatcher: ChunkDispatcher,
+    private readonly format: 'wav' | 'l16',
+    private readonly metrics: Metrics,
+  ) {}
+
+  chunk(identity: RecordingIdentity, _seq: number, wav: Buffer, pcmFormat: PcmFormat): void {
+    const bytes = this.format === 'wav' ? wav : Buffer.from(wav.subarray(WAV_HEADER_BYTES)).swap16();
+    const queued = this.dispatcher.enqueue({
+      meetingId: identity.meetingId ?? identity.roomName,
+      participantId: identity.participant ?? '',
+      trackId: identity.trackId ?? '',
+      bytes,
+      format: this.format,
+      sampleRate: pcmFormat.sampleRate,
+      channels: pcmFormat.channels,
+    });
+    if (!queued) this.metrics.framesDropped.inc({ source: identity.source, reason: 'dispatch_queue_full' });
+  }
+}

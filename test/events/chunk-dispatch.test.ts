@@ -1,0 +1,48 @@
+import t from 'tap';
+import { ChunkDispatcher } from '../../src/events/chunk-dispatch.js';
+import { startReceiver } from '../helpers/events-http.js';
+
+const wav = Buffer.concat([Buffer.from('RIFF'), Buffer.alloc(40), Buffer.from([1, 2, 3, 4])]);
+
+t.test('chunk headers on the wire, retries on 503, L16 content type', async (t) => {
+  const rx = await startReceiver(t, (_r, i) => (i === 0 ? 503 : 200));
+  const d = new ChunkDispatcher({ url: rx.url, apiKey: 'analysis-key', retry: { baseMs: 5, maxMs: 10 } });
+  t.equal(d.enqueue({ meetingId: 'm1', participantId: 'alice', trackId: 'TR_1', bytes: wav, format: 'wav', sampleRate: 48_000, channels: 1 }), true);
+  await d.idle();
+  d.enqueue({ meetingId: 'm1', participantId: 'alice', trackId: 'TR_1', bytes: Buffer.alloc(8), format: 'l16', sampleRate: 16_000, channels: 1 });
+  await d.idle();
+  t.equal(rx.requests.length, 3);
+  const [, ok, l16] = rx.requests;
+  t.match(ok!.headers, {
+    'x-meeting-id': 'm1',
+    'x-participant-id': 'alice',
+    'x-track-id': 'TR_1',
+    authorization: 'Bearer analysis-key',
+    'content-type': 'audio/wav',
+  });
+  t.same(ok!.body, wav, 'bytes intact');
+  t.equal(l16!.headers['content-type'], 'audio/L16;rate=16000;channels=1');
+  t.match(d.stats(), { sent: 2, failed: 0, dropped: 0 });
+  await d.stop();
+});
+
+t.test('enqueue never blocks: overflow is dropped and counted; 4xx is not retried', async (t) => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const rx = await startReceiver(t, () => 400);
+  rx.server.removeAllListeners('request');
+  rx.server.on('request', (req, res) => {
+    req.resume();
+    void gate.then(() => ((res.statusCode = 400), res.end()));
+  });
+  const d = new ChunkDispatcher({ url: rx.url, maxQueue: 2, concurrency: 1 });
+  const chunk = { meetingId: 'm', participantId: 'p', trackId: 't', bytes: wav, format: 'wav' as const, sampleRate: 48_000, channels: 1 };
+  const results = Array.from({ length: 5 }, () => d.enqueue(chunk));
+  // one in flight, two queued, two dropped — all decided synchronously
+  t.same(results, [true, true, true, false, false]);
+  t.match(d.stats(), { inFlight: 1, queued: 2, dropped: 2 });
+  release();
+  await d.idle();
+  t.match(d.stats(), { sent: 0, failed: 3, dropped: 2 });
+  await d.stop();
+});

@@ -1,0 +1,30 @@
+import t from 'tap';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { NdjsonSink } from '../../src/events/ndjson-sink.js';
+import { Outbox } from '../../src/events/outbox.js';
+import { completedEvent, storedVoiceNote } from '../helpers/events-fixtures.js';
+import { loadSchema, validate } from '../helpers/events-schema.js';
+import { tempDir } from '../helpers/events-tmp.js';
+import { waitFor } from '../helpers/events-wait.js';
+
+t.test('without a broker, events land in <dataDir>/events.ndjson, in order, across restarts', async (t) => {
+  const dataDir = await tempDir(t);
+  const path = join(dataDir, 'events.ndjson');
+  const make = () => new Outbox({ dir: join(dataDir, 'outbox'), sinks: [new NdjsonSink({ path })] });
+  const events = [completedEvent(1), storedVoiceNote(2), completedEvent(3)];
+  const first = make();
+  await first.start();
+  await first.append(events[0]!);
+  await first.append(events[1]!);
+  await waitFor(() => first.stats().sinks.log!.pending === 0);
+  await first.stop();
+  const second = make();
+  await second.start();
+  await second.append(events[2]!);
+  await waitFor(() => second.stats().sinks.log!.pending === 0);
+  await second.stop();
+  const lines = (await readFile(path, 'utf8')).trimEnd().split('\n').map((l) => JSON.parse(l) as { id: string; type: string });
+  t.same(lines.map((e) => e.id), events.map((e) => e.id), 'appended, not rewritten, and not duplicated');
+  for (const e of lines) t.same(validate(loadSchema(e.type), e), []);
+});
