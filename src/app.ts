@@ -2,11 +2,19 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from './config/schema.js';
 import { persistentSecret } from './config/secrets.js';
-import { AppError } from './errors.js';
+import { AppError, ConfigError } from './errors.js';
 import { Outbox } from './events/outbox.js';
 import type { Sink } from './events/outbox.js';
-import { recordingCompleted } from './events/types.js';
+import { queueError, recordingCompleted } from './events/types.js';
+import { AmqpPublisher } from './events/amqp-publisher.js';
+import { ChunkDispatcher } from './events/chunk-dispatch.js';
+import { NdjsonSink } from './events/ndjson-sink.js';
+import { QueueStatsReporter } from './events/queue-stats.js';
+import { AmqpRoomSignals, LocalRoomSignals, type RoomSignals } from './events/room-signals.js';
+import { type WebhookGiveUp, WebhookSink } from './events/webhooks.js';
+import { ChunkDispatchSink } from './recording/chunk-dispatch-sink.js';
 import { registerObjectRoutes } from './http/object-routes.js';
+import { registerRecordingRoutes } from './http/recording-routes.js';
 import { type ReadinessCheck, registerOpsRoutes } from './http/ops-routes.js';
 import { HttpServer } from './http/server.js';
 import { uwsRuntime } from './http/uws.js';
@@ -15,13 +23,25 @@ import { Metrics } from './observability/metrics.js';
 import { ChunkObjects } from './recording/chunk-objects.js';
 import type { ChunkSink } from './recording/recording.js';
 import { RecordingService } from './recording/recording-service.js';
+import { RecordingCatalog } from './recording/recording-catalog.js';
 import { MemoryReplayGuard } from './sources/egress-token.js';
 import { registerEgressUrlRoute } from './sources/livekit-egress-urls.js';
 import { LiveKitEgressSource } from './sources/livekit-egress.js';
 import { registerLiveKitWebhook } from './sources/livekit-webhook.js';
+import { WhatsAppAmqpConsumer } from './sources/whatsapp-amqp.js';
+import { registerWhatsAppHttp } from './sources/whatsapp-http.js';
+import { registerWhatsAppMessages } from './sources/whatsapp-messages.js';
+import { FfmpegPool } from './audio/ffmpeg-pool.js';
+import { DurationFilter } from './limits/duration-filter.js';
+import { FailOpenBucketStore } from './limits/fail-open-bucket-store.js';
+import { RateLimiter } from './limits/rate-limiter.js';
+import { RedisBucketStore } from './limits/redis-bucket-store.js';
+import { IdempotencyStore } from './voicenotes/idempotency-store.js';
+import { type VoiceNoteAnswer, VoiceNoteService } from './voicenotes/voice-note-service.js';
 import { FsObjectStore } from './storage/fs-store.js';
 import { ObjectKeys } from './storage/keys.js';
 import { MasterUpload } from './storage/master-upload.js';
+import { RetentionSweeper } from './storage/retention-sweeper.js';
 import type { ObjectStore } from './storage/object-store.js';
 import { S3ObjectStore } from './storage/s3-store.js';
 import { Spool } from './storage/spool.js';
@@ -53,7 +73,17 @@ export class App {
   store!: ObjectStore;
   outbox!: Outbox;
   recordings!: RecordingService;
+  catalog!: RecordingCatalog;
+  /** Periodic retention sweep, when storage.retentionDays > 0. */
+  retention: RetentionSweeper | undefined;
   livekit!: LiveKitEgressSource;
+  roomSignals!: RoomSignals;
+  private queueStats: QueueStatsReporter | undefined;
+  private chunkDispatcher: ChunkDispatcher | undefined;
+  voiceNotes!: VoiceNoteService;
+  rateLimiter!: RateLimiter;
+  durationFilter!: DurationFilter;
+  whatsappAmqp: WhatsAppAmqpConsumer | undefined;
   readonly keys: ObjectKeys;
   readonly spool: Spool;
   /** Secrets in force (from the environment, or generated into DATA_DIR for the embedded defaults). */
@@ -114,6 +144,16 @@ export class App {
   async start(): Promise<void> {
     if (this.stateValue !== 'created') throw new Error(`cannot start an app that is ${this.stateValue}`);
     this.stateValue = 'starting';
+    try {
+      await this.startParts();
+    } catch (err) {
+      // Leave nothing listening or connected behind a failed start.
+      await this.stop({ drainSeconds: 0, reason: 'start failed' });
+      throw err;
+    }
+  }
+
+  private async startParts(): Promise<void> {
     const { config, logger: log, metrics } = this;
     mkdirSync(this.dataDir, { recursive: true });
 
@@ -145,11 +185,28 @@ export class App {
         : new FsObjectStore({ root: join(this.dataDir, 'store'), presign: { baseUrl: this.publicUrl, secret: this.secrets.objectUrlSecret } });
     await this.store.start();
     this.checks.push({ name: 'store', check: () => this.store.ping() });
+    this.catalog = new RecordingCatalog({ store: this.store, keys: this.keys, logger: log, metrics });
+    if (config.storage.retentionDays > 0) {
+      this.retention = new RetentionSweeper({ store: this.store, prefix: this.keys.prefix, retentionDays: config.storage.retentionDays, logger: log });
+      this.retention.start();
+    }
 
     // Events
-    const sinks = createEventSinks({ config, dataDir: this.dataDir, logger: log, metrics });
+    const sinks = createEventSinks({ config, dataDir: this.dataDir, logger: log, onGiveUp: (g) => this.reportGiveUp(g) });
     this.outbox = new Outbox({ dir: join(this.dataDir, 'outbox'), sinks, logger: log, metrics });
     await this.outbox.start();
+    if (config.events.monitoringWebhookUrl) {
+      this.queueStats = new QueueStatsReporter({ outbox: this.outbox, intervalMs: config.events.statsIntervalSec * 1000 });
+      this.queueStats.start();
+    }
+    this.roomSignals = config.events.amqpUrl
+      ? new AmqpRoomSignals({ url: config.events.amqpUrl, exchange: config.events.signalsExchange, logger: log })
+      : new LocalRoomSignals();
+    this.roomSignals.onRoomFinished(({ tenant, roomName }) => {
+      const n = this.livekit.finishRoom(tenant, roomName);
+      if (n > 0) log.info({ tenant, roomName, streams: n }, 'room finished: streams on this host ended');
+    });
+    await this.roomSignals.start();
     for (const sink of sinks) this.checks.push({ name: `events:${sink.name}`, check: () => assertReady(sink.ready?.() ?? true, sink.name) });
 
     await this.recoverMasters();
@@ -161,6 +218,11 @@ export class App {
     });
     const chunkSinks: ChunkSink[] = [];
     if (config.storage.chunkObjects) chunkSinks.push(new ChunkObjects({ store: this.store, keys: this.keys, events: this.outbox, presign, logger: log, metrics }));
+    if (config.chunkDispatch.url) {
+      const cd = config.chunkDispatch;
+      this.chunkDispatcher = new ChunkDispatcher({ url: cd.url!, apiKey: cd.apiKey, timeoutMs: cd.timeoutMs, maxAttempts: cd.maxAttempts, logger: log });
+      chunkSinks.push(new ChunkDispatchSink(this.chunkDispatcher, cd.format, metrics));
+    }
     this.recordings = new RecordingService({
       keys: this.keys,
       events: this.outbox,
@@ -182,10 +244,12 @@ export class App {
       output: { sampleRate: config.output.sampleRate, channels: config.output.channels },
       normalize: { mode: config.output.normalize, targetDb: config.output.targetDb },
       muteFill: config.livekit.muteFill,
+      catalog: this.catalog,
       logger: log,
       metrics,
     });
     await this.livekit.start();
+    await this.startVoiceNotes();
 
     this.stateValue = 'running';
     log.info({ port: this.port, dataDir: this.dataDir, storage: config.storage.driver, tenants: this.tenants.size, publicUrl: this.publicUrl }, 'audio-ingestd ready');
@@ -207,7 +271,7 @@ export class App {
       recordings: {
         open: (r) => this.recordings.open(r),
         finish: (rec, reason) => this.recordings.finish(rec, reason),
-        settle: () => this.recordings.settle(),
+        settle: () => this.recordings?.settle() ?? Promise.resolve(),
       },
       tenants: { get: (id) => this.tenants.get(id), acquireStream: (t) => this.tenants.acquireStream(t) },
       replayGuard: new MemoryReplayGuard(),
@@ -230,18 +294,41 @@ export class App {
         apiSecret: config.livekit.apiSecret,
         maxBodyBytes: config.server.maxJsonBytes,
         logger: log,
-        onRoomFinished: async (roomName) => {
-          // A LiveKit project maps to every tenant that has streams in that room name on this host.
-          for (const rec of this.recordings.all()) if (rec.identity.roomName === roomName) this.livekit.finishRoom(rec.identity.tenant, roomName);
-        },
+        // One LiveKit project serves every tenant here, so the signal names the room only; each host ends its own streams.
+        onRoomFinished: (roomName) => this.roomSignals.publishRoomFinished({ tenant: '*', roomName }),
       });
     } else {
       log.info('LIVEKIT_API_KEY/LIVEKIT_API_SECRET not set: POST /livekit/webhook is not served');
     }
     if (config.storage.driver === 'fs') {
-      registerObjectRoutes({ server: this.http, store: () => this.store as FsObjectStore, secret: () => this.secrets.objectUrlSecret });
+      registerObjectRoutes({ server: this.http, store: () => this.store as FsObjectStore, secret: () => this.secrets.objectUrlSecret, admit: () => this.gate('objects'), metrics, logger: log });
     }
+    registerRecordingRoutes({
+      server: this.http,
+      authenticate: (h) => this.authenticate(h),
+      catalog: () => this.catalog,
+      presign: async (key) => ({ url: await this.store.presign(key, config.storage.presignTtlSec), expiresAt: new Date(Date.now() + config.storage.presignTtlSec * 1000) }),
+    });
+    const whatsapp = { server: this.http, authenticate: (h: Record<string, string>) => this.authenticate(h), service: () => this.voiceNotes, limiter: () => this.rateLimiter, maxBytes: config.whatsapp.maxBytes };
+    registerWhatsAppHttp({ ...whatsapp, filter: () => this.durationFilter, maxJsonBytes: config.server.maxJsonBytes });
+    registerWhatsAppMessages(whatsapp);
     this.http.fallback();
+  }
+
+  /** A main-webhook delivery was abandoned: tell the monitoring webhook (queue.error). */
+  private async reportGiveUp(g: WebhookGiveUp): Promise<void> {
+    this.logger.error({ sink: g.sink, eventId: g.event.id, type: g.event.type, attempts: g.attempts, status: g.status, error: g.error }, 'webhook delivery abandoned');
+    await this.outbox.append(
+      queueError(g.event.tenant, {
+        sink: g.sink,
+        failed_event_id: g.event.id,
+        failed_event_type: g.event.type,
+        attempts: g.attempts,
+        error: g.error,
+        status: g.status,
+        gave_up_at: new Date().toISOString(),
+      }),
+    );
   }
 
   /** Completes masters a crashed process left behind and announces them. */
@@ -269,6 +356,44 @@ export class App {
         }),
       );
       this.logger.warn({ recordingId: r.recordingId, key: r.key, sizeBytes: r.size }, 'recording recovered after an unclean stop');
+    }
+  }
+
+  /** WhatsApp voice notes: limits, the pipeline, and the optional Evolution AMQP consumer. */
+  private async startVoiceNotes(): Promise<void> {
+    const { config, logger: log, metrics } = this;
+    const wa = config.whatsapp;
+    const rl = config.rateLimit;
+    const bucketStore = rl.redisUrl ? new FailOpenBucketStore({ primary: new RedisBucketStore({ url: rl.redisUrl }), logger: log, metrics }) : undefined;
+    this.rateLimiter = new RateLimiter({ global: rl.global, tenant: rl.tenant, instance: rl.instance, store: bucketStore, metrics });
+    this.durationFilter = await DurationFilter.open({ defaults: { minSec: wa.filter.minSec, maxSec: wa.filter.maxSec }, instances: wa.filter.instances, stateDir: this.dataDir });
+    this.voiceNotes = new VoiceNoteService({
+      store: this.store,
+      keys: this.keys,
+      events: this.outbox,
+      filter: this.durationFilter,
+      idempotency: new IdempotencyStore<VoiceNoteAnswer>({
+        dir: join(this.dataDir, 'idempotency'),
+        onWriteError: (err) => log.error({ err }, 'idempotency record not written: a repeat of this key would be stored again'),
+      }),
+      pool: new FfmpegPool({ maxConcurrent: wa.ffmpegConcurrency, metrics }),
+      sampleRate: wa.sampleRate,
+      maxBytes: wa.maxBytes,
+      keepOriginal: wa.keepOriginal,
+      decodeTimeoutSec: wa.decodeTimeoutSec,
+      normalize: { mode: config.output.normalize, targetDb: config.output.targetDb },
+      presignTtlSec: config.storage.presignTtlSec,
+      logger: log,
+      metrics,
+    });
+    if (wa.amqpConsumer.enabled) {
+      if (!config.events.amqpUrl) log.error('whatsapp.amqpConsumer.enabled needs events.amqpUrl (AMQP_URL): the consumer is not started');
+      else {
+        const c = wa.amqpConsumer;
+        this.whatsappAmqp = new WhatsAppAmqpConsumer({ url: config.events.amqpUrl, exchange: c.exchange, routingKey: c.routingKey, queue: c.queue, prefetch: c.prefetch, tenant: config.auth.defaultTenant, service: this.voiceNotes, maxBytes: wa.maxBytes, logger: log });
+        this.whatsappAmqp.start();
+        this.checks.push({ name: 'whatsapp-amqp', check: () => assertReady(this.whatsappAmqp?.isOpen() ?? false, 'whatsapp-amqp') });
+      }
     }
   }
 
@@ -317,6 +442,14 @@ export class App {
       }
     };
     if (this.livekit) await step('livekit', () => this.livekit.stop());
+    if (this.retention) await step('retention', () => this.retention!.stop());
+    if (this.catalog) await step('catalog', () => this.catalog.settle());
+    if (this.whatsappAmqp) await step('whatsapp-amqp', () => this.whatsappAmqp!.stop());
+    if (this.rateLimiter) await step('rate-limiter', () => this.rateLimiter.close());
+    if (this.roomSignals) await step('room-signals', () => this.roomSignals.stop());
+    if (this.chunkDispatcher) await step('chunk-dispatch', () => this.chunkDispatcher!.stop(5000));
+    if (this.queueStats) await step('queue-stats', async () => this.queueStats!.stop());
+    // Last of the event path: recordings above have appended their final events.
     if (this.outbox) await step('outbox', () => this.outbox.stop());
     if (this.store) await step('store', () => this.store.stop());
     this.http.stopListening();
@@ -326,8 +459,25 @@ export class App {
 }
 
 /** The outbox's destinations: RabbitMQ when AMQP_URL is set, else the NDJSON log; plus webhooks when configured. */
-function createEventSinks(_args: { config: Config; dataDir: string; logger: Logger; metrics: Metrics }): Sink[] {
-  return [];
+function createEventSinks(args: { config: Config; dataDir: string; logger: Logger; onGiveUp: (g: WebhookGiveUp) => Promise<void> }): Sink[] {
+  const { config, logger } = args;
+  const ev = config.events;
+  const sinks: Sink[] = [];
+  if (ev.amqpUrl) {
+    sinks.push(new AmqpPublisher({ url: ev.amqpUrl, exchange: ev.exchange, globalQueue: ev.globalQueue, connectionName: 'audio-ingestd', logger }));
+  } else {
+    sinks.push(new NdjsonSink({ path: join(args.dataDir, 'events.ndjson') }));
+  }
+  if ((ev.webhookUrl || ev.monitoringWebhookUrl) && !ev.webhookSecret) {
+    throw new ConfigError(['WEBHOOK_SECRET is required when WEBHOOK_URL or MONITORING_WEBHOOK_URL is set (webhooks are always signed)']);
+  }
+  if (ev.webhookUrl) {
+    sinks.push(new WebhookSink({ url: ev.webhookUrl, secret: ev.webhookSecret!, role: 'main', maxAttempts: ev.webhookMaxAttempts, logger, onGiveUp: args.onGiveUp }));
+  }
+  if (ev.monitoringWebhookUrl) {
+    sinks.push(new WebhookSink({ url: ev.monitoringWebhookUrl, secret: ev.webhookSecret!, role: 'monitoring', maxAttempts: ev.webhookMaxAttempts, logger }));
+  }
+  return sinks;
 }
 
 function assertReady(ok: boolean, name: string): void {
