@@ -104,6 +104,9 @@ export async function decodeAudio(input: Readable, opts: DecodeOptions): Promise
   const signal = opts.signal === undefined ? timeout.signal : AbortSignal.any([opts.signal, timeout.signal]);
   const limited = new ByteLimit(opts.maxBytes ?? DEFAULT_MAX_BYTES);
   input.on('error', (err) => limited.destroy(err));
+  // Readers see a failure through their own read or pipeline; this listener only keeps an error
+  // that arrives while nobody reads (before the sniff, after the decode) from crashing the process.
+  limited.on('error', () => undefined);
   input.pipe(limited);
   const onAbort = (): void => {
     limited.destroy(abortError(signal));
