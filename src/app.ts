@@ -35,6 +35,7 @@ import { FfmpegPool } from './audio/ffmpeg-pool.js';
 import { DurationFilter } from './limits/duration-filter.js';
 import { FailOpenBucketStore } from './limits/fail-open-bucket-store.js';
 import { RateLimiter } from './limits/rate-limiter.js';
+import { MemoryBucketStore } from './limits/memory-bucket-store.js';
 import { RedisBucketStore } from './limits/redis-bucket-store.js';
 import { IdempotencyStore } from './voicenotes/idempotency-store.js';
 import { type VoiceNoteAnswer, VoiceNoteService } from './voicenotes/voice-note-service.js';
@@ -86,6 +87,8 @@ export class App {
   whatsappAmqp: WhatsAppAmqpConsumer | undefined;
   readonly keys: ObjectKeys;
   readonly spool: Spool;
+  /** Per-tenant API request budget (`requestsPerMinute`); per host. */
+  private readonly requestBudget = new MemoryBucketStore();
   /** Secrets in force (from the environment, or generated into DATA_DIR for the embedded defaults). */
   readonly secrets: { apiKey?: string; egressTokenSecret: string; objectUrlSecret: string } = { egressTokenSecret: '', objectUrlSecret: '' };
   private readonly checks: ReadinessCheck[] = [];
@@ -128,9 +131,15 @@ export class App {
     return `http://${host.includes(':') ? `[${host}]` : host}:${this.port}`;
   }
 
-  /** API-key authentication for every API route. */
+  /** API-key authentication for every API route, charged against the tenant's request budget. */
   authenticate(headers: Record<string, string>): Tenant {
-    return this.tenants.authenticate(apiKeyFromHeaders(headers));
+    const tenant = this.tenants.authenticate(apiKeyFromHeaders(headers));
+    const [result] = this.requestBudget.takeNow([{ key: tenant.id, limit: { capacity: tenant.requestsPerMinute, refillPerMinute: tenant.requestsPerMinute } }], 1);
+    if (!result!.ok) {
+      this.metrics.rateLimited.inc({ scope: 'tenant_requests' });
+      throw new AppError('RATE_LIMITED', `tenant ${tenant.id} is over its ${tenant.requestsPerMinute} requests per minute`, { retryAfterSec: result!.retryAfterSec });
+    }
+    return tenant;
   }
 
   /** Refuses work while starting or draining; ops routes always pass. */

@@ -31,8 +31,6 @@ export const configSchema = z.object({
       maxJsonBytes: positiveInt.default(1024 * 1024),
       /** Seconds an HTTP request may take to send its body before it is answered 408. */
       requestTimeoutSec: positiveInt.default(60),
-      /** Open HTTP + WebSocket connections allowed in total. */
-      maxConnections: positiveInt.default(10_000),
     })
     .strict()
     .prefault({}),
