@@ -24,7 +24,8 @@ import { ChunkObjects } from './recording/chunk-objects.js';
 import type { ChunkSink } from './recording/recording.js';
 import { RecordingService } from './recording/recording-service.js';
 import { RecordingCatalog } from './recording/recording-catalog.js';
-import { MemoryReplayGuard } from './sources/egress-token.js';
+import { MemoryReplayGuard, RedisReplayGuard, type ReplayGuard } from './sources/egress-token.js';
+import { Redis } from 'ioredis';
 import { registerEgressUrlRoute } from './sources/livekit-egress-urls.js';
 import { LiveKitEgressSource } from './sources/livekit-egress.js';
 import { registerLiveKitWebhook } from './sources/livekit-webhook.js';
@@ -81,6 +82,7 @@ export class App {
   roomSignals!: RoomSignals;
   private queueStats: QueueStatsReporter | undefined;
   private chunkDispatcher: ChunkDispatcher | undefined;
+  private redis: Redis | undefined;
   voiceNotes!: VoiceNoteService;
   rateLimiter!: RateLimiter;
   durationFilter!: DurationFilter;
@@ -283,7 +285,7 @@ export class App {
         settle: () => this.recordings?.settle() ?? Promise.resolve(),
       },
       tenants: { get: (id) => this.tenants.get(id), acquireStream: (t) => this.tenants.acquireStream(t) },
-      replayGuard: new MemoryReplayGuard(),
+      replayGuard: this.createReplayGuard(),
       tokenSecret: () => this.secrets.egressTokenSecret,
       requireToken: config.livekit.requireToken,
       defaultTenant: config.auth.defaultTenant,
@@ -324,6 +326,15 @@ export class App {
     this.http.fallback();
   }
 
+  /** Egress token ids are single-use across hosts when Redis is configured, per host otherwise. */
+  private createReplayGuard(): ReplayGuard {
+    const url = this.config.rateLimit.redisUrl;
+    if (!url) return new MemoryReplayGuard();
+    this.redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
+    this.redis.on('error', (err: unknown) => this.logger.debug({ err }, 'redis connection error'));
+    return new RedisReplayGuard(this.redis, (err) => this.logger.warn({ err }, 'egress token replay check fell back to this host'));
+  }
+
   /** A main-webhook delivery was abandoned: tell the monitoring webhook (queue.error). */
   private async reportGiveUp(g: WebhookGiveUp): Promise<void> {
     this.logger.error({ sink: g.sink, eventId: g.event.id, type: g.event.type, attempts: g.attempts, status: g.status, error: g.error }, 'webhook delivery abandoned');
@@ -344,7 +355,8 @@ export class App {
   private async recoverMasters(): Promise<void> {
     const recovered = await MasterUpload.recover({ store: this.store, stateDir: this.dataDir, spool: this.spool, logger: this.logger });
     for (const r of recovered) {
-      const m = r.metadata;
+      const m: Record<string, string | undefined> = {};
+      for (const [k, v] of Object.entries(r.metadata)) m[k] = safeDecode(v);
       const durationSec = Math.round((r.dataBytes / (r.format.sampleRate * r.format.channels * 2)) * 1000) / 1000;
       await this.outbox.append(
         recordingCompleted({
@@ -458,6 +470,7 @@ export class App {
     if (this.roomSignals) await step('room-signals', () => this.roomSignals.stop());
     if (this.chunkDispatcher) await step('chunk-dispatch', () => this.chunkDispatcher!.stop(5000));
     if (this.queueStats) await step('queue-stats', async () => this.queueStats!.stop());
+    if (this.redis) await step('redis', async () => void this.redis!.disconnect());
     // Last of the event path: recordings above have appended their final events.
     if (this.outbox) await step('outbox', () => this.outbox.stop());
     if (this.store) await step('store', () => this.store.stop());
@@ -487,6 +500,14 @@ function createEventSinks(args: { config: Config; dataDir: string; logger: Logge
     sinks.push(new WebhookSink({ url: ev.monitoringWebhookUrl, secret: ev.webhookSecret!, role: 'monitoring', maxAttempts: ev.webhookMaxAttempts, logger }));
   }
   return sinks;
+}
+
+function safeDecode(v: string): string {
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    return v;
+  }
 }
 
 function assertReady(ok: boolean, name: string): void {

@@ -1,8 +1,16 @@
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { tonePcm, simulateEgress, wavFileToEgressPcm } from './clients/egress-simulator.js';
 import { loadConfig } from './config/load.js';
 import { persistentSecret } from './config/secrets.js';
 import { buildEgressUrl, egressUrlRequestSchema } from './sources/livekit-egress-urls.js';
+import { ConfigError } from './errors.js';
+import { FsObjectStore } from './storage/fs-store.js';
+import { ObjectKeys } from './storage/keys.js';
+import type { ObjectStore } from './storage/object-store.js';
+import { sweepRetention } from './storage/retention.js';
+import { applyRetentionLifecycle } from './storage/retention-sweeper.js';
+import { S3ObjectStore } from './storage/s3-store.js';
 
 /** Commands besides `serve`; each returns true when it handled the command name. */
 export async function runCommand(command: string, args: string[]): Promise<boolean> {
@@ -13,6 +21,11 @@ export async function runCommand(command: string, args: string[]): Promise<boole
     case 'simulate-egress':
       await simulateEgressCommand(args);
       return true;
+    case 'retention': {
+      const code = await retentionCommand(args);
+      if (code !== 0) process.exitCode = code;
+      return true;
+    }
     default:
       return false;
   }
@@ -129,4 +142,76 @@ async function simulateEgressCommand(args: string[]): Promise<void> {
     end: values.drop ? 'drop' : 'normal',
   });
   process.stdout.write(`${JSON.stringify({ bytesSent: result.bytesSent, framesSent: result.framesSent, textSent: result.textSent, closeCode: result.closeCode })}\n`);
+}
+
+const RETENTION_HELP = `Usage: audio-ingestd retention <apply|sweep> [options]
+
+Deletes recordings older than storage.retentionDays (RETENTION_DAYS).
+
+  apply                installs an S3 lifecycle rule expiring objects under storage.prefix after
+                       retentionDays (other rules of the bucket are kept). For the fs driver, or an
+                       endpoint without lifecycle support, says so: the daemon's hourly sweep is used.
+  sweep                deletes the expired objects now (safe while daemons run: it is idempotent)
+  -c, --config FILE    config file
+`;
+
+/** Where a command writes, and the environment it reads (tests pass their own). */
+export interface CommandIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+const processIo: CommandIo = { stdout: (t) => void process.stdout.write(t), stderr: (t) => void process.stderr.write(t), env: process.env };
+
+/** `audio-ingestd retention apply|sweep`; resolves with the exit code. */
+export async function retentionCommand(args: string[], io: CommandIo = processIo): Promise<number> {
+  const out = (text: string, code = 0): number => {
+    (code === 0 ? io.stdout : io.stderr)(text);
+    return code;
+  };
+  const [action, ...rest] = args;
+  const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  if (values.help || action === '--help' || action === '-h') return out(RETENTION_HELP);
+  if (action !== 'apply' && action !== 'sweep') return out(`audio-ingestd retention: expected 'apply' or 'sweep'\n\n${RETENTION_HELP}`, 64);
+  let config;
+  try {
+    config = loadConfig({ file: values.config, env: io.env });
+  } catch (err) {
+    if (err instanceof ConfigError) return out(`audio-ingestd: ${err.message}\n`, 78);
+    throw err;
+  }
+  const { storage } = config;
+  const prefix = new ObjectKeys({ prefix: storage.prefix }).prefix;
+  const where = prefix === '' ? 'the whole store' : `'${prefix}'`;
+  if (storage.retentionDays === 0) return out('retention is off (storage.retentionDays is 0): nothing expires\n');
+  const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey } = io.env;
+  const credentials = accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined;
+  const s3 = { ...storage.s3, ...(credentials ? { credentials } : {}) };
+  try {
+    if (action === 'apply') {
+      const fallback = `the daemon's periodic retention sweep deletes objects under ${where} older than ${storage.retentionDays} days instead\n`;
+      if (storage.driver === 'fs') return out(`fs store: no lifecycle rules; ${fallback}`);
+      const outcome = await applyRetentionLifecycle(s3, prefix, storage.retentionDays);
+      if (!outcome.applied) return out(`bucket ${s3.bucket} does not support lifecycle rules (${outcome.reason}); ${fallback}`);
+      io.stdout(`lifecycle rule '${outcome.rule.ID}' installed on bucket ${s3.bucket}: objects under ${where} expire after ${storage.retentionDays} days (${outcome.keptRules} other rule(s) kept)\n`);
+      return 0;
+    }
+    const store: ObjectStore =
+      storage.driver === 's3'
+        ? new S3ObjectStore(s3)
+        : // this store never presigns: the secret only satisfies the constructor
+          new FsObjectStore({ root: join(resolve(config.dataDir), 'store'), presign: { baseUrl: 'http://127.0.0.1', secret: 'unused' } });
+    await store.start();
+    try {
+      const deleted = await sweepRetention(store, prefix, storage.retentionDays);
+      io.stdout(`deleted ${deleted} object(s) under ${where} older than ${storage.retentionDays} days\n`);
+      return 0;
+    } finally {
+      await store.stop();
+    }
+  } catch (err) {
+    io.stderr(`audio-ingestd retention ${action}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
 }

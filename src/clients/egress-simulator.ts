@@ -86,11 +86,15 @@ export function connectEgress(url: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { headers: { 'Content-Type': 'audio/x-raw' }, perMessageDeflate: false });
     ws.once('open', () => resolve(ws));
-    ws.once('unexpected-response', (_req, res) => {
+    ws.once('unexpected-response', (req, res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => reject(new EgressRefusedError(res.statusCode ?? 0, body)));
+      res.on('end', () => {
+        // A refused handshake leaves the HTTP socket open unless the request is destroyed.
+        req.destroy();
+        reject(new EgressRefusedError(res.statusCode ?? 0, body));
+      });
     });
     ws.once('error', reject);
   });

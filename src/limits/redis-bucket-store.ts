@@ -93,6 +93,9 @@ export class RedisBucketStore implements TokenBucketStore {
       options.client ??
       // No offline queue: while Redis is away a take fails at once instead of waiting.
       new Redis(options.url as string, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+    // An owned client's connection errors surface as failed takes (and the fail-open store's log);
+    // without a listener ioredis would print them as unhandled.
+    if (this.ownsClient) client.on('error', () => undefined);
     // defineCommand sends EVALSHA and falls back to EVAL after a NOSCRIPT (e.g. a restarted server).
     client.defineCommand('audioIngestdTake', { lua: TAKE_SCRIPT });
     this.client = client as Redis & WithTakeCommand;

@@ -6,6 +6,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { ObjectKeys } from '../storage/keys.js';
 import type { ObjectMetadata } from '../storage/object-store.js';
 import { type ChunkSink, type EventAppender, type MasterWriter, Recording, type RecordingIdentity, type RecordingResult } from './recording.js';
+import type { RecordingCatalog } from './recording-catalog.js';
 
 export interface RecordingServiceOptions {
   keys: ObjectKeys;
@@ -18,6 +19,8 @@ export interface RecordingServiceOptions {
   output: { sampleRate?: number | undefined; channels: 1 | 2 };
   normalize: { mode: 'none' | 'peak' | 'loudness'; targetDb: number };
   muteFill: 'none' | 'silence';
+  /** Told when a recording opens and when it has ended; its writes never block or fail a recording. */
+  catalog?: Pick<RecordingCatalog, 'opened' | 'finished'>;
   logger: Logger;
   metrics: Metrics;
 }
@@ -53,14 +56,15 @@ export class RecordingService {
     const recordingId = randomUUID();
     const identity: RecordingIdentity = { ...request.identity, recordingId };
     const output: PcmFormat = { sampleRate: this.opts.output.sampleRate ?? request.input.sampleRate, channels: this.opts.output.channels };
-    const key = this.opts.keys.master({
+    const keyParts = {
       tenant: identity.tenant,
       meetingId: identity.meetingId,
       roomName: identity.roomName,
       participant: identity.participant ?? '_',
       trackId: identity.trackId ?? '_',
       recordingId,
-    });
+    };
+    const key = this.opts.keys.master(keyParts);
     const metadata: ObjectMetadata = {
       tenant: identity.tenant,
       source: identity.source,
@@ -68,6 +72,10 @@ export class RecordingService {
       'sample-rate': String(output.sampleRate),
       channels: String(output.channels),
     };
+    // Ids may be any Unicode; S3 metadata is ASCII. Recovery after a crash reads them back from here.
+    for (const [k, v] of [['room-name', identity.roomName], ['participant', identity.participant], ['meeting-id', identity.meetingId], ['track-id', identity.trackId]] as const) {
+      if (v !== undefined) metadata[k] = encodeURIComponent(v);
+    }
     const master = await this.opts.openMaster({ recordingId, key, format: output, metadata });
     const recording = new Recording({
       identity,
@@ -90,6 +98,14 @@ export class RecordingService {
     if (!room) this.byRoom.set(roomKey, (room = new Set()));
     room.add(recording);
     this.opts.metrics.streamsActive.inc({ source: identity.source });
+    this.opts.catalog?.opened({
+      identity,
+      key,
+      chunkPrefix: `${this.opts.keys.recordingFolder(keyParts)}chunks/`,
+      sampleRate: output.sampleRate,
+      channels: output.channels,
+      startedAt: new Date(recording.startedAt),
+    });
     this.opts.logger.info({ recordingId, tenant: identity.tenant, roomName: identity.roomName, trackId: identity.trackId, participant: identity.participant, key }, 'recording started');
     return recording;
   }
@@ -106,6 +122,8 @@ export class RecordingService {
       this.opts.metrics.streamsTotal.inc({ source: id.source, end_reason: reason });
     }
     const done = recording.finish(reason);
+    const catalog = this.opts.catalog;
+    if (catalog) void done.then((result) => catalog.finished(id, result), () => undefined);
     this.finishing.add(done);
     void done.finally(() => {
       this.finishing.delete(done);

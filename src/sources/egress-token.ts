@@ -104,15 +104,30 @@ export interface RedisLike {
   set(key: string, value: string, ex: 'EX', seconds: number, nx: 'NX'): Promise<'OK' | null>;
 }
 
-/** Shared replay guard: SET NX with the token's remaining lifetime, so a jti is used once across hosts. */
+/**
+ * Shared replay guard: SET NX with the token's remaining lifetime, so a jti is used once across
+ * hosts. While Redis cannot answer it falls back to this host's memory (as the token buckets do):
+ * a replay on another host is then possible, refusing every egress would be worse.
+ */
 export class RedisReplayGuard implements ReplayGuard {
+  private readonly fallback = new MemoryReplayGuard();
+
   constructor(
     private readonly redis: RedisLike,
+    private readonly onError: (err: unknown) => void = () => undefined,
     private readonly prefix = 'audio-ingestd:jti:',
   ) {}
 
   async claim(jti: string, expiresAtSec: number): Promise<boolean> {
     const ttl = Math.max(1, Math.ceil(expiresAtSec - Date.now() / 1000));
-    return (await this.redis.set(this.prefix + jti, '1', 'EX', ttl, 'NX')) === 'OK';
+    try {
+      const first = (await this.redis.set(this.prefix + jti, '1', 'EX', ttl, 'NX')) === 'OK';
+      // Remember locally too, so a fallback later still knows this jti.
+      if (first) await this.fallback.claim(jti, expiresAtSec);
+      return first;
+    } catch (err) {
+      this.onError(err);
+      return this.fallback.claim(jti, expiresAtSec);
+    }
   }
 }

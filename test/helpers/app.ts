@@ -2,9 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { Agent, setGlobalDispatcher } from 'undici';
 import { App } from '../../src/app.js';
 import { type Config, type ConfigInput, configSchema } from '../../src/config/schema.js';
 import { createLogger } from '../../src/observability/logger.js';
+
+// Test clients drop idle keep-alive sockets at once, so a stopped daemon's process can exit
+// without waiting for the server's keep-alive timeout.
+setGlobalDispatcher(new Agent({ keepAliveTimeout: 20, keepAliveMaxTimeout: 20 }));
 
 export const TEST_API_KEY = 'test-api-key-0123456789abcdef';
 export const TEST_EGRESS_SECRET = 'test-egress-secret-0123456789abcdef0123456789';
