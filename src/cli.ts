@@ -10,6 +10,7 @@ Commands:
   serve                       run the daemon (default)
   egress-url                  mint a WebSocket URL for LiveKit's startTrackEgress
   simulate-egress             stream audio to a daemon as LiveKit Track Egress does
+  retention apply|sweep       install the S3 lifecycle rule for storage.retentionDays, or sweep once now
 
 Options:
   -c, --config FILE           config file (also AUDIO_INGEST_CONFIG)

@@ -136,12 +136,16 @@ export class RecordingCatalog {
     this.enqueue(record);
   }
 
-  /** Records how a recording ended; returns at once. Ignored for recordings this host did not open. */
-  finished(identity: RecordingIdentity, result: RecordingResult): void {
+  /**
+   * Records how a recording ended. The promise settles (never rejects) once the record is
+   * written or given up, so the caller can update the catalog before announcing the recording.
+   * Ignored for recordings this host did not open.
+   */
+  finished(identity: RecordingIdentity, result: RecordingResult): Promise<void> {
     const opened = this.open.get(identity.recordingId);
-    if (!opened) return;
+    if (!opened) return Promise.resolve();
     this.open.delete(identity.recordingId);
-    this.enqueue({
+    return this.enqueue({
       ...opened,
       state: result.status,
       key: result.key,
@@ -212,13 +216,14 @@ export class RecordingCatalog {
     return { records: found.filter(match), truncated };
   }
 
-  private enqueue(record: CatalogRecord): void {
+  private enqueue(record: CatalogRecord): Promise<void> {
     const id = record.recordingId;
     const tail = (this.writing.get(id) ?? Promise.resolve()).then(() => this.write(record));
     this.writing.set(id, tail);
     void tail.finally(() => {
       if (this.writing.get(id) === tail) this.writing.delete(id);
     });
+    return tail;
   }
 
   /** Writes the record, then its index entries (rewritten at the end too, so they age with the record). */

@@ -121,9 +121,10 @@ export class RecordingService {
       this.opts.metrics.streamsActive.dec({ source: id.source });
       this.opts.metrics.streamsTotal.inc({ source: id.source, end_reason: reason });
     }
-    const done = recording.finish(reason);
     const catalog = this.opts.catalog;
-    if (catalog) void done.then((result) => catalog.finished(id, result), () => undefined);
+    // The catalog is updated before the completion event goes out, so a consumer acting on the
+    // event finds the recording completed.
+    const done = recording.finish(reason, catalog ? (result) => catalog.finished(id, result) : undefined);
     this.finishing.add(done);
     void done.finally(() => {
       this.finishing.delete(done);

@@ -226,13 +226,16 @@ export class Recording {
     this.opts.master.write(pcm);
   }
 
-  /** Ends the recording once; later calls return the same result. */
-  finish(endReason: EndReason): Promise<RecordingResult> {
-    this.finishing ??= this.doFinish(endReason);
+  /**
+   * Ends the recording once; later calls return the same result. `beforeAnnounce` runs after
+   * the master is stored and before the completion event is appended (it must not reject).
+   */
+  finish(endReason: EndReason, beforeAnnounce?: (result: RecordingResult) => Promise<void>): Promise<RecordingResult> {
+    this.finishing ??= this.doFinish(endReason, beforeAnnounce);
     return this.finishing;
   }
 
-  private async doFinish(endReason: EndReason): Promise<RecordingResult> {
+  private async doFinish(endReason: EndReason, beforeAnnounce?: (result: RecordingResult) => Promise<void>): Promise<RecordingResult> {
     this.state = 'finishing';
     const now = this.now();
     if (this.muted) this.closeMute(now);
@@ -259,6 +262,7 @@ export class Recording {
         muteIntervals: this.mutes,
         error: null,
       };
+      await beforeAnnounce?.(result);
       await this.opts.events.append(
         recordingCompleted(
           {
@@ -296,6 +300,7 @@ export class Recording {
         muteIntervals: this.mutes,
         error: appErr.code === 'INTERNAL' ? String((err as Error)?.message ?? err) : appErr.message,
       };
+      await beforeAnnounce?.(result).catch(() => undefined);
       await this.opts.events
         .append(
           recordingFailed(

@@ -469,7 +469,19 @@ export class MasterUpload {
       const body = Buffer.concat([header, part1]);
       const first = await this.withRetry('uploadPart', () => this.store.uploadPart(m.key, uploadId, 1, body));
       const refs: PartRef[] = [first, ...m.parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag }))];
-      const res = await this.withRetry('completeMultipart', () => this.store.completeMultipart(m.key, uploadId, refs));
+      let attempted = false;
+      const res = await this.withRetry('completeMultipart', async () => {
+        // An earlier attempt may have completed the upload and lost its answer; a retry then fails
+        // (NoSuchUpload, or s3rver's 500) although the object is there: look before completing again.
+        if (attempted) {
+          const existing = await this.store.head(m.key);
+          if (existing !== null && existing.size === WAV_HEADER_BYTES + dataBytes && existing.lastModified.getTime() >= Date.parse(m.createdAt) - 1000) {
+            return { key: m.key, size: existing.size };
+          }
+        }
+        attempted = true;
+        return this.store.completeMultipart(m.key, uploadId, refs);
+      });
       if (JSON.stringify(metadata) !== JSON.stringify(m.metadata)) {
         await this.withRetry('replaceMetadata', () => this.store.replaceMetadata(m.key, { contentType: m.contentType, metadata }));
       }

@@ -103,6 +103,7 @@ t.test('object store answering 500/503 and slowly: masters complete and exact', 
   });
   const d = await startDaemon(s3Env(proxy.endpoint));
   t.teardown(async () => {
+    if (!t.passing()) t.comment(d.output().split('\n').filter((l) => /"level":"(warn|error)"/.test(l)).slice(-30).join('\n'));
     d.child.kill('SIGKILL');
     await proxy.close();
     await s3.close();

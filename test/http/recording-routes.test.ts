@@ -79,6 +79,8 @@ t.test('GET /v1/recordings/:id while live, then completed with a presigned URL t
 
   live.socket!.close();
   const completed = await waitFor(() => events(h, 'recording.completed').find((e) => e.recording_id === id), 10_000, 'recording.completed');
+  const atOnce = await getJson(`${h.baseUrl}/v1/recordings/${id}`);
+  t.equal(atOnce.body.state, 'completed', 'the catalog is updated before the completion event goes out');
   const done = await recordingIn(h, id, 'completed');
   t.match(done, { id, endReason: 'normal', durationSec: 1, sizeBytes: 44 + 96000, key: completed.s3_key_master, error: null, muteIntervals: [] });
   t.ok(typeof done.endedAt === 'string' && Date.parse(done.endedAt as string) >= Date.parse(done.startedAt as string), 'ended after it started');
