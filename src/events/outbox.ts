@@ -197,11 +197,17 @@ export class Outbox {
     });
   }
 
-  /** Flushes appends, stops the loops (waiting up to stopTimeoutMs for in-flight batches), stops sinks. */
+  /** Flushes appends, lets the sinks catch up and stops the loops (each bounded by stopTimeoutMs), stops sinks. */
   async stop(): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'stopping';
     while (this.flushing) await this.flushing;
+    // Give the sinks the chance to deliver what is pending (e.g. the completion events of the
+    // recordings just finalized), bounded by stopTimeoutMs; the rest waits for the next start.
+    const deadline = Date.now() + this.stopTimeoutMs;
+    while (Date.now() < deadline && [...this.sinks.values()].some((st) => st.cursor < this.lastSeq)) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
     this.stopController.abort();
     for (const st of this.sinks.values()) st.wake?.();
     const loops = [...this.sinks.values()].map((st) => st.loop ?? Promise.resolve());

@@ -79,7 +79,8 @@ export class RequestContext {
             reject(new AppError('PAYLOAD_TOO_LARGE', `body exceeds ${maxBytes} bytes`));
             return false;
           }
-          parts.push(Buffer.from(chunk));
+          // uWS detaches the ArrayBuffer after the callback: copy it (a view would break a multi-chunk body).
+          parts.push(Buffer.from(new Uint8Array(chunk)));
           if (last) resolve(Buffer.concat(parts, size));
           return true;
         },

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
-import { runCli, startDaemon } from '../helpers/daemon.js';
+import { BIN, runCli, startDaemon } from '../helpers/daemon.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -79,4 +79,31 @@ t.test('egress-url and simulate-egress CLI commands drive a running daemon', asy
   d.child.kill('SIGTERM');
   t.equal(await d.exited, 0);
   t.match(d.output(), /"participant":"carol"[^\n]*"recording started"/);
+});
+
+t.test('LOG_PRETTY gives human-readable lines', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const child = spawn(process.execPath, [BIN, 'serve'], {
+    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: mkdtempSync(join(tmpdir(), 'aid-pretty-')), LOG_PRETTY: 'true', API_KEY: 'pretty-api-key-0123456789' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => void child.kill('SIGKILL'));
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ready line:\n${out}`)), 15_000);
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('audio-ingestd ready')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  t.match(out, /INFO.*audio-ingestd ready/, 'level and message as text');
+  t.notMatch(out, /^\{"level"/m, 'not JSON');
+  child.kill('SIGTERM');
+  t.equal(await new Promise((r) => child.once('exit', r)), 0);
 });

@@ -31,10 +31,10 @@ t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes 
     AUDIO_INGEST_CONFIG: configFile({ storage: { partSizeMiB: 5 } }),
   };
   const first = await startDaemon(env);
-  let second: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  const restarted: { daemon?: Awaited<ReturnType<typeof startDaemon>> } = {};
   t.teardown(async () => {
     first.child.kill('SIGKILL');
-    second?.child.kill('SIGKILL');
+    restarted.daemon?.child.kill('SIGKILL');
     await collector.close();
     await broker.remove();
     await s3.close();
@@ -56,7 +56,7 @@ t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes 
   const spooledAtKill = spooled[0]!.bytes;
 
   await broker.up();
-  second = await startDaemon(env);
+  const second = (restarted.daemon = await startDaemon(env));
   const recordingId = spooled[0]!.recordingId;
   await waitFor(() => collector.ofType('recording.completed').find((e) => e.recording_id === recordingId), 30_000, 'recording.completed after restart');
   await waitFor(() => collector.ofType('recording.started').find((e) => e.recording_id === recordingId), 10_000, 'recording.started from before the kill');

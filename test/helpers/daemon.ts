@@ -3,6 +3,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+// The daemon child runs the built dist/ (source-mapped to src/). Its coverage would be merged
+// with the in-process coverage of the same src files from a different compilation, and the
+// merge keeps only one of them: leave the children out of coverage.
+process.env._TAPJS_PROCESSINFO_EXCLUDE_ = String(/(^|[\\/])(node_modules|\.tap|tests?|dist|bin|bench)([\\/]|$)/i);
+
 export const BIN = join(import.meta.dirname, '..', '..', 'bin', 'audio-ingestd.js');
 
 export interface Daemon {

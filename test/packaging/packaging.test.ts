@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { BIN } from '../helpers/daemon.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const read = (p: string): string => readFileSync(join(root, p), 'utf8');
@@ -44,6 +45,6 @@ t.test('the package is installable as a CLI', async (t) => {
   t.match(read('bin/audio-ingestd.js'), /^#!\/usr\/bin\/env node/);
   t.equal(pkg.dependencies['uWebSockets.js'], 'npm:@trufflesuite/uws-js-unofficial@20.30.0-unofficial.0');
   for (const s of ['build', 'start', 'test', 'lint', 'typecheck', 'bench']) t.ok(pkg.scripts[s], `script ${s}`);
-  const out = execFileSync(process.execPath, [join(root, 'bin/audio-ingestd.js'), '--version'], { encoding: 'utf8' });
+  const out = execFileSync(process.execPath, [BIN, '--version'], { encoding: 'utf8' });
   t.match(out.trim(), /^\d+\.\d+\.\d+/);
 });
