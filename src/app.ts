@@ -358,6 +358,7 @@ export class App {
       const m: Record<string, string | undefined> = {};
       for (const [k, v] of Object.entries(r.metadata)) m[k] = safeDecode(v);
       const durationSec = Math.round((r.dataBytes / (r.format.sampleRate * r.format.channels * 2)) * 1000) / 1000;
+      await this.catalog.recovered(m['tenant'] ?? this.config.auth.defaultTenant, r.recordingId, { key: r.key, sizeBytes: r.size, durationSec });
       await this.outbox.append(
         recordingCompleted({
           recording_id: r.recordingId,

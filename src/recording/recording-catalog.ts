@@ -158,6 +158,17 @@ export class RecordingCatalog {
     });
   }
 
+  /**
+   * A master completed by recovery after an unclean stop: its record (written by the process
+   * that crashed) moves from `recording` to `completed` with end reason `aborted`. Settles,
+   * never rejects; a missing record stays missing.
+   */
+  async recovered(tenant: string, recordingId: string, result: { key: string; sizeBytes: number; durationSec: number }): Promise<void> {
+    const record = await this.get(tenant, recordingId).catch(() => null);
+    if (!record || record.state !== 'recording') return;
+    await this.enqueue({ ...record, state: 'completed', key: result.key, endedAt: this.now().toISOString(), endReason: 'aborted', durationSec: result.durationSec, sizeBytes: result.sizeBytes });
+  }
+
   /** Resolves when every catalog write started so far has succeeded or been given up. */
   async settle(): Promise<void> {
     while (this.writing.size > 0) await Promise.all([...this.writing.values()]);

@@ -75,6 +75,8 @@ t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes 
   t.ok(lostBytes >= 0 && lostBytes <= CHUNK_BYTES + QUEUE_BYTES, `lost ${lostBytes} bytes ≤ one chunk (${CHUNK_BYTES}) + the write queue (${QUEUE_BYTES})`);
   t.ok(lostBytes < CHUNK_BYTES, `with the queue drained (idle socket before the kill) only the chunk being filled is lost: ${lostBytes} < ${CHUNK_BYTES}`);
   t.match(second.output(), /recording recovered after an unclean stop/);
+  const view = await fetch(`${second.baseUrl}/v1/recordings/${recordingId}`, { headers: { apikey: 'e2e-api-key-0123456789' } });
+  t.match(await view.json(), { state: 'completed', endReason: 'aborted', sizeBytes: 44 + wav.dataSize }, 'the catalog shows the recovered recording completed');
   second.child.kill('SIGTERM');
   t.equal(await second.exited, 0);
   reportFigure({
