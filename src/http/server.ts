@@ -28,6 +28,13 @@ export class RequestContext {
   private readonly controller = new AbortController();
   private done = false;
   private bodyStarted = false;
+  // Body bytes that arrive before a handler asks for the body (it may await auth or a rate
+  // limiter first): kept, and the request paused once EARLY_BODY_BYTES are waiting.
+  private early: { chunk: Buffer; last: boolean }[] = [];
+  private earlyBytes = 0;
+  private earlyPaused = false;
+  private consumer: ((chunk: Buffer, last: boolean) => boolean) | undefined;
+  private consumerStopped = false;
 
   constructor(
     readonly res: HttpResponse,
@@ -48,6 +55,23 @@ export class RequestContext {
       this.done = true;
       this.controller.abort(new AppError('CLIENT_ABORTED', 'the client closed the connection'));
     });
+    // uWS drops body chunks that arrive while no onData handler is attached, so attach it now.
+    if (BODY_METHODS.has(this.method)) res.onData((ab, last) => this.onData(ab, last));
+  }
+
+  private onData(ab: ArrayBuffer, last: boolean): void {
+    // uWS detaches the ArrayBuffer after the callback: copy it.
+    const chunk = Buffer.from(new Uint8Array(ab));
+    if (this.consumer) {
+      if (!this.consumerStopped && !this.consumer(chunk, last)) this.consumerStopped = true;
+      return;
+    }
+    this.early.push({ chunk, last });
+    this.earlyBytes += chunk.length;
+    if (!last && !this.earlyPaused && this.earlyBytes >= EARLY_BODY_BYTES) {
+      this.earlyPaused = true;
+      this.res.pause();
+    }
   }
 
   /** Aborted when the client goes away before the answer. */
@@ -79,8 +103,7 @@ export class RequestContext {
             reject(new AppError('PAYLOAD_TOO_LARGE', `body exceeds ${maxBytes} bytes`));
             return false;
           }
-          // uWS detaches the ArrayBuffer after the callback: copy it (a view would break a multi-chunk body).
-          parts.push(Buffer.from(new Uint8Array(chunk)));
+          parts.push(chunk);
           if (last) resolve(Buffer.concat(parts, size));
           return true;
         },
@@ -117,8 +140,7 @@ export class RequestContext {
     });
     this.onBody(
       (chunk, last) => {
-        // uWS neuters the ArrayBuffer after the callback: copy it.
-        const more = stream.push(Buffer.from(new Uint8Array(chunk)));
+        const more = chunk.length > 0 ? stream.push(chunk) : true;
         if (last) stream.push(null);
         else if (!more && !paused) {
           paused = true;
@@ -131,15 +153,28 @@ export class RequestContext {
     return stream;
   }
 
-  private onBody(onChunk: (chunk: ArrayBuffer, last: boolean) => boolean, onError: (err: Error) => void): void {
+  private onBody(onChunk: (chunk: Buffer, last: boolean) => boolean, onError: (err: Error) => void): void {
     if (this.bodyStarted) throw new Error('the request body can be read only once');
     this.bodyStarted = true;
-    let stopped = false;
     this.signal.addEventListener('abort', () => onError(this.signal.reason as Error), { once: true });
-    this.res.onData((chunk, last) => {
-      if (stopped) return;
-      if (!onChunk(chunk, last)) stopped = true;
-    });
+    if (!BODY_METHODS.has(this.method)) {
+      queueMicrotask(() => onChunk(Buffer.alloc(0), true));
+      return;
+    }
+    this.consumer = onChunk;
+    // Resume first: no chunk is delivered while the replay below runs synchronously, and a
+    // consumer that falls behind during the replay pauses the request again itself.
+    if (this.earlyPaused && !this.done) {
+      this.earlyPaused = false;
+      this.res.resume();
+    }
+    const early = this.early;
+    this.early = [];
+    this.earlyBytes = 0;
+    for (const { chunk, last } of early) {
+      if (this.consumerStopped) break;
+      if (!onChunk(chunk, last)) this.consumerStopped = true;
+    }
   }
 
   /** Writes the answer once; later calls (or calls after an abort) are ignored. */
@@ -165,6 +200,11 @@ export class RequestContext {
 }
 
 export type Handler = (ctx: RequestContext) => Promise<Reply> | Reply;
+
+/** Methods whose requests may carry a body. */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/** Body bytes held for a handler that has not asked for the body yet, before the request is paused. */
+const EARLY_BODY_BYTES = 256 * 1024;
 
 export interface HttpServerOptions {
   logger: Logger;
