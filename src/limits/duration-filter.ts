@@ -91,19 +91,26 @@ export class DurationFilter {
     return new DurationFilter(defaults, configured, runtime, stateFile);
   }
 
-  /** The limits in force for `instance`. */
-  get(instance: string): DurationLimits {
-    return { ...(this.runtime.get(instance) ?? this.configured.get(instance) ?? this.defaults) };
+  /**
+   * The limits in force for `instance`. Runtime overrides belong to a tenant (`tenant/instance`),
+   * so one tenant cannot change another's; configured instances apply to every tenant.
+   */
+  get(instance: string, tenant?: string): DurationLimits {
+    return { ...this.lookup(instance, tenant) };
+  }
+
+  private lookup(instance: string, tenant: string | undefined): DurationLimits {
+    return this.runtime.get(scopedName(instance, tenant)) ?? this.configured.get(instance) ?? this.defaults;
   }
 
   /** Whether `seconds` of audio is acceptable for `instance`; both bounds are inclusive. */
-  check(instance: string, seconds: number): DurationCheck {
+  check(instance: string, seconds: number, tenant?: string): DurationCheck {
     if (!Number.isFinite(seconds) || seconds < 0) {
       throw new AppError('INVALID_PARAMETER', `seconds must be a finite number of at least 0, got ${String(seconds)}`, {
         details: { field: 'seconds', value: seconds, allowed: 'a finite number >= 0' },
       });
     }
-    const { minSec, maxSec, enabled } = this.runtime.get(instance) ?? this.configured.get(instance) ?? this.defaults;
+    const { minSec, maxSec, enabled } = this.lookup(instance, tenant);
     if (!enabled) return { ok: true };
     if (seconds < minSec) {
       return {
@@ -130,11 +137,11 @@ export class DurationFilter {
    * Sets `instance`'s limits at runtime; unset fields keep their current values. Resolves
    * with the new limits once they are persisted; on a validation or write error nothing changes.
    */
-  setInstanceFilter(instance: string, patch: Partial<DurationLimits>): Promise<DurationLimits> {
+  setInstanceFilter(instance: string, patch: Partial<DurationLimits>, tenant?: string): Promise<DurationLimits> {
     return this.serialized(async () => {
       parseInstanceName(instance);
-      const next = parseDurationLimits({ ...this.get(instance), ...defined(patch) }, `instances.${instance}`, instance);
-      const runtime = new Map(this.runtime).set(instance, next);
+      const next = parseDurationLimits({ ...this.get(instance, tenant), ...defined(patch) }, `instances.${instance}`, instance);
+      const runtime = new Map(this.runtime).set(scopedName(instance, tenant), next);
       await this.persist(runtime);
       this.runtime = runtime;
       return { ...next };
@@ -142,14 +149,14 @@ export class DurationFilter {
   }
 
   /** Drops `instance`'s runtime override, so the configured limits (or defaults) apply again. */
-  removeInstanceFilter(instance: string): Promise<DurationLimits> {
+  removeInstanceFilter(instance: string, tenant?: string): Promise<DurationLimits> {
     return this.serialized(async () => {
       const runtime = new Map(this.runtime);
-      if (runtime.delete(instance)) {
+      if (runtime.delete(scopedName(instance, tenant))) {
         await this.persist(runtime);
         this.runtime = runtime;
       }
-      return this.get(instance);
+      return this.get(instance, tenant);
     });
   }
 
@@ -243,4 +250,9 @@ async function loadState(file: string): Promise<Map<string, DurationLimits>> {
 function defined<T extends object>(o: T | undefined): Partial<T> {
   if (o === undefined) return {};
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Runtime overrides are stored per tenant; tenant ids hold no `/`, so the first one separates. */
+function scopedName(instance: string, tenant: string | undefined): string {
+  return tenant === undefined ? instance : `${tenant}/${instance}`;
 }

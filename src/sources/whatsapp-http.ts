@@ -57,24 +57,24 @@ export function registerWhatsAppHttp(opts: WhatsAppHttpOptions): void {
 
   const filterRoute = '/v1/whatsapp/instances/:name/filter';
   opts.server.route('get', filterRoute, 'whatsapp_filter', (ctx) => {
-    opts.authenticate(ctx.headers);
+    const tenant = opts.authenticate(ctx.headers);
     const name = ctx.params[0] ?? '';
-    return json(200, filterBody(name, opts.filter().get(name)));
+    return json(200, filterBody(name, opts.filter().get(name, tenant.id)));
   });
   opts.server.route('put', filterRoute, 'whatsapp_filter', async (ctx) => {
-    opts.authenticate(ctx.headers);
+    const tenant = opts.authenticate(ctx.headers);
     const name = ctx.params[0] ?? '';
     const body = await ctx.readJson(opts.maxJsonBytes);
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new AppError('INVALID_PARAMETER', 'body must be an object {minSec, maxSec, enabled}', { details: { field: 'body', allowed: '{minSec, maxSec, enabled}' } });
     }
-    const limits = await opts.filter().setInstanceFilter(name, body as Partial<DurationLimits>);
+    const limits = await opts.filter().setInstanceFilter(name, body as Partial<DurationLimits>, tenant.id);
     return json(200, filterBody(name, limits));
   });
   opts.server.route('del', filterRoute, 'whatsapp_filter', async (ctx) => {
-    opts.authenticate(ctx.headers);
+    const tenant = opts.authenticate(ctx.headers);
     const name = ctx.params[0] ?? '';
-    return json(200, filterBody(name, await opts.filter().removeInstanceFilter(name)));
+    return json(200, filterBody(name, await opts.filter().removeInstanceFilter(name, tenant.id)));
   });
 }
 

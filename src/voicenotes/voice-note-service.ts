@@ -167,12 +167,12 @@ export class VoiceNoteService {
       if (declared.fileLength !== undefined && declared.fileLength > o.maxBytes) {
         throw new AppError('PAYLOAD_TOO_LARGE', `declared file length ${declared.fileLength} exceeds ${o.maxBytes} bytes`, { details: { limit: o.maxBytes } });
       }
-      if (declared.seconds !== undefined) this.checkDuration(req.instance, declared.seconds);
+      if (declared.seconds !== undefined) this.checkDuration(req.tenant, req.instance, declared.seconds);
 
       const verifier = new BodyVerifier({ expectedLength: declared.fileLength, expectedSha256, keep: o.keepOriginal });
       const decoded = await this.decode(req, verifier);
       format = decoded.format;
-      this.checkDuration(req.instance, decoded.durationSec);
+      this.checkDuration(req.tenant, req.instance, decoded.durationSec);
       req.signal?.throwIfAborted();
 
       const answer = await this.persist(req, decoded, verifier);
@@ -189,7 +189,7 @@ export class VoiceNoteService {
   /** Streams the body through the verifier into the decoder; a verification failure wins over what the decoder made of it. */
   private async decode(req: VoiceNoteRequest, verifier: BodyVerifier): Promise<DecodedAudio> {
     const o = this.options;
-    const limits = o.filter.get(req.instance);
+    const limits = o.filter.get(req.instance, req.tenant);
     // one second of slack so that the filter, not the decoder's cut-off, names the reason at the boundary
     const maxSec = (limits.enabled ? limits.maxSec : HARD_MAX_SEC) + 1;
     // a failed body ends the verifier instead of failing it: the decoder then stops on a short input
@@ -229,8 +229,8 @@ export class VoiceNoteService {
     return decoded;
   }
 
-  private checkDuration(instance: string, seconds: number): void {
-    const check = this.options.filter.check(instance, seconds);
+  private checkDuration(tenant: string, instance: string, seconds: number): void {
+    const check = this.options.filter.check(instance, seconds, tenant);
     if (!check.ok) throw durationRejectionError(check, round3(seconds));
   }
 
@@ -323,7 +323,7 @@ export class VoiceNoteService {
         voiceNoteRejected({ tenant_id: req.tenant, platform: 'whatsapp', instance: req.instance, chat_id: req.chatId, message_id: req.messageId, code, reason: e.message, duration_sec: seconds }),
       );
       if (code === 'DURATION_TOO_SHORT' || code === 'DURATION_TOO_LONG') {
-        const limits = o.filter.get(req.instance);
+        const limits = o.filter.get(req.instance, req.tenant);
         await o.events.append(
           filterApplied({
             tenant_id: req.tenant,
