@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
@@ -55,6 +56,40 @@ t.test('broker down mid-stream and back: every event arrives', async (t) => {
     checked: 'every event (started, chunk, completed of 4 streams, 2 of them wholly inside the outage) delivered; /ready 503 meanwhile',
     bytesSent: sentBytes, eventsExpected: expected, eventsDelivered: collector.byId.size,
     notes: `${collector.deliveries} deliveries for ${collector.byId.size} ids (duplicates allowed: at-least-once)`,
+    ok: true,
+  });
+});
+
+t.test('broker refusing publishes (queue full, reject-publish): events are retried and delivered once it accepts again', async (t) => {
+  const broker = await isolatedBroker('refuse');
+  const collector = await EventCollector.open(broker.url, 'audio.events');
+  const d = await startDaemon({ AMQP_URL: broker.url });
+  const ctl = (...args: string[]): Promise<unknown> => new Promise((resolve, reject) => execFile('rabbitmqctl', ['-q', ...args], (err, out) => (err ? reject(err) : resolve(out))));
+  t.teardown(async () => {
+    d.child.kill('SIGKILL');
+    await collector.close();
+    await broker.remove();
+  });
+  await waitFor(async () => (await fetch(`${d.baseUrl}/ready`)).status === 200 || undefined, 10_000, 'ready');
+  // Every queue of the vhost refuses new messages: the broker nacks each publish routed to one.
+  await ctl('set_policy', '-p', broker.vhost, '--apply-to', 'queues', 'refuse-all', '.*', '{"max-length":0,"overflow":"reject-publish"}');
+  await sleep(500);
+  const { ws, closed } = await openEgress(await daemonEgressUrl(d.port, { roomName: 'refused', trackId: 'TR_r' }));
+  const sent = await sendPaced(ws, randomStereo(48000, 9), { speed: 4 });
+  ws.close();
+  await closed;
+  await sleep(3000);
+  t.equal(collector.byId.size, 0, 'nothing got through while the broker refused');
+  await ctl('clear_policy', '-p', broker.vhost, 'refuse-all');
+  await waitFor(() => (collector.byId.size >= 2 ? true : undefined), 40_000, 'started + completed after the broker accepts again');
+  t.equal(collector.ofType('recording.started').length, 1);
+  t.equal(collector.ofType('recording.completed').length, 1);
+  d.child.kill('SIGTERM');
+  t.equal(await d.exited, 0);
+  reportFigure({
+    fault: 'broker refusing publishes (every queue at max-length 0 with reject-publish) for ~4 s',
+    checked: 'the publishes were nacked, kept in the outbox and retried; started + completed delivered once the broker accepted again',
+    bytesSent: sent, eventsExpected: 2, eventsDelivered: collector.byId.size,
     ok: true,
   });
 });
