@@ -1,5 +1,5 @@
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, statfsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { Config } from './config/schema.js';
 import { persistentSecret } from './config/secrets.js';
 import { AppError, ConfigError } from './errors.js';
@@ -110,7 +110,7 @@ export class App {
       gate: (route) => this.gate(route),
     });
     this.keys = new ObjectKeys({ prefix: config.storage.prefix });
-    this.spool = new Spool({ maxBytes: config.spool.maxBytes, metrics: this.metrics });
+    this.spool = new Spool({ maxBytes: config.spool.maxBytes ?? defaultSpoolBytes(this.dataDir), metrics: this.metrics });
   }
 
   get state(): AppState {
@@ -263,7 +263,7 @@ export class App {
     await this.startVoiceNotes();
 
     this.stateValue = 'running';
-    log.info({ port: this.port, dataDir: this.dataDir, storage: config.storage.driver, tenants: this.tenants.size, publicUrl: this.publicUrl }, 'audio-ingestd ready');
+    log.info({ port: this.port, dataDir: this.dataDir, storage: config.storage.driver, tenants: this.tenants.size, publicUrl: this.publicUrl, spoolMaxBytes: this.spool.maxBytes }, 'audio-ingestd ready');
   }
 
   private registerRoutes(): void {
@@ -501,6 +501,18 @@ function createEventSinks(args: { config: Config; dataDir: string; logger: Logge
     sinks.push(new WebhookSink({ url: ev.monitoringWebhookUrl, secret: ev.webhookSecret!, role: 'monitoring', maxAttempts: ev.webhookMaxAttempts, logger }));
   }
   return sinks;
+}
+
+/** Half the free space of the filesystem holding `dir` (or its nearest existing parent), at least 1 GiB. */
+function defaultSpoolBytes(dir: string): number {
+  let probe = dir;
+  while (!existsSync(probe) && dirname(probe) !== probe) probe = dirname(probe);
+  try {
+    const fs = statfsSync(probe);
+    return Math.max(1024 ** 3, Math.floor((fs.bavail * fs.bsize) / 2));
+  } catch {
+    return 1024 ** 3;
+  }
 }
 
 function safeDecode(v: string): string {

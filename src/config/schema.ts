@@ -136,8 +136,12 @@ export const configSchema = z.object({
     .prefault({}),
   spool: z
     .object({
-      /** Local bytes live audio may occupy while the store is slow or down. Env SPOOL_MAX_BYTES. */
-      maxBytes: positiveInt.default(2 * 1024 ** 3),
+      /**
+       * Local bytes live audio may occupy (each live stream holds up to two parts: part 1 until
+       * the end, and the part being filled). Unset: half the free space of DATA_DIR's
+       * filesystem at start, at least 1 GiB. Env SPOOL_MAX_BYTES.
+       */
+      maxBytes: positiveInt.optional(),
     })
     .strict()
     .prefault({}),

@@ -1,0 +1,27 @@
+import t from 'tap';
+import { simulateEgress } from '../../src/clients/egress-simulator.js';
+import { metricValue, startTestApp } from '../helpers/app.js';
+import { downmix, egressUrl, outboxEvents, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+
+t.test('the spool budget defaults to half the free disk, at least 1 GiB', async (t) => {
+  const h = await startTestApp();
+  t.teardown(() => h.close());
+  t.ok(h.app.spool.maxBytes >= 1024 ** 3, `${h.app.spool.maxBytes} bytes`);
+});
+
+t.test('a full spool drops audio beyond the budget, counts it and reports it; what was accepted is stored whole', async (t) => {
+  const h = await startTestApp({ spool: { maxBytes: 300_000 }, livekit: { groupSeconds: 0.5 } });
+  t.teardown(() => h.close());
+  const pcm = randomStereo(48000 * 5, 17);
+  await simulateEgress({ url: await egressUrl(h, { roomName: 'full', trackId: 'TR_f' }), pcm, realtime: false });
+  const ev = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed'), 10_000);
+  const chunk = 48_000; // 0.5 s of 48 kHz mono
+  const accepted = Math.floor(300_000 / chunk) * chunk;
+  t.equal(ev.dropped_bytes, 480_000 - accepted, 'the event reports what was dropped');
+  const wav = readWav(await h.app.store.get(ev.s3_key_master as string));
+  t.equal(wav.dataSize, accepted);
+  t.ok(wav.data.equals(downmix(pcm).subarray(0, accepted)), 'the accepted audio is stored exactly');
+  t.equal(await metricValue(h.baseUrl, 'audio_ingestd_frames_dropped_total', 'source="livekit",reason="spool_full"'), (480_000 - accepted) / chunk, 'drops counted per chunk');
+  t.equal((await fetch(`${h.baseUrl}/health`)).status, 200);
+  t.equal(h.app.spool.usedBytes, 0, 'the spool is released after the upload');
+});
