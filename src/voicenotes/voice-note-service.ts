@@ -17,6 +17,10 @@ import { BodyVerifier } from './body-verifier.js';
 import type { IdempotencyStore } from './idempotency-store.js';
 
 /** What the sender declared about the media (all optional, all verified when present). */
+/** How far past its declared length a note may decode: the larger of 5 s and 10 %. */
+const DECLARED_SLACK_SEC = 5;
+const DECLARED_SLACK_RATIO = 0.1;
+
 export interface DeclaredFacts {
   /** Duration from the message (`audioMessage.seconds`), checked before the body is read. */
   seconds?: number | undefined;
@@ -192,6 +196,11 @@ export class VoiceNoteService {
     const limits = o.filter.get(req.instance, req.tenant);
     // one second of slack so that the filter, not the decoder's cut-off, names the reason at the boundary
     const maxSec = (limits.enabled ? limits.maxSec : HARD_MAX_SEC) + 1;
+    // A note that declares its length is not decoded far past it: a small file of long silence
+    // declared short would otherwise cost up to maxSec of PCM in memory.
+    const declared = req.declared.seconds;
+    const declaredCapSec = declared === undefined ? Infinity : declared + Math.max(DECLARED_SLACK_SEC, declared * DECLARED_SLACK_RATIO);
+    const capSec = Math.min(maxSec, declaredCapSec);
     // a failed body ends the verifier instead of failing it: the decoder then stops on a short input
     let bodyError: unknown;
     req.body.once('error', (err) => {
@@ -206,7 +215,7 @@ export class VoiceNoteService {
         signal: req.signal,
         maxBytes: o.maxBytes,
         timeoutMs: o.decodeTimeoutSec * 1000,
-        maxOutputBytes: Math.ceil(maxSec * o.sampleRate) * 2 * CHANNELS,
+        maxOutputBytes: Math.ceil(capSec * o.sampleRate) * 2 * CHANNELS,
         pool: o.pool,
         metrics: o.metrics,
       });
@@ -216,6 +225,11 @@ export class VoiceNoteService {
       if (req.signal?.aborted === true) throw err;
       if (bodyError !== undefined) throw bodyFailure(bodyError);
       if (verifier.mismatch !== undefined) throw verifier.mismatch;
+      if (isAppError(err, 'DURATION_TOO_LONG') && capSec < maxSec) {
+        throw new AppError('POLICY_REJECTED', `audio lasts longer than the ${declared} s it declared (X-Audio-Seconds)`, {
+          details: { declaredSec: declared, decodedAtLeastSec: Math.floor(capSec) },
+        });
+      }
       if (isAppError(err, 'DURATION_TOO_LONG')) {
         throw new AppError('DURATION_TOO_LONG', `audio lasts longer than the ${maxSec - 1} s maximum of instance "${req.instance}"`, {
           details: { minSec: limits.minSec, maxSec: maxSec - 1 },
