@@ -100,7 +100,8 @@ export class DurationFilter {
   }
 
   private lookup(instance: string, tenant: string | undefined): DurationLimits {
-    return this.runtime.get(scopedName(instance, tenant)) ?? this.configured.get(instance) ?? this.defaults;
+    // a tenant's own override, then one set for every tenant (no tenant given), then the config
+    return this.runtime.get(scopedName(instance, tenant)) ?? (tenant === undefined ? undefined : this.runtime.get(instance)) ?? this.configured.get(instance) ?? this.defaults;
   }
 
   /** Whether `seconds` of audio is acceptable for `instance`; both bounds are inclusive. */
