@@ -589,14 +589,14 @@ export class MasterUpload {
         }
         const uploadId = this.manifest.uploadId;
         const path = partFile(this.dir, part);
-        const body = await readFile(path);
-        const ref = await this.withRetry('uploadPart', () => this.store.uploadPart(this.key, uploadId, part, body));
-        this.manifest.parts.push({ partNumber: part, etag: ref.etag, dataBytes: body.length });
+        // From the file: the part never sits in memory (the fs store links it, S3 streams it).
+        const ref = await this.withRetry('uploadPart', () => this.store.uploadPartFile(this.key, uploadId, part, path));
+        this.manifest.parts.push({ partNumber: part, etag: ref.etag, dataBytes: ref.size });
         this.manifest.parts.sort((a, b) => a.partNumber - b.partNumber);
         await this.saveManifest();
         await unlink(path);
-        this.spool.release(body.length);
-        this.reserved -= body.length;
+        this.spool.release(ref.size);
+        this.reserved -= ref.size;
         this.readyParts.shift();
       } catch (err) {
         const state = this.state as State;

@@ -49,6 +49,11 @@ export interface ObjectStore {
 
   createMultipart(key: string, options: PutOptions): Promise<string>;
   uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartRef>;
+  /**
+   * Uploads a part from a local file without reading it into memory (the fs driver links it,
+   * S3 streams it). The file must not change afterwards; the caller may delete its own name.
+   */
+  uploadPartFile(key: string, uploadId: string, partNumber: number, path: string): Promise<PartRef & { size: number }>;
   completeMultipart(key: string, uploadId: string, parts: PartRef[]): Promise<{ key: string; size: number }>;
   abortMultipart(key: string, uploadId: string): Promise<void>;
   /** Replaces content type and metadata of an existing object (bytes unchanged). */

@@ -14,6 +14,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
@@ -101,6 +103,7 @@ export class S3ObjectStore implements ObjectStore {
   readonly driver = 's3' as const;
   readonly bucket: string;
   private readonly client: S3Client;
+  private readonly streamClient: S3Client;
   private readonly logger: Logger | undefined;
   private readonly metrics: Metrics | undefined;
 
@@ -108,17 +111,19 @@ export class S3ObjectStore implements ObjectStore {
     this.bucket = options.bucket;
     this.logger = options.logger;
     this.metrics = options.metrics;
-    this.client = new S3Client({
+    const config = {
       region: options.region,
       forcePathStyle: options.forcePathStyle,
-      maxAttempts: options.maxAttempts ?? 3,
       // S3-compatible services often reject the newer default checksum trailers
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: { connectionTimeout: options.connectionTimeoutMs ?? 5_000, requestTimeout: options.requestTimeoutMs ?? 120_000 },
       ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
       ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-    });
+    } as const;
+    this.client = new S3Client({ ...config, maxAttempts: options.maxAttempts ?? 3 });
+    // A streamed body can be sent once: the SDK must not retry it; callers retry with a new stream.
+    this.streamClient = new S3Client({ ...config, maxAttempts: 1 });
   }
 
   async start(): Promise<void> {
@@ -127,6 +132,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async stop(): Promise<void> {
     this.client.destroy();
+    this.streamClient.destroy();
   }
 
   async ping(): Promise<void> {
@@ -235,6 +241,20 @@ export class S3ObjectStore implements ObjectStore {
     if (res.ETag === undefined) throw new AppError('STORAGE_ERROR', 'object store returned no ETag for a part');
     this.metrics?.storeBytes.inc({ driver: 's3' }, body.length);
     return { partNumber, etag: res.ETag };
+  }
+
+  async uploadPartFile(key: string, uploadId: string, partNumber: number, path: string): Promise<PartRef & { size: number }> {
+    assertSafeKey(key);
+    const { size } = await stat(path).catch((err: unknown) => {
+      throw new AppError('STORAGE_ERROR', `part file ${path} cannot be read`, { cause: err });
+    });
+    // Streamed from the spool file: a 5 MiB part never sits in memory. A retry opens a new stream.
+    const res = await this.run('uploadPart', key, () => this.streamClient.send(new UploadPartCommand({
+      Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: createReadStream(path), ContentLength: size,
+    })));
+    if (res.ETag === undefined) throw new AppError('STORAGE_ERROR', 'object store returned no ETag for a part');
+    this.metrics?.storeBytes.inc({ driver: 's3' }, size);
+    return { partNumber, etag: res.ETag, size };
   }
 
   async completeMultipart(key: string, uploadId: string, parts: PartRef[]): Promise<{ key: string; size: number }> {

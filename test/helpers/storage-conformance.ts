@@ -1,4 +1,7 @@
 import { Readable } from 'node:stream';
+import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { AppError } from '../../src/errors.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
@@ -106,6 +109,28 @@ export function runConformance(t: Tap, target: () => Promise<ConformanceTarget>)
     await store.uploadPart('m/gone.wav', id2, 1, randomBytes(100));
     await store.abortMultipart('m/gone.wav', id2);
     t.equal(await store.head('m/gone.wav'), null, 'aborted upload leaves no object');
+  });
+
+  t.test('multipart parts uploaded from files, mixed with buffers; the source name may go away', async (t) => {
+    const { store } = await target();
+    const dir = await mkdtemp(join(tmpdir(), 'aid-partfile-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const p1 = randomBytes(5 * 1024 * 1024);
+    const p2 = randomBytes(5 * 1024 * 1024);
+    const p3 = randomBytes(777);
+    await writeFile(join(dir, 'p2'), p2);
+    await writeFile(join(dir, 'p3'), p3);
+    const id = await store.createMultipart('m/files.wav', { contentType: 'audio/wav' });
+    const r2 = await store.uploadPartFile('m/files.wav', id, 2, join(dir, 'p2'));
+    t.equal(r2.size, p2.length);
+    await unlink(join(dir, 'p2'));
+    const r3 = await store.uploadPartFile('m/files.wav', id, 3, join(dir, 'p3'));
+    await unlink(join(dir, 'p3'));
+    const r1 = await store.uploadPart('m/files.wav', id, 1, p1);
+    const done = await store.completeMultipart('m/files.wav', id, [r1, r2, r3]);
+    t.equal(done.size, p1.length + p2.length + p3.length);
+    t.ok((await store.get('m/files.wav')).equals(Buffer.concat([p1, p2, p3])), 'file parts joined in order');
+    await t.rejects(store.uploadPartFile('m/files.wav', id, 4, join(dir, 'missing')), 'a missing file is an error');
   });
 
   t.test('presigned GET', async (t) => {
