@@ -118,13 +118,7 @@ export class Recording {
     this.started = opts.events
       .append(
         recordingStarted({
-          recording_id: id.recordingId,
-          tenant_id: id.tenant,
-          user_id: id.participant ?? '',
-          platform: 'livekit',
-          room_name: id.roomName,
-          meeting_id: id.meetingId ?? null,
-          track_id: id.trackId ?? null,
+          ...identityFields(id),
           s3_key_master: opts.masterKey,
           sample_rate: opts.output.sampleRate,
           channels: opts.output.channels,
@@ -266,22 +260,10 @@ export class Recording {
       await this.opts.events.append(
         recordingCompleted(
           {
-            recording_id: id.recordingId,
+            ...this.endFields(result),
             s3_key_master: stored.key,
-            tenant_id: id.tenant,
-            user_id: id.participant ?? '',
-            platform: 'livekit',
-            room_name: id.roomName,
-            meeting_id: id.meetingId ?? null,
-            track_id: id.trackId ?? null,
-            duration_sec: durationSec,
-            size_bytes: stored.size,
-            completed_at: new Date(this.now()).toISOString(),
-            end_reason: endReason,
             url: link?.url ?? null,
             url_expires_at: link?.expiresAt.toISOString() ?? null,
-            mute_intervals: this.mutes,
-            dropped_bytes: result.droppedBytes,
           },
         ),
       );
@@ -305,23 +287,11 @@ export class Recording {
         .append(
           recordingFailed(
             {
-              recording_id: id.recordingId,
+              ...this.endFields(result),
               s3_key_master: null,
-              tenant_id: id.tenant,
-              user_id: id.participant ?? '',
-              platform: 'livekit',
-              room_name: id.roomName,
-              meeting_id: id.meetingId ?? null,
-              track_id: id.trackId ?? null,
-              duration_sec: durationSec,
-              size_bytes: 0,
-              completed_at: new Date(this.now()).toISOString(),
-              end_reason: endReason,
               url: null,
               url_expires_at: null,
               error: result.error ?? 'failed',
-              mute_intervals: this.mutes,
-              dropped_bytes: result.droppedBytes,
             },
           ),
         )
@@ -331,10 +301,36 @@ export class Recording {
     return result;
   }
 
+  /** The fields recording.completed and recording.failed share. */
+  private endFields(result: RecordingResult) {
+    return {
+      ...identityFields(this.identity),
+      duration_sec: result.durationSec,
+      size_bytes: result.sizeBytes,
+      completed_at: new Date(this.now()).toISOString(),
+      end_reason: result.endReason,
+      mute_intervals: result.muteIntervals,
+      dropped_bytes: result.droppedBytes,
+    };
+  }
+
   /** Bytes of an incomplete input frame (diagnostics). */
   get carryBytes(): number {
     return this.pipeline.carryBytes % this.inFrameBytes;
   }
+}
+
+/** Who and what a recording event is about: the fields every recording event starts with. */
+function identityFields(id: RecordingIdentity) {
+  return {
+    recording_id: id.recordingId,
+    tenant_id: id.tenant,
+    user_id: id.participant ?? '',
+    platform: 'livekit' as const,
+    room_name: id.roomName,
+    meeting_id: id.meetingId ?? null,
+    track_id: id.trackId ?? null,
+  };
 }
 
 function round3(x: number): number {
