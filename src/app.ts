@@ -395,7 +395,9 @@ export class App {
       events: this.outbox,
       filter: this.durationFilter,
       idempotency: new IdempotencyStore<VoiceNoteAnswer>({
-        dir: join(this.dataDir, 'idempotency'),
+        // In the object store: a retry that lands on another host is still recognised.
+        store: this.store,
+        prefix: `${this.keys.prefix}idempotency/`,
         onWriteError: (err) => log.error({ err }, 'idempotency record not written: a repeat of this key would be stored again'),
       }),
       pool: new FfmpegPool({ maxConcurrent: wa.ffmpegConcurrency, metrics }),

@@ -1,17 +1,20 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isAppError } from '../errors.js';
 import { writeFileAtomic } from '../storage/atomic-file.js';
+import type { ObjectStore } from '../storage/object-store.js';
+
+/** Where records live: a local directory, or the object store (shared by every host). */
+export type IdempotencyLocation = { dir: string } | { store: ObjectStore; prefix: string };
 
 /** Options of {@link IdempotencyStore}. */
-export interface IdempotencyStoreOptions {
-  /** Directory of the records, e.g. `<dataDir>/idempotency`. */
-  dir: string;
+export type IdempotencyStoreOptions = IdempotencyLocation & {
   /** Records older than this are ignored, so a key may be reused after it. Default 7 days. */
   ttlSec?: number;
   /** Told when a record could not be written; the answer still goes out (the note is stored). */
   onWriteError?: (err: unknown) => void;
-}
+};
 
 /** What a repeat of a key is answered with. */
 export interface IdempotencyRecord<T> {
@@ -23,18 +26,19 @@ export interface IdempotencyRecord<T> {
 }
 
 /**
- * Remembers the answer given to each (tenant, Idempotency-Key): one small JSON file per key,
- * written atomically, so a repeat is recognised after a restart. Within the process, `run`
+ * Remembers the answer given to each (tenant, Idempotency-Key): one small JSON record per key,
+ * so a repeat is recognised after a restart — and, kept in the object store, on any host (a
+ * client retrying after a timeout often lands on another one). Within the process, `run`
  * lets one request per key do the work while the others wait for its outcome.
  */
 export class IdempotencyStore<T> {
-  private readonly dir: string;
+  private readonly location: IdempotencyLocation;
   private readonly ttlMs: number;
   private readonly inflight = new Map<string, Promise<T>>();
   private readonly onWriteError: ((err: unknown) => void) | undefined;
 
   constructor(options: IdempotencyStoreOptions) {
-    this.dir = options.dir;
+    this.location = 'dir' in options ? { dir: options.dir } : { store: options.store, prefix: options.prefix };
     this.onWriteError = options.onWriteError;
     this.ttlMs = (options.ttlSec ?? 7 * 24 * 3600) * 1000;
   }
@@ -70,13 +74,8 @@ export class IdempotencyStore<T> {
 
   /** The recorded body, if a live record exists. */
   async get(tenant: string, key: string): Promise<T | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.pathOf(recordId(tenant, key)), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
+    const text = await this.read(recordId(tenant, key));
+    if (text === undefined) return undefined;
     const rec = JSON.parse(text) as IdempotencyRecord<T>;
     // a hash collision would need SHA-256 to break; the check guards against hand-edited files
     if (rec.tenant !== tenant || rec.key !== key) return undefined;
@@ -90,7 +89,7 @@ export class IdempotencyStore<T> {
     const body = await work();
     const rec: IdempotencyRecord<T> = { version: 1, tenant, key, createdAt: new Date().toISOString(), body };
     try {
-      await writeFileAtomic(this.pathOf(id), `${JSON.stringify(rec)}\n`);
+      await this.write(id, `${JSON.stringify(rec)}\n`);
     } catch (err) {
       // failing the request now would make the client send the stored note again
       this.onWriteError?.(err);
@@ -98,9 +97,26 @@ export class IdempotencyStore<T> {
     return { body, fresh: true };
   }
 
-  private pathOf(id: string): string {
+  private async read(id: string): Promise<string | undefined> {
+    const loc = this.location;
+    try {
+      if ('dir' in loc) return await readFile(this.pathOf(loc.dir, id), 'utf8');
+      return (await loc.store.get(`${loc.prefix}${id}.json`)).toString('utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || isAppError(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  private async write(id: string, text: string): Promise<void> {
+    const loc = this.location;
+    if ('dir' in loc) await writeFileAtomic(this.pathOf(loc.dir, id), text);
+    else await loc.store.put(`${loc.prefix}${id}.json`, Buffer.from(text), { contentType: 'application/json' });
+  }
+
+  private pathOf(dir: string, id: string): string {
     // two-level fan-out keeps directories small
-    return join(this.dir, id.slice(0, 2), `${id}.json`);
+    return join(dir, id.slice(0, 2), `${id}.json`);
   }
 }
 
