@@ -6,6 +6,9 @@ import type { Metrics } from '../observability/metrics.js';
 import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
 import type { AudioEvent } from './types.js';
 
+/** The longest wait a sink's `retryAfterMs` can impose. */
+const MAX_RETRY_AFTER_MS = 5 * 60_000;
+
 /** What the outbox stores and hands to sinks. */
 export type OutboxEvent = AudioEvent;
 
@@ -13,7 +16,10 @@ export type OutboxEvent = AudioEvent;
 export interface Sink {
   /** Stable name: the cursor file and metric label (letters, digits, `-`, `_`). */
   readonly name: string;
-  /** Resolves once the destination confirmed every event of the batch; rejects to retry it. */
+  /**
+   * Resolves once the destination confirmed every event of the batch; rejects to retry it. An
+   * error with a numeric `retryAfterMs` delays the retry at least that long.
+   */
   deliver(batch: OutboxEvent[]): Promise<void>;
   start?(): Promise<void> | void;
   stop?(): Promise<void> | void;
@@ -436,7 +442,9 @@ export class Outbox {
         st.retries++;
         st.lastError = err instanceof Error ? err.message : String(err);
         this.metrics?.deliveryRetries.inc({ sink: name });
-        const wait = backoffDelay(st.failures, this.retry);
+        // A destination that said when to come back (Retry-After) is not asked sooner, within reason.
+        const asked = (err as { retryAfterMs?: unknown } | null)?.retryAfterMs;
+        const wait = Math.max(backoffDelay(st.failures, this.retry), typeof asked === 'number' ? Math.min(asked, MAX_RETRY_AFTER_MS) : 0);
         this.logger?.warn({ sink: name, attempt: st.failures, retryInMs: wait, err: st.lastError }, 'event delivery failed; retrying');
         await sleep(wait, signal);
         continue;

@@ -97,9 +97,10 @@ export class WebhookSink implements Sink {
     const attempt = (this.attempts.get(event.id) ?? 0) + 1;
     this.attempts.set(event.id, attempt);
     let status: number | null = null;
+    let retryAfterMs: number | undefined;
     let error: string;
     try {
-      status = await this.post(event);
+      ({ status, retryAfterMs } = await this.post(event));
       if (status >= 200 && status < 300) {
         this.attempts.delete(event.id);
         this.lastOk = true;
@@ -111,14 +112,14 @@ export class WebhookSink implements Sink {
     }
     this.lastOk = false;
     const permanent = status !== null && status >= 400 && status < 500 && !RETRIABLE_4XX.has(status);
-    if (!permanent && attempt < this.maxAttempts) throw new Error(`webhook ${this.name}: ${error}`);
+    if (!permanent && attempt < this.maxAttempts) throw Object.assign(new Error(`webhook ${this.name}: ${error}`), { retryAfterMs });
     this.attempts.delete(event.id);
     this.options.logger?.error({ sink: this.name, eventId: event.id, type: event.type, attempts: attempt, status, error }, 'webhook delivery given up');
     await this.options.onGiveUp?.({ sink: this.name, event, attempts: attempt, error, status });
   }
 
-  /** One signed POST; resolves with the status, rejects on network errors and timeouts. */
-  private async post(event: OutboxEvent): Promise<number> {
+  /** One signed POST; resolves with the status (and Retry-After), rejects on network errors and timeouts. */
+  private async post(event: OutboxEvent): Promise<{ status: number; retryAfterMs: number | undefined }> {
     const body = JSON.stringify(event);
     const timestamp = Math.floor(Date.now() / 1000);
     const res = await request(this.options.url, {
@@ -137,6 +138,15 @@ export class WebhookSink implements Sink {
       ...(this.options.dispatcher ? { dispatcher: this.options.dispatcher } : {}),
     });
     await res.body.dump();
-    return res.statusCode;
+    return { status: res.statusCode, retryAfterMs: parseRetryAfter(res.headers['retry-after']) };
   }
+}
+
+/** `Retry-After` as seconds or an HTTP date, in ms from now; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined || v.trim() === '') return undefined;
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
