@@ -47,7 +47,7 @@ async function checkMaster(t: Test, d: Daemon, endpoint: string, roomName: strin
   return { stored: wav.data.length, lostSamples: (expected.length - wav.data.length) / 2, completed };
 }
 
-t.test('object store down for 20 s mid-stream and back: the master is complete and exact', async (t) => {
+t.test('object store down for 30 s mid-stream and back: the master is complete and exact', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'aid-rel-s3-'));
   let s3 = await startS3rver(dir);
   const { port, endpoint } = s3;
@@ -59,14 +59,14 @@ t.test('object store down for 20 s mid-stream and back: the master is complete a
   });
   // 120 s of audio at 5× real time: part 2 (bytes 5–10 MiB of the mono master) fills during the outage.
   const pcm = randomStereo(48000 * 120, 11);
-  const outageSec = 20;
+  const outageSec = 30;
   const sent = await stream(d, 'store-down', pcm, 5, async () => {
     await sleep(3000);
     await s3.close();
     await sleep(outageSec * 1000);
     s3 = await startS3rver(dir, port);
   });
-  const r = await checkMaster(t, d, endpoint, 'store-down', pcm, sent, 50_000);
+  const r = await checkMaster(t, d, endpoint, 'store-down', pcm, sent, 90_000);
   const retried = d.output().split('\n').filter((l) => l.includes('store call failed; retrying')).length;
   t.ok(retried > 0, `the outage was seen and retried (${retried} retry log lines)`);
   await waitFor(() => !existsSync(join(d.dataDir, 'uploads')) || readdirSync(join(d.dataDir, 'uploads')).length === 0 || undefined, 5000, 'spool emptied');
@@ -78,7 +78,7 @@ t.test('object store down for 20 s mid-stream and back: the master is complete a
     fault: `object store down ${outageSec} s mid-stream (s3rver closed, then restarted)`,
     checked: 'master WAV byte-equal to the downmixed input, header sizes right, spool emptied, started+completed events',
     bytesSent: sent, bytesStored: r.stored, samplesLost: r.lostSamples, eventsExpected: 2, eventsDelivered: events.length,
-    notes: `120 s of audio at 5× real time, 3 parts; ${retried} retry log lines; 20 s instead of the issue's 30 s keeps the test under 60 s (same retry path)`,
+    notes: `120 s of audio at 5× real time, 3 parts; ${retried} retry log lines`,
     ok: true,
   });
 });
