@@ -25,6 +25,8 @@ export class RequestContext {
   readonly headers: Record<string, string> = {};
   readonly params: string[] = [];
   readonly remoteAddress: string;
+  /** A path parameter was not valid percent-encoding. */
+  malformedPath = false;
   private readonly controller = new AbortController();
   private done = false;
   private bodyStarted = false;
@@ -47,7 +49,16 @@ export class RequestContext {
     req.forEach((k, v) => {
       this.headers[k] = v;
     });
-    for (let i = 0; i < paramCount; i++) this.params.push(decodeURIComponent(req.getParameter(i) ?? ''));
+    for (let i = 0; i < paramCount; i++) {
+      const raw = req.getParameter(i) ?? '';
+      try {
+        this.params.push(decodeURIComponent(raw));
+      } catch {
+        // A malformed %-escape: answered 400 by the server, never thrown inside uWS's callback.
+        this.params.push(raw);
+        this.malformedPath = true;
+      }
+    }
     this.remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
     const given = this.headers['x-request-id'];
     this.id = given && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
@@ -247,7 +258,7 @@ export class HttpServer {
   }
 
   private run(ctx: RequestContext, label: string, handler: Handler): void {
-    const refusal = this.options.gate?.(label);
+    const refusal = ctx.malformedPath ? new AppError('INVALID_PARAMETER', 'the path is not valid percent-encoding') : this.options.gate?.(label);
     if (refusal) {
       this.reply(ctx, label, errorReply(refusal));
       return;

@@ -52,3 +52,12 @@ t.test('with the rate limiter on Redis, voice notes are stored (the limiter awai
   t.equal(res.status, 201, JSON.stringify(await res.clone().json()));
   t.match(await res.json(), { status: 'stored', sampleRate: 16000, channels: 1 });
 });
+
+t.test('a malformed %-escape in a path parameter is a 400, not a crash', async (t) => {
+  const h = await startTestApp();
+  t.teardown(() => h.close());
+  const res = await fetch(`${h.baseUrl}/v1/recordings/%E0%A4%A`, { headers: { apikey: TEST_API_KEY } });
+  t.equal(res.status, 400);
+  t.match(await res.json(), { error: { code: 'INVALID_PARAMETER' } });
+  t.equal((await fetch(`${h.baseUrl}/health`)).status, 200, 'still serving');
+});

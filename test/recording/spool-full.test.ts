@@ -2,6 +2,7 @@ import t from 'tap';
 import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { metricValue, startTestApp } from '../helpers/app.js';
 import { downmix, egressUrl, outboxEvents, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { reportFigure } from '../helpers/reliability.js';
 
 t.test('the spool budget defaults to half the free disk, at least 1 GiB', async (t) => {
   const h = await startTestApp();
@@ -24,4 +25,11 @@ t.test('a full spool drops audio beyond the budget, counts it and reports it; wh
   t.equal(await metricValue(h.baseUrl, 'audio_ingestd_frames_dropped_total', 'source="livekit",reason="spool_full"'), (480_000 - accepted) / chunk, 'drops counted per chunk');
   t.equal((await fetch(`${h.baseUrl}/health`)).status, 200);
   t.equal(h.app.spool.usedBytes, 0, 'the spool is released after the upload');
+  reportFigure({
+    fault: 'disk spool full (spool.maxBytes 300 000 B, 5 s stream)',
+    checked: 'audio beyond the budget dropped, counted (frames_dropped_total{reason="spool_full"}) and reported in recording.completed.dropped_bytes; the accepted prefix stored exactly; daemon healthy',
+    bytesSent: pcm.length, bytesStored: wav.dataSize, samplesLost: 0, eventsExpected: 1, eventsDelivered: 1,
+    notes: `${480_000 - accepted} B of mono audio refused at the door (reported, not lost silently)`,
+    ok: true,
+  });
 });
