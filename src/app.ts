@@ -238,8 +238,9 @@ export class App {
       keys: this.keys,
       events: this.outbox,
       chunkSinks,
-      openMaster: ({ recordingId, key, format, metadata }) =>
+      openMaster: ({ recordingId, key, format, metadata, release }) =>
         MasterUpload.create({
+          release,
           store: this.store,
           stateDir: this.dataDir,
           recordingId,

@@ -42,6 +42,8 @@ export interface LivePcmPipelineOptions {
   onChunk: ChunkHandler;
   /** Input frames processed per internal step; bigger pushes are split (default 8192). */
   blockFrames?: number;
+  /** Where chunk buffers come from (a pool); default a fresh `allocUnsafeSlow` buffer each. */
+  allocate?: (bytes: number) => Buffer;
 }
 
 /**
@@ -60,6 +62,7 @@ export class LivePcmPipeline {
   private readonly onChunk: ChunkHandler;
   private readonly resampler: Resampler;
   private readonly blockFrames: number;
+  private readonly allocate: (bytes: number) => Buffer;
 
   /** Carry + incoming bytes, 2-byte aligned so the Int16 view is valid whatever the input offset. */
   private readonly staging: Uint8Array;
@@ -87,6 +90,7 @@ export class LivePcmPipeline {
     this.chunkFrames = opts.chunkFrames;
     this.onChunk = opts.onChunk;
     this.blockFrames = opts.blockFrames ?? 8192;
+    this.allocate = opts.allocate ?? ((bytes) => Buffer.allocUnsafeSlow(bytes));
     this.resampler = new Resampler({ inputRate: opts.input.sampleRate, outputRate: opts.output.sampleRate, channels: this.midCh });
     this.staging = new Uint8Array(this.blockFrames * this.inFrameBytes + this.inFrameBytes);
     this.stagingI16 = new Int16Array(this.staging.buffer, 0, this.staging.length >> 1);
@@ -193,8 +197,8 @@ export class LivePcmPipeline {
     let done = 0;
     while (done < frames) {
       if (this.chunkI16 === undefined) {
-        // allocUnsafeSlow: a buffer of its own (never a pool slice), offset 0, so the view is valid.
-        this.chunk = Buffer.allocUnsafeSlow(this.chunkFrames * this.outCh * 2);
+        // A buffer of its own (never a slice of Node's small pool), offset 0, so the view is valid.
+        this.chunk = this.allocate(this.chunkFrames * this.outCh * 2);
         this.chunkI16 = new Int16Array(this.chunk.buffer, this.chunk.byteOffset, this.chunkFrames * this.outCh);
       }
       const take = Math.min(frames - done, this.chunkFrames - this.fill);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { BufferPool } from '../audio/buffer-pool.js';
 import type { PcmFormat } from '../audio/pcm-format.js';
 import type { EndReason } from '../events/types.js';
 import type { Logger } from '../observability/logger.js';
@@ -13,7 +14,7 @@ export interface RecordingServiceOptions {
   events: EventAppender;
   chunkSinks: ChunkSink[];
   /** Opens the streamed master object of a recording. */
-  openMaster: (args: { recordingId: string; key: string; format: PcmFormat; metadata: ObjectMetadata }) => Promise<MasterWriter>;
+  openMaster: (args: { recordingId: string; key: string; format: PcmFormat; metadata: ObjectMetadata; release: (buf: Buffer) => void }) => Promise<MasterWriter>;
   presign: (key: string) => Promise<{ url: string; expiresAt: Date } | null>;
   /** Output format; `sampleRate` undefined keeps the source rate. */
   output: { sampleRate?: number | undefined; channels: 1 | 2 };
@@ -41,6 +42,8 @@ export class RecordingService {
   private readonly byRoom = new Map<string, Set<Recording>>();
   private readonly finishing = new Set<Promise<RecordingResult>>();
   private readonly idleWaiters: (() => void)[] = [];
+  /** Chunk buffers, handed from each recording's pipeline to its master and back. */
+  private readonly pool = new BufferPool();
 
   constructor(private readonly opts: RecordingServiceOptions) {}
 
@@ -76,7 +79,7 @@ export class RecordingService {
     for (const [k, v] of [['room-name', identity.roomName], ['participant', identity.participant], ['meeting-id', identity.meetingId], ['track-id', identity.trackId]] as const) {
       if (v !== undefined) metadata[k] = encodeURIComponent(v);
     }
-    const master = await this.opts.openMaster({ recordingId, key, format: output, metadata });
+    const master = await this.opts.openMaster({ recordingId, key, format: output, metadata, release: (buf) => this.pool.release(buf) });
     const recording = new Recording({
       identity,
       input: request.input,
@@ -91,6 +94,7 @@ export class RecordingService {
       presign: this.opts.presign,
       logger: this.opts.logger,
       metrics: this.opts.metrics,
+      allocate: (bytes) => this.pool.acquire(bytes),
     });
     this.live.set(recordingId, recording);
     const roomKey = roomKeyOf(identity.tenant, identity.roomName);

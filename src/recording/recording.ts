@@ -55,6 +55,8 @@ export interface RecordingOptions {
   logger: Logger;
   metrics: Metrics;
   now?: () => number;
+  /** Where chunk buffers come from (a pool the master gives them back to). */
+  allocate?: (bytes: number) => Buffer;
 }
 
 export interface RecordingResult {
@@ -113,6 +115,7 @@ export class Recording {
       output: opts.output,
       chunkFrames: opts.chunkFrames,
       onChunk: (pcm, firstFrame) => this.onChunk(pcm, firstFrame),
+      ...(opts.allocate ? { allocate: opts.allocate } : {}),
     });
     const id = opts.identity;
     this.started = opts.events

@@ -65,6 +65,8 @@ export interface MasterUploadOptions {
   spool: Spool;
   /** In-memory queue in front of the spool files (default 1 MiB); beyond it audio is dropped. */
   queueMaxBytes?: number;
+  /** Told when a buffer given to `write()` is no longer needed (written to the spool or dropped), so a pool can reuse it. */
+  release?: (buf: Buffer) => void;
   retry?: RetryOptions;
   /** `source` label of the drop metric (default `livekit`). */
   source?: string;
@@ -173,6 +175,9 @@ export class MasterUpload {
   private reserved = 0;
   private qBufs: Buffer[] = [];
   private qParts: number[] = [];
+  /** The buffer given to write(), set on the last queued view of it (views of one write are consecutive). */
+  private qOwners: (Buffer | undefined)[] = [];
+  private readonly release: ((buf: Buffer) => void) | undefined;
   private qHead = 0;
   private queuedBytes = 0;
 
@@ -189,7 +194,7 @@ export class MasterUpload {
   private uploadFailure: AppError | null = null;
 
   private constructor(store: ObjectStore, dir: string, manifest: Manifest, spool: Spool, opts: {
-    queueMaxBytes?: number; retry?: RetryOptions; maxUnavailableAttempts?: number; source?: string; logger?: Logger; metrics?: Metrics;
+    queueMaxBytes?: number; release?: (buf: Buffer) => void; retry?: RetryOptions; maxUnavailableAttempts?: number; source?: string; logger?: Logger; metrics?: Metrics;
   }) {
     this.store = store;
     this.dir = dir;
@@ -200,6 +205,7 @@ export class MasterUpload {
     this.blockAlign = manifest.format.channels * 2;
     this.spool = spool;
     this.queueMaxBytes = opts.queueMaxBytes ?? 1024 * 1024;
+    this.release = opts.release;
     this.retry = { baseMs: opts.retry?.baseMs ?? 250, maxMs: opts.retry?.maxMs ?? 30_000, maxErrorAttempts: opts.retry?.maxErrorAttempts ?? 3 };
     this.maxUnavailableAttempts = opts.maxUnavailableAttempts ?? Infinity;
     this.source = opts.source ?? 'livekit';
@@ -255,14 +261,17 @@ export class MasterUpload {
     if (len === 0 || this.state !== 'open') return;
     if (len % this.blockAlign !== 0) {
       this.drop(len, 'invalid');
+      this.release?.(pcm);
       return;
     }
     if (this.queuedBytes + len > this.queueMaxBytes) {
       this.drop(len, 'spool_slow');
+      this.release?.(pcm);
       return;
     }
     if (!this.spool.tryReserve(len)) {
       this.drop(len, 'spool_full');
+      this.release?.(pcm);
       return;
     }
     this.reserved += len;
@@ -273,6 +282,7 @@ export class MasterUpload {
       const n = Math.min(this.partSize - this.writePartBytes, len - off);
       this.qBufs.push(off === 0 && n === len ? pcm : pcm.subarray(off, off + n));
       this.qParts.push(this.writePart);
+      this.qOwners.push(off + n === len ? pcm : undefined);
       this.writePartBytes += n;
       off += n;
       if (this.writePartBytes === this.partSize) {
@@ -531,7 +541,14 @@ export class MasterUpload {
         continue;
       }
       attempt = 0;
-      for (let i = this.qHead; i < end; i++) this.qBufs[i] = EMPTY;
+      for (let i = this.qHead; i < end; i++) {
+        this.qBufs[i] = EMPTY;
+        const owner = this.qOwners[i];
+        if (owner !== undefined) {
+          this.qOwners[i] = undefined;
+          this.release?.(owner);
+        }
+      }
       this.qHead = end;
       this.queuedBytes -= bytes;
       this.fhBytes += bytes;
@@ -539,6 +556,7 @@ export class MasterUpload {
       if (this.qHead > 1024 && this.qHead * 2 > this.qBufs.length) {
         this.qBufs = this.qBufs.slice(this.qHead);
         this.qParts = this.qParts.slice(this.qHead);
+        this.qOwners = this.qOwners.slice(this.qHead);
         this.qHead = 0;
       }
       if (this.fhBytes === this.partSize) {
@@ -552,6 +570,7 @@ export class MasterUpload {
     if (this.qHead > 0) {
       this.qBufs = [];
       this.qParts = [];
+      this.qOwners = [];
       this.qHead = 0;
     }
   }
