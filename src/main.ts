@@ -8,6 +8,9 @@ import { createLogger } from './observability/logger.js';
  * exits 0; a second one exits at once with 130.
  */
 export async function serve(configFile: string | undefined): Promise<void> {
+  // The AWS SDK is pinned (see README); its warning that later releases need Node 22 would
+  // otherwise go to stderr outside the JSON log on every start.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   let config;
   try {
     config = loadConfig({ file: configFile });
