@@ -16,30 +16,12 @@ export interface RecordingRoutesOptions {
 /** Page size of the listing when `limit` is not given. */
 const DEFAULT_LIST_LIMIT = 100;
 
-/** A catalog record as the API shows it: camelCase, with a presigned URL once the master is stored. */
-export interface RecordingView {
+/** A catalog record as the API shows it: its id as `id`, with a presigned URL once the master is stored. */
+export type RecordingView = Omit<CatalogRecord, 'recordingId'> & {
   id: string;
-  state: CatalogRecord['state'];
-  tenant: string;
-  source: string;
-  roomName: string;
-  meetingId: string | null;
-  participant: string | null;
-  trackId: string | null;
-  key: string;
-  chunkPrefix: string;
-  startedAt: string;
-  endedAt: string | null;
-  endReason: string | null;
-  durationSec: number | null;
-  sizeBytes: number | null;
-  sampleRate: number;
-  channels: number;
-  muteIntervals: CatalogRecord['muteIntervals'];
-  error: string | null;
   url: string | null;
   urlExpiresAt: string | null;
-}
+};
 
 /**
  * `GET /v1/recordings/:id` and `GET /v1/recordings?meetingId=…|roomName=…[&limit=…]` (API key).
@@ -49,29 +31,8 @@ export interface RecordingView {
 export function registerRecordingRoutes(o: RecordingRoutesOptions): void {
   const view = async (r: CatalogRecord): Promise<RecordingView> => {
     const link = r.state === 'completed' ? await o.presign(r.key) : null;
-    return {
-      id: r.recordingId,
-      state: r.state,
-      tenant: r.tenant,
-      source: r.source,
-      roomName: r.roomName,
-      meetingId: r.meetingId,
-      participant: r.participant,
-      trackId: r.trackId,
-      key: r.key,
-      chunkPrefix: r.chunkPrefix,
-      startedAt: r.startedAt,
-      endedAt: r.endedAt,
-      endReason: r.endReason,
-      durationSec: r.durationSec,
-      sizeBytes: r.sizeBytes,
-      sampleRate: r.sampleRate,
-      channels: r.channels,
-      muteIntervals: r.muteIntervals,
-      error: r.error,
-      url: link?.url ?? null,
-      urlExpiresAt: link?.expiresAt.toISOString() ?? null,
-    };
+    const { recordingId, ...rest } = r;
+    return { id: recordingId, ...rest, url: link?.url ?? null, urlExpiresAt: link?.expiresAt.toISOString() ?? null };
   };
 
   o.server.route('get', '/v1/recordings/:id', 'recording', async (ctx) => {
