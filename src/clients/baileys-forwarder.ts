@@ -1,3 +1,5 @@
+// Type only: the answer's shape is the daemon's own; nothing of the server is loaded at run time.
+import type { VoiceNoteAnswer } from '../voicenotes/voice-note-service.js';
 /**
  * Forwards WhatsApp audio received by a Baileys socket to audio-ingestd
  * (`POST /v1/whatsapp/audio`), streaming the media from WhatsApp's CDN without buffering it.
@@ -57,17 +59,8 @@ export interface BaileysForwarderOptions<M extends WAMessageLike = WAMessageLike
   fetch?: typeof fetch;
 }
 
-/** The daemon's answer to a stored (201) or repeated (200) voice note. */
-export interface ForwardResult {
-  id: string;
-  status: 'stored';
-  key: string;
-  url: string;
-  durationSec: number;
-  sampleRate: number;
-  channels: number;
-  [field: string]: unknown;
-}
+/** The daemon's answer to a stored (201) or repeated (200) voice note (fields a newer daemon adds are kept). */
+export type ForwardResult = VoiceNoteAnswer & { [field: string]: unknown };
 
 export interface BaileysForwarder<M extends WAMessageLike = WAMessageLike> {
   /** Streams the message's audio to the daemon; resolves with its answer or throws {@link ForwardError}. */
