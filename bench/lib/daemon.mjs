@@ -60,6 +60,8 @@ export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuPr
       AWS_ACCESS_KEY_ID: 'S3RVER',
       AWS_SECRET_ACCESS_KEY: 'S3RVER',
     }),
+    // e.g. BENCH_DAEMON_NODE_OPTIONS=--perf-basic-prof for `perf record -p <daemon pid>`
+    ...(process.env.BENCH_DAEMON_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_DAEMON_NODE_OPTIONS } : {}),
     ...env,
   };
   const child = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), join(ROOT, 'bin/audio-ingestd.js'), 'serve', '--config', configFile], {

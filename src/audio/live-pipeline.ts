@@ -1,4 +1,4 @@
-import { type PcmFormat, assertPcmFormat, bytesPerFrame } from './pcm-format.js';
+import { HOST_IS_LITTLE_ENDIAN, type PcmFormat, assertPcmFormat, bytesPerFrame } from './pcm-format.js';
 import { Resampler } from './resample.js';
 
 /**
@@ -24,6 +24,35 @@ function remixFrames(
     for (let i = 0; i < frames; i++) {
       for (let c = 0; c < outCh; c++) dst[dstOff + i * outCh + c] = src[srcOff + i * inCh + (c < inCh ? c : inCh - 1)]!;
     }
+  }
+}
+
+/**
+ * Stereo words (little-endian: left in the low half) `src[from, from + frames)` → mono samples
+ * at `dst16[at…]`, the mean rounded half up as in {@link remixFrames}. Pairs of output samples
+ * are stored as one 32-bit word when `dst32` (the same memory) is given: half the stores and
+ * bounds checks of the plain loop.
+ */
+function downmixStereoWords(src: Int32Array, from: number, dst32: Int32Array | undefined, dst16: Int16Array, at: number, frames: number): void {
+  let i = from;
+  let d = at;
+  const end = from + frames;
+  if (dst32 !== undefined) {
+    if ((d & 1) === 1 && i < end) {
+      const w = src[i++]!;
+      dst16[d++] = (((w << 16) >> 16) + (w >> 16) + 1) >> 1;
+    }
+    for (let k = d >> 1; i + 1 < end; i += 2, k++, d += 2) {
+      const a = src[i]!;
+      const b = src[i + 1]!;
+      const lo = (((a << 16) >> 16) + (a >> 16) + 1) >> 1;
+      const hi = (((b << 16) >> 16) + (b >> 16) + 1) >> 1;
+      dst32[k] = (lo & 0xffff) | (hi << 16);
+    }
+  }
+  for (; i < end; i++, d++) {
+    const w = src[i]!;
+    dst16[d] = (((w << 16) >> 16) + (w >> 16) + 1) >> 1;
   }
 }
 
@@ -70,9 +99,13 @@ export class LivePcmPipeline {
   private readonly mixed: Int16Array;
   private readonly resampled: Int16Array;
   private carry = 0;
+  /** No resampling and at most a channel reduction: frames can go straight into the chunk. */
+  private readonly direct: boolean;
 
   private chunk: Buffer | undefined;
   private chunkI16: Int16Array | undefined;
+  /** The same chunk as 32-bit words (two mono samples each), when it is 4-byte aligned. */
+  private chunkI32: Int32Array | undefined;
   private fill = 0;
   private emitted = 0;
   private ended = false;
@@ -92,6 +125,7 @@ export class LivePcmPipeline {
     this.blockFrames = opts.blockFrames ?? 8192;
     this.allocate = opts.allocate ?? ((bytes) => Buffer.allocUnsafeSlow(bytes));
     this.resampler = new Resampler({ inputRate: opts.input.sampleRate, outputRate: opts.output.sampleRate, channels: this.midCh });
+    this.direct = this.resampler.passThrough && this.outCh <= this.inCh && HOST_IS_LITTLE_ENDIAN;
     this.staging = new Uint8Array(this.blockFrames * this.inFrameBytes + this.inFrameBytes);
     this.stagingI16 = new Int16Array(this.staging.buffer, 0, this.staging.length >> 1);
     this.mixed = new Int16Array(this.blockFrames * this.midCh);
@@ -108,9 +142,18 @@ export class LivePcmPipeline {
     return this.carry;
   }
 
-  /** Feeds raw s16le bytes of any length. */
-  push(data: Uint8Array): void {
+  /**
+   * Feeds raw s16le bytes of any length: a view, or a whole ArrayBuffer (what a WebSocket
+   * message is), which saves making a view just to read it.
+   */
+  push(input: Uint8Array | ArrayBuffer): void {
     this.assertOpen();
+    if (this.direct && this.carry === 0) {
+      const rest = this.pushDirect(input);
+      if (rest === 0) return;
+      input = input instanceof ArrayBuffer ? new Uint8Array(input, input.byteLength - rest) : input.subarray(input.byteLength - rest);
+    }
+    const data = input instanceof ArrayBuffer ? new Uint8Array(input) : input;
     const blockBytes = this.blockFrames * this.inFrameBytes;
     let off = 0;
     const len = data.byteLength;
@@ -162,8 +205,63 @@ export class LivePcmPipeline {
       this.fill = 0;
       this.chunk = undefined;
       this.chunkI16 = undefined;
+      this.chunkI32 = undefined;
       this.onChunk(last, first);
     }
+  }
+
+  /**
+   * The common case without resampling: whole input frames go straight from the caller's bytes
+   * into the chunk (stereo → mono in one pass, two samples per 32-bit load), skipping the
+   * staging copy and the separate channel pass. Returns the bytes of a trailing partial frame
+   * (or all of them when the input is not aligned for the wide view), left for {@link push}.
+   */
+  private pushDirect(input: Uint8Array | ArrayBuffer): number {
+    const buffer = input instanceof ArrayBuffer ? input : input.buffer;
+    const offset = input instanceof ArrayBuffer ? 0 : input.byteOffset;
+    const bytes = input.byteLength;
+    const frames = Math.floor(bytes / this.inFrameBytes);
+    if (frames === 0) return bytes;
+    const stereoToMono = this.inCh === 2 && this.outCh === 1;
+    // Int32 reads need 4-byte alignment (a WebSocket message's ArrayBuffer starts at 0); Int16 reads need 2
+    if ((offset & (stereoToMono ? 3 : 1)) !== 0) return bytes;
+    const src32 = stereoToMono ? new Int32Array(buffer, offset, frames) : undefined;
+    const src16 = stereoToMono ? undefined : new Int16Array(buffer, offset, frames * this.inCh);
+    let done = 0;
+    while (done < frames) {
+      if (this.chunkI16 === undefined) this.newChunk();
+      const dst = this.chunkI16!;
+      const take = Math.min(frames - done, this.chunkFrames - this.fill);
+      if (src32 !== undefined) {
+        downmixStereoWords(src32, done, this.chunkI32!, dst, this.fill, take);
+      } else if (this.inCh === this.outCh) {
+        dst.set(src16!.subarray(done * this.inCh, (done + take) * this.inCh), this.fill * this.outCh);
+      } else {
+        remixFrames(src16!, done * this.inCh, this.inCh, dst, this.fill * this.outCh, this.outCh, take);
+      }
+      done += take;
+      this.fill += take;
+      if (this.fill === this.chunkFrames) this.handOver();
+    }
+    return bytes - frames * this.inFrameBytes;
+  }
+
+  private newChunk(): void {
+    // A buffer of its own (never a slice of Node's small pool), offset 0, so the view is valid.
+    this.chunk = this.allocate(this.chunkFrames * this.outCh * 2);
+    this.chunkI16 = new Int16Array(this.chunk.buffer, this.chunk.byteOffset, this.chunkFrames * this.outCh);
+    this.chunkI32 = (this.chunk.byteOffset & 3) === 0 ? new Int32Array(this.chunk.buffer, this.chunk.byteOffset, this.chunk.byteLength >> 2) : undefined;
+  }
+
+  private handOver(): void {
+    const full = this.chunk!;
+    const first = this.emitted;
+    this.emitted += this.chunkFrames;
+    this.fill = 0;
+    this.chunk = undefined;
+    this.chunkI16 = undefined;
+    this.chunkI32 = undefined;
+    this.onChunk(full, first);
   }
 
   private assertOpen(): void {
@@ -196,24 +294,12 @@ export class LivePcmPipeline {
   private emit(src: Int16Array, frames: number): void {
     let done = 0;
     while (done < frames) {
-      if (this.chunkI16 === undefined) {
-        // A buffer of its own (never a slice of Node's small pool), offset 0, so the view is valid.
-        this.chunk = this.allocate(this.chunkFrames * this.outCh * 2);
-        this.chunkI16 = new Int16Array(this.chunk.buffer, this.chunk.byteOffset, this.chunkFrames * this.outCh);
-      }
+      if (this.chunkI16 === undefined) this.newChunk();
       const take = Math.min(frames - done, this.chunkFrames - this.fill);
-      remixFrames(src, done * this.midCh, this.midCh, this.chunkI16, this.fill * this.outCh, this.outCh, take);
+      remixFrames(src, done * this.midCh, this.midCh, this.chunkI16!, this.fill * this.outCh, this.outCh, take);
       done += take;
       this.fill += take;
-      if (this.fill === this.chunkFrames) {
-        const full = this.chunk!;
-        const first = this.emitted;
-        this.emitted += this.chunkFrames;
-        this.fill = 0;
-        this.chunk = undefined;
-        this.chunkI16 = undefined;
-        this.onChunk(full, first);
-      }
+      if (this.fill === this.chunkFrames) this.handOver();
     }
   }
 }

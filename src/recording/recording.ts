@@ -154,7 +154,7 @@ export class Recording {
   }
 
   /** Per-frame path: copy into the pipeline and return. Frames while muted are not written. */
-  pushAudio(data: Uint8Array): void {
+  pushAudio(data: Uint8Array | ArrayBuffer): void {
     if (this.state !== 'live') return;
     this.bytesIn += data.byteLength;
     this.lastFrameAt = this.now();

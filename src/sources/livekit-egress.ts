@@ -81,7 +81,7 @@ export class LiveKitEgressSource {
         if (isBinary) {
           this.frames += 1;
           this.bytes += message.byteLength;
-          data.recording.pushAudio(new Uint8Array(message));
+          data.recording.pushAudio(message); // read before this callback returns, as uWS requires
         } else this.onText(data.recording, message);
       },
       ping: (ws) => ws.getUserData().recording.touch(),

@@ -212,3 +212,52 @@ t.test('bad options are refused', async (t) => {
   t.throws(() => new LivePcmPipeline({ input: EGRESS, output: { sampleRate: 16000, channels: 1 }, chunkFrames: 0, onChunk }), /chunkFrames/);
   t.throws(() => new LivePcmPipeline({ input: { sampleRate: 48000, channels: 0 }, output: EGRESS, chunkFrames: 10, onChunk }), /channels/);
 });
+
+t.test('direct path (no resampling): ArrayBuffers, aligned and unaligned views, partial frames and odd chunk sizes all give the exact downmix', async (t) => {
+  const frames = 48000;
+  const stereo = noise(frames * 2, 0.9, 77);
+  const mono = new Int16Array(frames);
+  for (let i = 0; i < frames; i++) mono[i] = (stereo[2 * i]! + stereo[2 * i + 1]! + 1) >> 1;
+  const data = bytesOf(stereo);
+  const rnd = prng(5);
+  // sizes from whole 10 ms frames to odd byte counts that leave a carried partial frame
+  const sizes: number[] = [];
+  for (let left = data.length; left > 0;) {
+    const pick = [1920, 1920, 1920, 4, 6, 1001, 3, 7680, 2][Math.floor(rnd() * 9)]!;
+    const n = Math.min(left, pick);
+    sizes.push(n);
+    left -= n;
+  }
+  for (const chunkFrames of [96000, 4801, 333, 1]) {
+    const { p, got } = collect(EGRESS, { sampleRate: 48000, channels: 1 }, chunkFrames);
+    let off = 0;
+    for (const [k, n] of sizes.entries()) {
+      const piece = data.subarray(off, off + n);
+      off += n;
+      if (k % 3 === 0) {
+        const ab = new ArrayBuffer(n); // what a WebSocket message is
+        new Uint8Array(ab).set(piece);
+        p.push(ab);
+      } else {
+        const shift = k % 3 === 1 ? 4 : 2; // 4-byte aligned view, or only 2-byte aligned
+        const holder = new Uint8Array(n + shift);
+        holder.set(piece, shift);
+        p.push(holder.subarray(shift));
+      }
+    }
+    p.flush();
+    t.same(Buffer.concat(got.chunks), bytesOf(mono), `chunk of ${chunkFrames} frames: exact downmix`);
+    t.equal(got.chunks.length, Math.ceil(frames / chunkFrames));
+  }
+  for (const fmt of [EGRESS, { sampleRate: 16000, channels: 1 }]) {
+    const same = bytesOf(noise(fmt.sampleRate * fmt.channels, 0.5, 3));
+    const { p, got } = collect(fmt, fmt, 777);
+    for (let o = 0; o < same.length; o += 1920) {
+      const ab = new ArrayBuffer(Math.min(1920, same.length - o));
+      new Uint8Array(ab).set(same.subarray(o, o + ab.byteLength));
+      p.push(ab);
+    }
+    p.flush();
+    t.same(Buffer.concat(got.chunks), same, `${fmt.sampleRate}×${fmt.channels} unchanged`);
+  }
+});
