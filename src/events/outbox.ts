@@ -1,9 +1,10 @@
-import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
+import { CursorFile } from './cursor-file.js';
 import type { AudioEvent } from './types.js';
 
 /** The longest wait a sink's `retryAfterMs` can impose. */
@@ -44,6 +45,12 @@ export interface OutboxOptions {
   retry?: BackoffOptions;
   /** How long stop() waits for in-flight deliveries. Default 10 000 ms. */
   stopTimeoutMs?: number;
+  /**
+   * Longest a sink's confirmed position stays in memory only, in ms. Default 1 000: after a
+   * crash a sink is sent again at most this much of what it had already confirmed (delivery
+   * is at least once either way), instead of one cursor write per delivered batch.
+   */
+  cursorSyncMs?: number;
   metrics?: Metrics;
   logger?: Logger;
 }
@@ -96,6 +103,11 @@ interface SinkState {
   wake: (() => void) | null;
   loop: Promise<void> | null;
   inFlight: Promise<void> | null;
+  /** The cursor as last written to disk, and the pending deferred write. */
+  savedCursor: number;
+  saving: Promise<void> | null;
+  saveTimer: NodeJS.Timeout | null;
+  cursorFile: CursorFile | null;
 }
 
 interface ReadResult {
@@ -125,6 +137,7 @@ export class Outbox {
   private readonly batchSize: number;
   private readonly retry: BackoffOptions;
   private readonly stopTimeoutMs: number;
+  private readonly cursorSyncMs: number;
   private readonly metrics: Metrics | undefined;
   private readonly logger: Logger | undefined;
   private readonly sinks = new Map<string, SinkState>();
@@ -147,6 +160,7 @@ export class Outbox {
     this.batchSize = options.batchSize ?? 256;
     this.retry = options.retry ?? {};
     this.stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
+    this.cursorSyncMs = options.cursorSyncMs ?? 1000;
     this.metrics = options.metrics;
     this.logger = options.logger;
     for (const sink of options.sinks) {
@@ -167,6 +181,10 @@ export class Outbox {
         wake: null,
         loop: null,
         inFlight: null,
+        savedCursor: -1,
+        saving: null,
+        saveTimer: null,
+        cursorFile: null,
       });
     }
   }
@@ -224,6 +242,7 @@ export class Outbox {
     ]);
     clearTimeout(timer);
     if (timedOut) this.logger?.warn({ timeoutMs: this.stopTimeoutMs }, 'outbox stop: deliveries still in flight');
+    for (const st of this.sinks.values()) await this.closeCursor(st);
     for (const st of this.sinks.values()) {
       try {
         await st.sink.stop?.();
@@ -290,9 +309,13 @@ export class Outbox {
       this.segments.pop();
     }
     const cursors = new Map<string, number>();
-    for (const name of this.sinks.keys()) {
-      const c = await this.readCursor(name);
-      if (c !== null) cursors.set(name, c);
+    for (const [name, st] of this.sinks) {
+      const { file, seq } = await CursorFile.open(this.cursorPath(name), join(this.dir, `cursor-${name}.json`));
+      st.cursorFile = file;
+      if (seq !== null) {
+        cursors.set(name, seq);
+        st.savedCursor = seq;
+      }
     }
     this.lastSeq = Math.max(lastInSegments, ...cursors.values(), 0);
     this.nextSeq = this.lastSeq + 1;
@@ -300,7 +323,10 @@ export class Outbox {
     for (const [name, st] of this.sinks) {
       // a sink seen for the first time starts at the oldest retained event
       st.cursor = cursors.get(name) ?? firstRetained - 1;
-      if (!cursors.has(name)) await this.writeCursor(name, st.cursor);
+      if (!cursors.has(name)) {
+        await st.cursorFile!.write(st.cursor);
+        st.savedCursor = st.cursor;
+      }
     }
     await this.deleteConfirmedSegments();
   }
@@ -320,31 +346,63 @@ export class Outbox {
   }
 
   private cursorPath(name: string): string {
-    return join(this.dir, `cursor-${name}.json`);
+    return join(this.dir, `cursor-${name}`);
   }
 
-  private async readCursor(name: string): Promise<number | null> {
-    try {
-      const v = JSON.parse(await readFile(this.cursorPath(name), 'utf8')) as { seq?: unknown };
-      return typeof v.seq === 'number' && Number.isSafeInteger(v.seq) ? v.seq : null;
-    } catch {
-      // missing or unreadable: replaying from the oldest retained event is the safe direction
-      return null;
+  /**
+   * Writes the sink's cursor now if the last write is older than cursorSyncMs, else once that
+   * much time has passed; a write in progress picks up the newest cursor when it is done.
+   */
+  private scheduleCursorSave(st: SinkState): void {
+    if (st.saveTimer !== null || st.saving !== null || st.cursor === st.savedCursor) return;
+    if (this.cursorSyncMs <= 0) {
+      this.saveCursor(st);
+      return;
     }
+    st.saveTimer = setTimeout(() => {
+      st.saveTimer = null;
+      this.saveCursor(st);
+    }, this.cursorSyncMs);
+    st.saveTimer.unref();
   }
 
-  /** tmp + fsync + rename: a crash leaves the old or the new cursor, never a torn one. */
-  private async writeCursor(name: string, seq: number): Promise<void> {
-    const path = this.cursorPath(name);
-    const tmp = `${path}.tmp`;
-    const fh = await open(tmp, 'w');
+  private saveCursor(st: SinkState): void {
+    const file = st.cursorFile;
+    if (file === null) return;
+    const seq = st.cursor;
+    st.saving = file
+      .write(seq)
+      .then(() => {
+        st.savedCursor = seq;
+      })
+      .catch((err: unknown) => {
+        // the in-memory cursor stays right; a stale file only means replay after a crash
+        this.logger?.error({ sink: st.sink.name, err }, 'outbox cursor write failed');
+      })
+      .finally(() => {
+        st.saving = null;
+        if (this.state === 'running') this.scheduleCursorSave(st);
+      });
+  }
+
+  /** Final write of the sink's cursor, then closes its file. */
+  private async closeCursor(st: SinkState): Promise<void> {
+    if (st.saveTimer !== null) clearTimeout(st.saveTimer);
+    st.saveTimer = null;
+    while (st.saving !== null) await st.saving;
+    const file = st.cursorFile;
+    if (file === null) return;
+    st.cursorFile = null;
     try {
-      await fh.writeFile(JSON.stringify({ seq }));
-      await fh.datasync();
+      if (st.cursor !== st.savedCursor) {
+        await file.write(st.cursor);
+        st.savedCursor = st.cursor;
+      }
+    } catch (err) {
+      this.logger?.error({ sink: st.sink.name, err }, 'outbox cursor write failed');
     } finally {
-      await fh.close();
+      await file.close();
     }
-    await rename(tmp, path);
   }
 
   // ---- appending (group commit) ---------------------------------------------------------------
@@ -457,12 +515,11 @@ export class Outbox {
       for (const e of deliverable) this.metrics?.eventsDelivered.inc({ sink: name, type: e.type });
       st.cursor = batch.lastSeq;
       st.pos = batch.next;
+      this.scheduleCursorSave(st);
       try {
-        await this.writeCursor(name, st.cursor);
         await this.deleteConfirmedSegments();
       } catch (err) {
-        // the in-memory cursor stays right; a stale file only means replay after a crash
-        this.logger?.error({ sink: name, err }, 'outbox cursor write failed');
+        this.logger?.error({ sink: name, err }, 'outbox segment cleanup failed');
       }
       this.updatePendingGauge();
     }
