@@ -87,3 +87,26 @@ t.test('a symlink inside the root cannot be used to escape through list', async 
   t.same(keys, ['ext/f.wav']);
   await t.resolves(store.ping());
 });
+
+t.test('a sidecar is written only when it says more than the key: none for a plain .json, removed when an object loses its metadata', async (t) => {
+  const { store, root } = await freshStore();
+  const sidecars = async (): Promise<string[]> => (await readdir(join(root, '.meta'), { recursive: true })).filter((f) => f.endsWith('.json'));
+  await store.put('t/idempotency/ab/cd.json', Buffer.from('{"a":1}\n'), { contentType: 'application/json' });
+  t.same(await sidecars(), [], 'no sidecar for a JSON object without metadata');
+  let info = await store.head('t/idempotency/ab/cd.json');
+  t.equal(info?.contentType, 'application/json', 'its type comes from the extension');
+  t.same(info?.metadata, {});
+  t.same(await store.get('t/idempotency/ab/cd.json'), Buffer.from('{"a":1}\n'));
+
+  await store.put('t/x/note.wav', Buffer.from('RIFF'), { contentType: 'audio/wav', metadata: { tenant: 't' } });
+  t.same(await sidecars(), ['t/x/note.wav.json'], 'metadata needs a sidecar');
+  await store.put('t/x/note.wav', Buffer.from('RIFF2'), { contentType: 'audio/wav' });
+  t.same(await sidecars(), [], 'the stale sidecar is gone once the object has no metadata');
+  info = await store.head('t/x/note.wav');
+  t.same(info?.metadata, {}, 'no metadata of the older version');
+  t.equal(info?.contentType, 'audio/wav');
+
+  await store.put('t/y/blob.json', Buffer.from('x'), { contentType: 'text/plain' });
+  t.equal((await store.head('t/y/blob.json'))?.contentType, 'text/plain', 'a type other than the implied one is kept in a sidecar');
+  t.same((await readdir(join(root, '.tmp'))).length, 0, 'no temp files left');
+});
