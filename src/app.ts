@@ -33,6 +33,7 @@ import { WhatsAppAmqpConsumer } from './sources/whatsapp-amqp.js';
 import { registerWhatsAppHttp } from './sources/whatsapp-http.js';
 import { registerWhatsAppMessages } from './sources/whatsapp-messages.js';
 import { FfmpegPool } from './audio/ffmpeg-pool.js';
+import { OpusWorkerPool } from './audio/opus-workers.js';
 import { DurationFilter } from './limits/duration-filter.js';
 import { FailOpenBucketStore } from './limits/fail-open-bucket-store.js';
 import { RateLimiter } from './limits/rate-limiter.js';
@@ -84,6 +85,7 @@ export class App {
   private chunkDispatcher: ChunkDispatcher | undefined;
   private redis: Redis | undefined;
   voiceNotes!: VoiceNoteService;
+  private opusWorkers: OpusWorkerPool | undefined;
   rateLimiter!: RateLimiter;
   durationFilter!: DurationFilter;
   whatsappAmqp: WhatsAppAmqpConsumer | undefined;
@@ -390,6 +392,10 @@ export class App {
     const bucketStore = rl.redisUrl ? new FailOpenBucketStore({ primary: new RedisBucketStore({ url: rl.redisUrl }), logger: log, metrics }) : undefined;
     this.rateLimiter = new RateLimiter({ global: rl.global, tenant: rl.tenant, instance: rl.instance, store: bucketStore, metrics });
     this.durationFilter = await DurationFilter.open({ defaults: { minSec: wa.filter.minSec, maxSec: wa.filter.maxSec }, instances: wa.filter.instances, stateDir: this.dataDir });
+    if (wa.opusWorkers !== 0) {
+      this.opusWorkers = new OpusWorkerPool({ size: wa.opusWorkers, logger: log });
+      log.info({ threads: this.opusWorkers.size }, 'Ogg/Opus decoding on worker threads');
+    }
     this.voiceNotes = new VoiceNoteService({
       store: this.store,
       keys: this.keys,
@@ -402,6 +408,7 @@ export class App {
         onWriteError: (err) => log.error({ err }, 'idempotency record not written: a repeat of this key would be stored again'),
       }),
       pool: new FfmpegPool({ maxConcurrent: wa.ffmpegConcurrency, metrics }),
+      opusWorkers: this.opusWorkers,
       sampleRate: wa.sampleRate,
       maxBytes: wa.maxBytes,
       keepOriginal: wa.keepOriginal,
@@ -470,6 +477,7 @@ export class App {
     if (this.retention) await step('retention', () => this.retention!.stop());
     if (this.catalog) await step('catalog', () => this.catalog.settle());
     if (this.whatsappAmqp) await step('whatsapp-amqp', () => this.whatsappAmqp!.stop());
+    if (this.opusWorkers) await step('opus-workers', () => this.opusWorkers!.stop());
     if (this.rateLimiter) await step('rate-limiter', () => this.rateLimiter.close());
     if (this.roomSignals) await step('room-signals', () => this.roomSignals.stop());
     if (this.chunkDispatcher) await step('chunk-dispatch', () => this.chunkDispatcher!.stop(5000));

@@ -4,6 +4,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { decodeOggOpus, opusHeadSupported, parseOpusHead } from './decode-opus.js';
 import { decodeWithFfmpeg } from './decode-ffmpeg.js';
 import type { FfmpegPool } from './ffmpeg-pool.js';
+import type { OpusWorkerPool } from './opus-workers.js';
 import { abortError } from './ffmpeg-pool.js';
 import type { PcmFormat } from './pcm-format.js';
 import { SNIFF_BYTES, sniffFormat, type SniffedFormat } from './sniff.js';
@@ -24,6 +25,8 @@ export interface DecodeOptions {
   pool?: FfmpegPool;
   /** Observes `audio_ingestd_decode_seconds` by decoder. */
   metrics?: Metrics;
+  /** Worker threads for Ogg/Opus; without them it is decoded on the calling thread. */
+  opusWorkers?: OpusWorkerPool | undefined;
 }
 
 export interface DecodedAudio {
@@ -123,7 +126,8 @@ export async function decodeAudio(input: Readable, opts: DecodeOptions): Promise
     let decoder: 'opus' | 'ffmpeg';
     if (format === 'ogg-opus' && opusInProcess(head)) {
       decoder = 'opus';
-      decoded = await decodeOggOpus(rest, { output: opts.output, signal, head, maxOutputBytes: opts.maxOutputBytes });
+      const opusOpts = { output: opts.output, signal, head, maxOutputBytes: opts.maxOutputBytes };
+      decoded = await (opts.opusWorkers === undefined ? decodeOggOpus(rest, opusOpts) : opts.opusWorkers.decode(rest, opusOpts));
     } else {
       decoder = 'ffmpeg';
       decoded = await decodeWithFfmpeg(rest, {

@@ -191,6 +191,8 @@ export const configSchema = z.object({
       sampleRate: z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)]).default(16000),
       /** ffmpeg processes running at once. */
       ffmpegConcurrency: positiveInt.max(64).default(4),
+      /** Worker threads decoding Ogg/Opus: "auto" (one per CPU, at most 4), or 0 to decode on the event loop. */
+      opusWorkers: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default('auto'),
       /** Seconds a decode may take. */
       decodeTimeoutSec: positiveInt.default(120),
       filter: z

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAppError } from '../errors.js';
 import { writeFileAtomic } from '../storage/atomic-file.js';
@@ -15,6 +15,17 @@ export type IdempotencyStoreOptions = IdempotencyLocation & {
   /** Told when a record could not be written; the answer still goes out (the note is stored). */
   onWriteError?: (err: unknown) => void;
 };
+
+/**
+ * Handed to the work of {@link IdempotencyStore.run}: lets it write the record while it does its
+ * last step (e.g. announcing the result) instead of after it, and take it back if that fails.
+ */
+export interface IdempotencyClaim<T> {
+  /** Starts writing the record of `body`; never rejects (a failed write goes to onWriteError). */
+  remember(body: T): Promise<void>;
+  /** Removes the record again (best effort), e.g. when the step it overlapped failed. */
+  forget(): Promise<void>;
+}
 
 /** What a repeat of a key is answered with. */
 export interface IdempotencyRecord<T> {
@@ -48,7 +59,7 @@ export class IdempotencyStore<T> {
    * a time per key in this process; a concurrent caller waits for it and, if it failed, tries
    * itself. `fresh` tells whether this call did the work.
    */
-  async run(tenant: string, key: string, work: () => Promise<T>, signal?: AbortSignal): Promise<{ body: T; fresh: boolean }> {
+  async run(tenant: string, key: string, work: (claim: IdempotencyClaim<T>) => Promise<T>, signal?: AbortSignal): Promise<{ body: T; fresh: boolean }> {
     const id = recordId(tenant, key);
     for (;;) {
       signal?.throwIfAborted();
@@ -83,10 +94,23 @@ export class IdempotencyStore<T> {
     return rec.body;
   }
 
-  private async claim(id: string, tenant: string, key: string, work: () => Promise<T>): Promise<{ body: T; fresh: boolean }> {
+  private async claim(id: string, tenant: string, key: string, work: (claim: IdempotencyClaim<T>) => Promise<T>): Promise<{ body: T; fresh: boolean }> {
     const existing = await this.get(tenant, key);
     if (existing !== undefined) return { body: existing, fresh: false };
-    const body = await work();
+    let recorded: Promise<void> | undefined;
+    const body = await work({
+      remember: (b) => (recorded = this.record(id, tenant, key, b)),
+      forget: async () => {
+        await recorded;
+        recorded = undefined;
+        await this.remove(id).catch((err: unknown) => this.onWriteError?.(err));
+      },
+    });
+    await (recorded ?? this.record(id, tenant, key, body));
+    return { body, fresh: true };
+  }
+
+  private async record(id: string, tenant: string, key: string, body: T): Promise<void> {
     const rec: IdempotencyRecord<T> = { version: 1, tenant, key, createdAt: new Date().toISOString(), body };
     try {
       await this.write(id, `${JSON.stringify(rec)}\n`);
@@ -94,7 +118,12 @@ export class IdempotencyStore<T> {
       // failing the request now would make the client send the stored note again
       this.onWriteError?.(err);
     }
-    return { body, fresh: true };
+  }
+
+  private async remove(id: string): Promise<void> {
+    const loc = this.location;
+    if ('dir' in loc) await unlink(this.pathOf(loc.dir, id)).catch((err: unknown) => { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; });
+    else await loc.store.delete(`${loc.prefix}${id}.json`);
   }
 
   private async read(id: string): Promise<string | undefined> {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { decodeAudio, type DecodedAudio } from '../audio/decode.js';
 import type { FfmpegPool } from '../audio/ffmpeg-pool.js';
+import type { OpusWorkerPool } from '../audio/opus-workers.js';
 import { normalize } from '../audio/normalize.js';
 import type { SniffedFormat } from '../audio/sniff.js';
 import { encodeWav } from '../audio/wav.js';
@@ -14,7 +15,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { ObjectKeys, VoiceNoteKeyParts } from '../storage/keys.js';
 import type { ObjectMetadata, ObjectStore } from '../storage/object-store.js';
 import { BodyVerifier } from './body-verifier.js';
-import type { IdempotencyStore } from './idempotency-store.js';
+import type { IdempotencyClaim, IdempotencyStore } from './idempotency-store.js';
 
 /** What the sender declared about the media (all optional, all verified when present). */
 /** How far past its declared length a note may decode: the larger of 5 s and 10 %. */
@@ -78,6 +79,8 @@ export interface VoiceNoteServiceOptions {
   idempotency: IdempotencyStore<VoiceNoteAnswer>;
   /** Shared ffmpeg concurrency limit. */
   pool?: FfmpegPool | undefined;
+  /** Worker threads for Ogg/Opus; decoded on the event loop without them. */
+  opusWorkers?: OpusWorkerPool | undefined;
   /** Output rate of the WAV (mono, 16-bit). */
   sampleRate: number;
   /** Largest media body accepted, in bytes. */
@@ -153,7 +156,7 @@ export class VoiceNoteService {
 
   async ingest(req: VoiceNoteRequest): Promise<IngestResult> {
     const expectedSha256 = parseSha256(req.declared.sha256Base64);
-    const { body, fresh } = await this.options.idempotency.run(req.tenant, req.idempotencyKey, () => this.store(req, expectedSha256), req.signal);
+    const { body, fresh } = await this.options.idempotency.run(req.tenant, req.idempotencyKey, (claim) => this.store(req, expectedSha256, claim), req.signal);
     if (!fresh) {
       // the body of a repeat is not needed: release it instead of reading it
       req.body.destroy();
@@ -163,7 +166,7 @@ export class VoiceNoteService {
     return { status: fresh ? 201 : 200, body };
   }
 
-  private async store(req: VoiceNoteRequest, expectedSha256: Buffer | undefined): Promise<VoiceNoteAnswer> {
+  private async store(req: VoiceNoteRequest, expectedSha256: Buffer | undefined, claim: IdempotencyClaim<VoiceNoteAnswer>): Promise<VoiceNoteAnswer> {
     const o = this.options;
     let format: SniffedFormat = 'unknown';
     try {
@@ -179,7 +182,7 @@ export class VoiceNoteService {
       this.checkDuration(req.tenant, req.instance, decoded.durationSec);
       req.signal?.throwIfAborted();
 
-      const answer = await this.persist(req, decoded, verifier);
+      const answer = await this.persist(req, decoded, verifier, claim);
       o.metrics.voiceNotes.inc({ outcome: 'stored', format });
       o.metrics.audioSeconds.inc({ source: 'whatsapp' }, decoded.durationSec);
       return answer;
@@ -217,6 +220,7 @@ export class VoiceNoteService {
         timeoutMs: o.decodeTimeoutSec * 1000,
         maxOutputBytes: Math.ceil(capSec * o.sampleRate) * 2 * CHANNELS,
         pool: o.pool,
+        opusWorkers: o.opusWorkers,
         metrics: o.metrics,
       });
     } catch (err) {
@@ -249,7 +253,7 @@ export class VoiceNoteService {
   }
 
   /** Normalizes, encodes and stores the WAV (and the original), then announces it. */
-  private async persist(req: VoiceNoteRequest, decoded: DecodedAudio, verifier: BodyVerifier): Promise<VoiceNoteAnswer> {
+  private async persist(req: VoiceNoteRequest, decoded: DecodedAudio, verifier: BodyVerifier, claim: IdempotencyClaim<VoiceNoteAnswer>): Promise<VoiceNoteAnswer> {
     const o = this.options;
     let pcm = decoded.pcm;
     if (o.normalize.mode !== 'none') {
@@ -287,33 +291,44 @@ export class VoiceNoteService {
       throw storageError(err);
     }
     const storedAt = new Date();
-    await o.events.append(
-      voiceNoteStored({
-        voicenote_id: id,
-        tenant_id: req.tenant,
-        platform: 'whatsapp',
-        instance: req.instance,
-        chat_id: req.chatId,
-        message_id: req.messageId,
-        key,
-        original_key: originalKey,
-        url,
-        url_expires_at: new Date(storedAt.getTime() + o.presignTtlSec * 1000).toISOString(),
-        duration_sec: durationSec,
-        sample_rate: o.sampleRate,
-        channels: CHANNELS,
-        size_bytes: wav.length,
-        format: decoded.format,
-        ptt: req.declared.ptt ?? null,
-        message_timestamp: req.declared.messageTimestamp?.toISOString() ?? null,
-        stored_at: storedAt.toISOString(),
-      }),
-    );
+    const answer: VoiceNoteAnswer = { id, status: 'stored', key, url, durationSec, sampleRate: o.sampleRate, channels: CHANNELS };
+    // The idempotency record is written while the event is: a repeat is recognised as soon as
+    // the answer goes out. Should the event not be written, the record is taken back so that
+    // the sender's retry stores and announces the note.
+    const recorded = claim.remember(answer);
+    try {
+      await o.events.append(
+        voiceNoteStored({
+          voicenote_id: id,
+          tenant_id: req.tenant,
+          platform: 'whatsapp',
+          instance: req.instance,
+          chat_id: req.chatId,
+          message_id: req.messageId,
+          key,
+          original_key: originalKey,
+          url,
+          url_expires_at: new Date(storedAt.getTime() + o.presignTtlSec * 1000).toISOString(),
+          duration_sec: durationSec,
+          sample_rate: o.sampleRate,
+          channels: CHANNELS,
+          size_bytes: wav.length,
+          format: decoded.format,
+          ptt: req.declared.ptt ?? null,
+          message_timestamp: req.declared.messageTimestamp?.toISOString() ?? null,
+          stored_at: storedAt.toISOString(),
+        }),
+      );
+    } catch (err) {
+      await claim.forget();
+      throw err;
+    }
+    await recorded;
     o.logger.info(
       { voiceNoteId: id, tenant: req.tenant, instance: req.instance, messageId: req.messageId, key, originalKey, durationSec, format: decoded.format, decoder: decoded.decoder, bytes: verifier.bytes },
       'voice note stored',
     );
-    return { id, status: 'stored', key, url, durationSec, sampleRate: o.sampleRate, channels: CHANNELS };
+    return answer;
   }
 
   /** Counts a failure and, when the media itself was refused, announces the rejection. */
