@@ -3,13 +3,13 @@
 // publish-with-confirm of the same messages, same broker, same run.
 //
 //   node bench/events.mjs [--quick] [--events 20000] [--amqp amqp://guest:guest@127.0.0.1:5672]
-import { rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import { AmqpPublisher } from '../dist/events/amqp-publisher.js';
 import { Outbox } from '../dist/events/outbox.js';
 import { recordingStarted } from '../dist/events/types.js';
-import { OUT, tempDir } from './lib/daemon.mjs';
+import { OUT, removeAtExit, tempDir } from './lib/daemon.mjs';
 import { cpuSeconds, sleep } from './lib/proc.mjs';
 import { parseArgs, printTable } from './lib/table.mjs';
 
@@ -96,7 +96,7 @@ async function outboxPublish(events, appenders) {
   const cpu = cpuSeconds(process.pid) - cpu0;
   const st = outbox.stats();
   await outbox.stop();
-  await rm(dir, { recursive: true, force: true });
+  removeAtExit(dir);
   return { secs, cpu, appendSecs: (tAppended - t0) / 1000, flushes: st.flushes, delivered: st.sinks[sink.name].delivered };
 }
 

@@ -7,11 +7,11 @@
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { open, readdir, rm, writeFile } from 'node:fs/promises';
+import { open, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { OUT, histogramQuantile, metricSum, startDaemon, tempDir } from './lib/daemon.mjs';
+import { OUT, histogramQuantile, metricSum, removeAtExit, startDaemon, tempDir } from './lib/daemon.mjs';
 import { cpuSplit, MiB, rssBytes, rssSampler, sleep } from './lib/proc.mjs';
 import { runGenerator } from './lib/run-generator.mjs';
 import { startS3rver } from './lib/s3rver.mjs';
@@ -174,8 +174,8 @@ async function startDaemonTarget(target, cpuProf) {
       await d.stop();
       await s3?.stop();
       if (profDir) process.stdout.write(`cpu profile of ${target}: ${profDir}\n`);
-      await rm(d.dataDir, { recursive: true, force: true });
-      if (s3) await rm(s3.directory, { recursive: true, force: true });
+      removeAtExit(d.dataDir);
+      removeAtExit(s3?.directory);
     },
   };
 }
@@ -222,7 +222,7 @@ async function startBaseline(file, _unused) {
     async stop() {
       child.send('stop');
       await once(child, 'exit');
-      await rm(dir, { recursive: true, force: true });
+      removeAtExit(dir);
     },
   };
 }

@@ -4,11 +4,11 @@
 //
 //   node bench/object-store.mjs [--quick] [--recordings 10] [--minutes 60]
 import { execFile } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { OUT, tempDir } from './lib/daemon.mjs';
+import { OUT, removeAtExit, tempDir } from './lib/daemon.mjs';
 import { MiB } from './lib/proc.mjs';
 import { startS3rver } from './lib/s3rver.mjs';
 import { parseArgs, printTable } from './lib/table.mjs';
@@ -30,8 +30,8 @@ async function once(mode) {
     return JSON.parse(stdout.trim().split('\n').at(-1));
   } finally {
     await s3.stop();
-    await rm(stateDir, { recursive: true, force: true });
-    await rm(s3.directory, { recursive: true, force: true });
+    removeAtExit(stateDir);
+    removeAtExit(s3.directory);
   }
 }
 

@@ -7,12 +7,12 @@
 import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Readable } from 'node:stream';
 import { decodeAudio } from '../dist/audio/decode.js';
-import { OUT, startDaemon, tempDir } from './lib/daemon.mjs';
+import { OUT, removeAtExit, startDaemon, tempDir } from './lib/daemon.mjs';
 import { cpuSeconds, sleep } from './lib/proc.mjs';
 import { parseArgs, printTable } from './lib/table.mjs';
 
@@ -29,7 +29,9 @@ function cpuWithChildren(pid) {
 }
 
 function makeNote(seconds) {
-  const file = join(tempDir('note'), `note-${seconds}s.ogg`);
+  const dir = tempDir('note');
+  removeAtExit(dir);
+  const file = join(dir, `note-${seconds}s.ogg`);
   execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', `sine=frequency=330:duration=${seconds}:sample_rate=16000`,
     '-ac', '1', '-c:a', 'libopus', '-b:a', '16k', '-frame_duration', '20', '-application', 'voip', file]);
   return readFileSync(file);
@@ -85,7 +87,7 @@ export async function runVoiceNotes() {
   }
   base.send('stop');
   await once(base, 'exit');
-  await rm(dir, { recursive: true, force: true });
+  removeAtExit(dir);
 
   // The daemon's in-process Ogg/Opus decoder alone (no HTTP, no store): an upper bound for the route.
   for (const d of DURATIONS) {
@@ -114,7 +116,7 @@ export async function runVoiceNotes() {
     }
   } finally {
     await daemon.stop();
-    await rm(daemon.dataDir, { recursive: true, force: true });
+    removeAtExit(daemon.dataDir);
   }
   for (const r of rows) {
     const b = rows.find((x) => x.path === 'ffmpeg per note' && x.note === r.note && x.concurrency === r.concurrency);

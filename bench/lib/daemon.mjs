@@ -1,6 +1,6 @@
 // Starts audio-ingestd (bin/audio-ingestd.js serve) as a child process for a benchmark run.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,25 @@ export function freePort() {
 export function tempDir(prefix) {
   mkdirSync(OUT, { recursive: true });
   return mkdtempSync(join(OUT, `${prefix}-`));
+}
+
+const toRemove = new Set();
+let exitHook = false;
+
+/**
+ * Removes a run's directory when the process exits, not between runs: on a filesystem without
+ * a journal (this machine's ext4) the inode allocator skips inodes freed in the last minutes,
+ * so deleting one run's thousands of files just before the next run would slow every file the
+ * next run creates and bias it against whoever runs second.
+ */
+export function removeAtExit(dir) {
+  if (!dir) return;
+  toRemove.add(dir);
+  if (exitHook) return;
+  exitHook = true;
+  process.on('exit', () => {
+    for (const d of toRemove) rmSync(d, { recursive: true, force: true });
+  });
 }
 
 /**
