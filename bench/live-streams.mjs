@@ -95,17 +95,21 @@ async function startDaemonTarget(target, cpuProf) {
   });
   const s3c = s3 && new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
   let before = new Map();
+  let nStreams = 0;
   let lagP99Ms = NaN;
   let steady;
   const masters = async () => {
     const out = new Map(); // trackId → key
     if (s3c) {
-      let token;
-      do {
-        const r = await s3c.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'recordings/', ContinuationToken: token }));
-        for (const o of r.Contents ?? []) if (!o.Key.includes('/chunks/') && o.Key.endsWith('.wav')) out.set(o.Key.split('/').at(-2), o.Key);
-        token = r.NextContinuationToken;
-      } while (token);
+      // One listing per track: s3rver cannot page a listing (its continuation token uses a cipher
+      // OpenSSL 3 refuses, so any listing past 1 000 keys is an InternalError).
+      for (let i = 0; i < nStreams; i += 25) {
+        await Promise.all(Array.from({ length: Math.min(25, nStreams - i) }, async (_, k) => {
+          const j = i + k;
+          const r = await s3c.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `recordings/default/bench-room/p${j}/t${j}/` }));
+          for (const o of r.Contents ?? []) if (!o.Key.includes('/chunks/') && o.Key.endsWith('.wav')) out.set(o.Key.split('/').at(-2), o.Key);
+        }));
+      }
     } else {
       for (const f of await readdir(join(d.dataDir, 'store/objects/recordings'), { recursive: true }).catch(() => [])) {
         if (!f.includes('/chunks/') && f.endsWith('.wav')) out.set(f.split('/').at(-2), join(d.dataDir, 'store/objects/recordings', f));
@@ -130,6 +134,7 @@ async function startDaemonTarget(target, cpuProf) {
   return {
     pid: d.pid,
     async streams(n) {
+      nStreams = n;
       const out = [];
       for (let i = 0; i < n; i += 25) {
         const batch = [];
@@ -150,7 +155,7 @@ async function startDaemonTarget(target, cpuProf) {
     /** Data bytes of each stream's master, in input bytes (mono output: ×2). Waits for every master. */
     async stored(n) {
       const deadline = Date.now() + 60_000;
-      // s3rver answers InternalError to listings now and then under load: retry until the deadline.
+      // masters appear as their uploads complete: list again until every one is there or the deadline passes
       const list = () => masters().catch((err) => (Date.now() < deadline ? new Map() : Promise.reject(err)));
       let found = await list();
       while (found.size < n && Date.now() < deadline) {
