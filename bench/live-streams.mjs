@@ -70,7 +70,12 @@ export async function runLive(target, n, seconds, { cpuProf = false } = {}) {
       errors: errors.length,
       load1: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
     };
-    if (errors.length) row.firstError = errors[0].error ?? `close ${errors[0].closeCode}`;
+    if (errors.length) {
+      row.firstError = errors[0].error ?? `close ${errors[0].closeCode}`;
+      const streamErrors = errors.map((e) => ({ id: e.id, closeCode: e.closeCode, error: e.error, bytesSent: e.bytesSent }));
+      process.stdout.write(`  streams that did not end normally: ${JSON.stringify(streamErrors.slice(0, 5))}\n`);
+      for (const line of server.logTail?.() ?? []) process.stdout.write(`  ${target} log: ${line}\n`);
+    }
     return row;
   } finally {
     await server.stop();
@@ -133,6 +138,7 @@ async function startDaemonTarget(target, cpuProf) {
   };
   return {
     pid: d.pid,
+    logTail: () => d.logTail(),
     async streams(n) {
       nStreams = n;
       const out = [];

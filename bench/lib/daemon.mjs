@@ -1,6 +1,6 @@
 // Starts audio-ingestd (bin/audio-ingestd.js serve) as a child process for a benchmark run.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -86,7 +86,8 @@ export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuPr
   const child = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), join(ROOT, 'bin/audio-ingestd.js'), 'serve', '--config', configFile], {
     cwd: ROOT,
     env: childEnv,
-    stdio: ['ignore', 'ignore', 'pipe'],
+    // its log (warnings and errors) goes to a file of the run, read back when a run goes wrong
+    stdio: ['ignore', openSync(join(dataDir, 'daemon.log'), 'a'), 'pipe'],
   });
   let stderr = '';
   child.stderr.on('data', (d) => {
@@ -117,6 +118,14 @@ export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuPr
     dataDir,
     apiKey,
     get stderr() { return stderr; },
+    /** The daemon's log lines at warn and above (JSON), the last `max` of them. */
+    logTail(max = 20) {
+      try {
+        return readFileSync(join(dataDir, 'daemon.log'), 'utf8').trim().split('\n').filter(Boolean).slice(-max);
+      } catch {
+        return [];
+      }
+    },
     /** A single-use egress WebSocket URL for one stream. */
     async egressUrl(roomName, trackId, participant) {
       const r = await fetch(`${base}/v1/egress/urls`, {
