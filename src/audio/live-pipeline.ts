@@ -198,16 +198,7 @@ export class LivePcmPipeline {
     const n = this.resampler.flushInto(this.resampled, 0);
     this.emit(this.resampled, n);
     this.ended = true;
-    if (this.fill > 0 && this.chunk !== undefined) {
-      const last = this.chunk.subarray(0, this.fill * this.outCh * 2);
-      const first = this.emitted;
-      this.emitted += this.fill;
-      this.fill = 0;
-      this.chunk = undefined;
-      this.chunkI16 = undefined;
-      this.chunkI32 = undefined;
-      this.onChunk(last, first);
-    }
+    if (this.fill > 0 && this.chunk !== undefined) this.handOver(this.fill);
   }
 
   /**
@@ -241,7 +232,7 @@ export class LivePcmPipeline {
       }
       done += take;
       this.fill += take;
-      if (this.fill === this.chunkFrames) this.handOver();
+      if (this.fill === this.chunkFrames) this.handOver(this.chunkFrames);
     }
     return bytes - frames * this.inFrameBytes;
   }
@@ -253,10 +244,11 @@ export class LivePcmPipeline {
     this.chunkI32 = (this.chunk.byteOffset & 3) === 0 ? new Int32Array(this.chunk.buffer, this.chunk.byteOffset, this.chunk.byteLength >> 2) : undefined;
   }
 
-  private handOver(): void {
-    const full = this.chunk!;
+  /** Gives the chunk (its first `frames` frames: all of them but for the last one) to onChunk. */
+  private handOver(frames: number): void {
+    const full = frames === this.chunkFrames ? this.chunk! : this.chunk!.subarray(0, frames * this.outCh * 2);
     const first = this.emitted;
-    this.emitted += this.chunkFrames;
+    this.emitted += frames;
     this.fill = 0;
     this.chunk = undefined;
     this.chunkI16 = undefined;
@@ -299,7 +291,7 @@ export class LivePcmPipeline {
       remixFrames(src, done * this.midCh, this.midCh, this.chunkI16!, this.fill * this.outCh, this.outCh, take);
       done += take;
       this.fill += take;
-      if (this.fill === this.chunkFrames) this.handOver();
+      if (this.fill === this.chunkFrames) this.handOver(this.chunkFrames);
     }
   }
 }
