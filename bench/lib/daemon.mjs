@@ -1,6 +1,6 @@
 // Starts audio-ingestd (bin/audio-ingestd.js serve) as a child process for a benchmark run.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +37,11 @@ let exitHook = false;
  */
 export function removeAtExit(dir) {
   if (!dir) return;
+  if (process.env.BENCH_CLEANUP_LIST) {
+    // run-all.mjs removes them after the last scenario, not between scenarios
+    appendFileSync(process.env.BENCH_CLEANUP_LIST, `${dir}\n`);
+    return;
+  }
   toRemove.add(dir);
   if (exitHook) return;
   exitHook = true;
