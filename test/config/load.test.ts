@@ -78,6 +78,15 @@ t.test('every bad value is reported at once, naming key, value and what is allow
   t.ok(err.problems.length >= 6, `${err.problems.length} problems listed`);
 });
 
+t.test('whatsapp.opusWorkers takes "auto" or a thread count, 0 meaning the event loop', async (t) => {
+  t.equal(loadConfig({ env: {} }).whatsapp.opusWorkers, 'auto');
+  t.equal(loadConfig({ file: file('w0.json', { whatsapp: { opusWorkers: 0 } }), env: {} }).whatsapp.opusWorkers, 0);
+  t.equal(loadConfig({ file: file('w3.json', { whatsapp: { opusWorkers: 3 } }), env: {} }).whatsapp.opusWorkers, 3);
+  const err = t.throws(() => loadConfig({ file: file('wbad.json', { whatsapp: { opusWorkers: 'many' } }), env: {} })) as ConfigError;
+  t.match(err.message, /whatsapp\.opusWorkers: got "many"/);
+  t.throws(() => loadConfig({ file: file('wneg.json', { whatsapp: { opusWorkers: -1 } }), env: {} }), { message: /whatsapp\.opusWorkers: got -1/ });
+});
+
 t.test('secrets in a config file are refused', async (t) => {
   const f = file('secret.json', { auth: { apiKey: 'a'.repeat(20) }, events: { webhookSecret: 'b'.repeat(20) } });
   const err = t.throws(() => loadConfig({ file: f, env: {} })) as ConfigError;

@@ -117,3 +117,16 @@ t.test('idempotency, declared facts and policy', async (t) => {
     t.same((await storedKeys(ta.app)).filter((k) => k.includes('/bad/')), []);
   });
 });
+
+t.test('with whatsapp.opusWorkers 0 notes are decoded on the event loop, to the same WAV', async (t) => {
+  const note = readFixture(await opusVoiceNote());
+  const stored: Buffer[] = [];
+  for (const opusWorkers of [0, 2] as const) {
+    const ta = await startTestApp({ whatsapp: { opusWorkers } });
+    t.teardown(() => ta.close());
+    const res = await postAudio(ta.baseUrl, note, audioHeaders({ 'x-message-id': `W${opusWorkers}` }));
+    t.equal(res.status, 201, `opusWorkers ${opusWorkers}: stored`);
+    stored.push((await storedWav(ta.app, res.body['key'] as string)).bytes);
+  }
+  t.ok(stored[0]!.equals(stored[1]!), 'byte-identical WAVs');
+});
