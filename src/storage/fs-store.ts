@@ -296,7 +296,6 @@ export class FsObjectStore implements ObjectStore {
 
   async completeMultipart(key: string, uploadId: string, parts: PartRef[]): Promise<{ key: string; size: number }> {
     const dir = await this.uploadDir(key, uploadId);
-    const file = this.objectPath(key);
     if (parts.length === 0) throw new AppError('STORAGE_ERROR', 'multipart upload needs at least one part');
     for (let i = 1; i < parts.length; i++) {
       if (parts[i]!.partNumber <= parts[i - 1]!.partNumber) throw new AppError('STORAGE_ERROR', 'parts must be listed in ascending order');
@@ -305,7 +304,6 @@ export class FsObjectStore implements ObjectStore {
     const tmp = this.tempPath();
     try {
       record = JSON.parse(await readFile(join(dir, 'upload.json'), 'utf8')) as UploadRecord;
-      await mkdir(dirname(file), { recursive: true });
       let size = 0;
       const fh = await open(tmp, 'w');
       try {
@@ -350,7 +348,7 @@ export class FsObjectStore implements ObjectStore {
     this.checkMetadata(options);
     if ((await this.head(key)) === null) throw notFound(key);
     try {
-      await writeFileAtomic(this.sidecarPath(key), JSON.stringify({ contentType: options.contentType, metadata: { ...options.metadata } } satisfies Sidecar));
+      await writeFileAtomic(this.sidecarPath(key), sidecarJson(options));
     } catch (err) {
       throw storeError('replaceMetadata', err);
     }
@@ -380,7 +378,7 @@ export class FsObjectStore implements ObjectStore {
     if (Object.keys(metadata).length === 0 && options.contentType === contentTypeOf(key)) return null;
     const tmp = this.tempPath();
     try {
-      await writeSynced(tmp, [Buffer.from(JSON.stringify({ contentType: options.contentType, metadata: { ...metadata } } satisfies Sidecar))]);
+      await writeSynced(tmp, [Buffer.from(sidecarJson(options))]);
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
       throw err;
@@ -452,6 +450,10 @@ function notFound(key: string): AppError {
 
 function normalizeEtag(etag: string): string {
   return etag.startsWith('"') ? etag : `"${etag}"`;
+}
+
+function sidecarJson(options: PutOptions): string {
+  return JSON.stringify({ contentType: options.contentType, metadata: { ...options.metadata } } satisfies Sidecar);
 }
 
 /** Content type an object without a sidecar has, from its key's extension. */
