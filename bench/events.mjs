@@ -3,13 +3,12 @@
 // publish-with-confirm of the same messages, same broker, same run.
 //
 //   node bench/events.mjs [--quick] [--events 20000] [--amqp amqp://guest:guest@127.0.0.1:5672]
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import { AmqpPublisher } from '../dist/events/amqp-publisher.js';
 import { Outbox } from '../dist/events/outbox.js';
 import { recordingStarted } from '../dist/events/types.js';
-import { OUT, removeAtExit, tempDir } from './lib/daemon.mjs';
+import { saveResults, removeAtExit, tempDir } from './lib/daemon.mjs';
 import { cpuSeconds, sleep } from './lib/proc.mjs';
 import { parseArgs, printTable } from './lib/table.mjs';
 
@@ -129,6 +128,5 @@ export async function runEvents() {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const rows = await runEvents();
   const md = printTable('Events: confirmed events per second (RabbitMQ, persistent, durable queue bound)', rows);
-  await writeFile(join(OUT, 'events.json'), JSON.stringify({ rows }, null, 2));
-  await writeFile(join(OUT, 'events.md'), md);
+  saveResults('events', { rows }, md);
 }

@@ -11,7 +11,7 @@ import { open, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { OUT, histogramQuantile, metricSum, removeAtExit, startDaemon, tempDir } from './lib/daemon.mjs';
+import { saveResults, histogramQuantile, metricSum, removeAtExit, startDaemon, tempDir } from './lib/daemon.mjs';
 import { cpuSplit, MiB, rssBytes, rssSampler, sleep } from './lib/proc.mjs';
 import { runGenerator } from './lib/run-generator.mjs';
 import { startS3rver } from './lib/s3rver.mjs';
@@ -288,7 +288,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const md = printTable(`Live streams (${SECONDS} s per run, chunk ${CHUNK_SECONDS} s)`, rows);
   const ratios = summarize(rows);
   const mdr = ratios.length ? printTable('Ratios', ratios) : '';
-  await writeFile(join(OUT, 'live-streams.json'), JSON.stringify({ seconds: SECONDS, rows, ratios }, null, 2));
+  saveResults('live-streams', { seconds: SECONDS, rows, ratios }, `${md}\n${mdr}`);
   if (args.json) await writeFile(String(args.json), JSON.stringify({ rows, ratios }, null, 2));
-  await writeFile(join(OUT, 'live-streams.md'), `${md}\n${mdr}`);
 }

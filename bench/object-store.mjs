@@ -4,11 +4,9 @@
 //
 //   node bench/object-store.mjs [--quick] [--recordings 10] [--minutes 60]
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { OUT, removeAtExit, tempDir } from './lib/daemon.mjs';
+import { saveResults, removeAtExit, tempDir } from './lib/daemon.mjs';
 import { MiB } from './lib/proc.mjs';
 import { startS3rver } from './lib/s3rver.mjs';
 import { parseArgs, printTable } from './lib/table.mjs';
@@ -58,6 +56,5 @@ export async function runObjectStore() {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const rows = await runObjectStore();
   const md = printTable(`Object store: ${RECORDINGS} concurrent ${MINUTES}-minute recordings to s3rver`, rows);
-  await writeFile(join(OUT, 'object-store.json'), JSON.stringify({ rows }, null, 2));
-  await writeFile(join(OUT, 'object-store.md'), md);
+  saveResults('object-store', { rows }, md);
 }

@@ -7,12 +7,11 @@
 import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Readable } from 'node:stream';
 import { decodeAudio } from '../dist/audio/decode.js';
-import { OUT, removeAtExit, startDaemon, tempDir } from './lib/daemon.mjs';
+import { saveResults, removeAtExit, startDaemon, tempDir } from './lib/daemon.mjs';
 import { cpuSeconds, sleep } from './lib/proc.mjs';
 import { parseArgs, printTable } from './lib/table.mjs';
 
@@ -128,6 +127,5 @@ export async function runVoiceNotes() {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const rows = await runVoiceNotes();
   const md = printTable('Voice notes (Ogg/Opus 16 kHz mono): stored notes per second', rows);
-  await writeFile(join(OUT, 'voice-notes.json'), JSON.stringify({ rows }, null, 2));
-  await writeFile(join(OUT, 'voice-notes.md'), md);
+  saveResults('voice-notes', { rows }, md);
 }

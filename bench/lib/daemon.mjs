@@ -21,6 +21,13 @@ export function freePort() {
   });
 }
 
+/** Writes a scenario's results as `bench/.out/<name>.json` and `<name>.md` (what run-all.mjs collects). */
+export function saveResults(name, data, md) {
+  mkdirSync(OUT, { recursive: true });
+  writeFileSync(join(OUT, `${name}.json`), JSON.stringify(data, null, 2));
+  writeFileSync(join(OUT, `${name}.md`), md);
+}
+
 export function tempDir(prefix) {
   mkdirSync(OUT, { recursive: true });
   return mkdtempSync(join(OUT, `${prefix}-`));
