@@ -12,6 +12,7 @@ import { NdjsonSink } from './events/ndjson-sink.js';
 import { QueueStatsReporter } from './events/queue-stats.js';
 import { AmqpRoomSignals, LocalRoomSignals, type RoomSignals } from './events/room-signals.js';
 import { type WebhookGiveUp, WebhookSink } from './events/webhooks.js';
+import { parseWebhookSecrets } from './events/webhook-signing.js';
 import { ChunkDispatchSink } from './recording/chunk-dispatch-sink.js';
 import { registerObjectRoutes } from './http/object-routes.js';
 import { registerRecordingRoutes } from './http/recording-routes.js';
@@ -502,14 +503,18 @@ function createEventSinks(args: { config: Config; dataDir: string; logger: Logge
   } else {
     sinks.push(new NdjsonSink({ path: join(args.dataDir, 'events.ndjson') }));
   }
-  if ((ev.webhookUrl || ev.monitoringWebhookUrl) && !ev.webhookSecret) {
+  if (!ev.webhookUrl && !ev.monitoringWebhookUrl) return sinks;
+  if (!ev.webhookSecret) {
     throw new ConfigError(['WEBHOOK_SECRET is required when WEBHOOK_URL or MONITORING_WEBHOOK_URL is set (webhooks are always signed)']);
   }
+  const { keys, problems } = parseWebhookSecrets(ev.webhookSignature, ev.webhookSecret);
+  if (keys === null) throw new ConfigError(problems);
+  logger.info({ scheme: keys.scheme, standardKeys: keys.standard.length, legacyKey: keys.legacy !== null }, 'webhooks signed');
   if (ev.webhookUrl) {
-    sinks.push(new WebhookSink({ url: ev.webhookUrl, secret: ev.webhookSecret!, role: 'main', maxAttempts: ev.webhookMaxAttempts, logger, onGiveUp: args.onGiveUp }));
+    sinks.push(new WebhookSink({ url: ev.webhookUrl, keys, role: 'main', maxAttempts: ev.webhookMaxAttempts, logger, onGiveUp: args.onGiveUp }));
   }
   if (ev.monitoringWebhookUrl) {
-    sinks.push(new WebhookSink({ url: ev.monitoringWebhookUrl, secret: ev.webhookSecret!, role: 'monitoring', maxAttempts: ev.webhookMaxAttempts, logger }));
+    sinks.push(new WebhookSink({ url: ev.monitoringWebhookUrl, keys, role: 'monitoring', maxAttempts: ev.webhookMaxAttempts, logger }));
   }
   return sinks;
 }

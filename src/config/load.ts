@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.js';
+import { parseWebhookSecrets } from '../events/webhook-signing.js';
 import { type Config, configSchema, SECRET_PATHS } from './schema.js';
 
 /** Where each environment variable lands in the config tree, and how its text is read. */
@@ -30,6 +31,7 @@ export const ENV_MAP: ReadonlyArray<readonly [name: string, path: string, kind: 
   ['WEBHOOK_URL', 'events.webhookUrl', 'string'],
   ['MONITORING_WEBHOOK_URL', 'events.monitoringWebhookUrl', 'string'],
   ['WEBHOOK_SECRET', 'events.webhookSecret', 'string'],
+  ['WEBHOOK_SIGNATURE', 'events.webhookSignature', 'string'],
   ['CHUNK_DISPATCH_URL', 'chunkDispatch.url', 'string'],
   ['CHUNK_DISPATCH_API_KEY', 'chunkDispatch.apiKey', 'string'],
   ['REDIS_URL', 'rateLimit.redisUrl', 'string'],
@@ -142,6 +144,11 @@ function crossCheck(config: Config, problems: string[]): void {
   }
   if ((config.livekit.apiKey === undefined) !== (config.livekit.apiSecret === undefined)) {
     problems.push('livekit: LIVEKIT_API_KEY and LIVEKIT_API_SECRET go together (webhook verification needs both)');
+  }
+  const ev = config.events;
+  if (ev.webhookUrl !== undefined || ev.monitoringWebhookUrl !== undefined) {
+    if (ev.webhookSecret === undefined) problems.push('events.webhookSecret: WEBHOOK_SECRET is required when WEBHOOK_URL or MONITORING_WEBHOOK_URL is set (webhooks are always signed)');
+    else problems.push(...parseWebhookSecrets(ev.webhookSignature, ev.webhookSecret).problems);
   }
 }
 

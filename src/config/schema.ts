@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { WEBHOOK_SCHEMES } from '../events/webhook-signing.js';
 
 /**
  * The whole configuration, validated once at start. Every key has a default so that
@@ -159,8 +160,16 @@ export const configSchema = z.object({
       webhookUrl: url.optional(),
       /** Monitoring webhook (queue.error, queue.stats, filter.applied). Env MONITORING_WEBHOOK_URL. */
       monitoringWebhookUrl: url.optional(),
-      /** HMAC secret of webhook signatures. Secret: env WEBHOOK_SECRET. */
+      /**
+       * Webhook signing secrets, separated by spaces (every one signs: rotation). `whsec_<base64>`
+       * for the standard scheme. Secret: env WEBHOOK_SECRET.
+       */
       webhookSecret: z.string().min(16).optional(),
+      /**
+       * Signature scheme of webhooks: `standard` (Standard Webhooks), `legacy` (X-Webhook-Signature)
+       * or `both` while consumers migrate. Env WEBHOOK_SIGNATURE.
+       */
+      webhookSignature: z.enum(WEBHOOK_SCHEMES).default('standard'),
       /** Attempts before a webhook delivery gives up with queue.error. */
       webhookMaxAttempts: positiveInt.max(100).default(10),
       /** Seconds between queue.stats to the monitoring webhook. */

@@ -1,8 +1,10 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import { request, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import type { OutboxEvent, Sink } from './outbox.js';
 import { isMonitoringEvent } from './types.js';
+import { signatureHeaders, type WebhookKeys } from './webhook-signing.js';
+
+export { signWebhook, verifyWebhookSignature } from './webhook-signing.js';
 
 /** Why a webhook delivery was abandoned; handed to `onGiveUp` (the app turns it into queue.error). */
 export interface WebhookGiveUp {
@@ -16,8 +18,8 @@ export interface WebhookGiveUp {
 export interface WebhookSinkOptions {
   /** Endpoint the events are POSTed to. */
   url: string;
-  /** HMAC-SHA256 key (`WEBHOOK_SECRET`). */
-  secret: string;
+  /** Signature scheme and keys, from `parseWebhookSecrets(WEBHOOK_SIGNATURE, WEBHOOK_SECRET)`. */
+  keys: WebhookKeys;
   /** `main` takes every non-monitoring event; `monitoring` takes queue.error, queue.stats, filter.applied. */
   role: 'main' | 'monitoring';
   /** Sink name (cursor file, metric label). Default `webhook` / `monitoring` by role. */
@@ -31,30 +33,6 @@ export interface WebhookSinkOptions {
   /** undici dispatcher (connection pool, proxy); default the global one. */
   dispatcher?: Dispatcher;
   logger?: Logger;
-}
-
-/** `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`. */
-export function signWebhook(secret: string, timestamp: number, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
-}
-
-/**
- * Consumer-side check of a webhook: the signature matches (constant-time) and the timestamp is
- * within `toleranceSec` of `now` (unix seconds), which bounds replays.
- */
-export function verifyWebhookSignature(
-  secret: string,
-  timestamp: string | number,
-  body: string | Buffer,
-  header: string | undefined,
-  toleranceSec = 300,
-  now = Math.floor(Date.now() / 1000),
-): boolean {
-  const ts = typeof timestamp === 'number' ? timestamp : Number(timestamp);
-  if (!Number.isInteger(ts) || Math.abs(now - ts) > toleranceSec || typeof header !== 'string') return false;
-  const expected = Buffer.from(signWebhook(secret, ts, Buffer.isBuffer(body) ? body.toString('utf8') : body));
-  const given = Buffer.from(header);
-  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 /** Statuses worth retrying among the 4xx. */
@@ -128,9 +106,8 @@ export class WebhookSink implements Sink {
       headers: {
         'content-type': 'application/json',
         'user-agent': 'audio-ingestd',
-        'x-webhook-id': event.id,
-        'x-webhook-timestamp': String(timestamp),
-        'x-webhook-signature': signWebhook(this.options.secret, timestamp, body),
+        // signed anew per attempt (fresh timestamp); the id is the event's, the same on every retry
+        ...signatureHeaders(this.options.keys, event.id, timestamp, body),
       },
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,

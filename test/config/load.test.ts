@@ -47,7 +47,7 @@ t.test('every contract environment variable lands somewhere', async (t) => {
     env: {
       HOST: '127.0.0.1', DATA_DIR: '/tmp/x', LOG_LEVEL: 'warn', API_KEY: 'k'.repeat(20), EGRESS_TOKEN_SECRET: 's'.repeat(40),
       LIVEKIT_API_KEY: 'APIx', LIVEKIT_API_SECRET: 'y'.repeat(20), S3_ENDPOINT: 'http://127.0.0.1:9000', S3_REGION: 'eu-west-1',
-      AMQP_URL: 'amqp://u:p@h:5672', REDIS_URL: 'redis://127.0.0.1:6379', WEBHOOK_URL: 'http://a/b', MONITORING_WEBHOOK_URL: 'http://a/c', WEBHOOK_SECRET: 'w'.repeat(20),
+      AMQP_URL: 'amqp://u:p@h:5672', REDIS_URL: 'redis://127.0.0.1:6379', WEBHOOK_URL: 'http://a/b', MONITORING_WEBHOOK_URL: 'http://a/c', WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
     },
   });
   t.equal(cfg.server.host, '127.0.0.1');

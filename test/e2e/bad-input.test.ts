@@ -84,6 +84,7 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
     WEBHOOK_URL: `${hookUrl}/main`,
     MONITORING_WEBHOOK_URL: `${hookUrl}/monitoring`,
     WEBHOOK_SECRET: SECRETS.WEBHOOK_SECRET,
+    WEBHOOK_SIGNATURE: 'legacy',
     CHUNK_DISPATCH_URL: `${hookUrl}/chunks`,
     CHUNK_DISPATCH_API_KEY: SECRETS.CHUNK_DISPATCH_API_KEY,
     AWS_ACCESS_KEY_ID: 'AKIAreliability',

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { AccessToken } from 'livekit-server-sdk';
 import t from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
-import { verifyWebhookSignature } from '../../src/events/webhooks.js';
+import { Webhook } from 'standardwebhooks';
 import { startTestApp } from '../helpers/app.js';
 import { egressUrl, waitFor } from '../helpers/egress.js';
 import { AMQP_URL, deleteTopology, TestConsumer, uniqueNames } from '../helpers/events-amqp.js';
@@ -11,7 +11,7 @@ import { loadSchema, validate } from '../helpers/events-schema.js';
 
 const apiKey = 'APIwiring';
 const apiSecret = 'livekit-wiring-secret-0123456789abcdef';
-const WEBHOOK_SECRET = 'webhook-secret-0123456789abcdef';
+const WEBHOOK_SECRET = `whsec_${Buffer.from('webhook-secret-0123456789abcdef').toString('base64')}`;
 
 t.test('two hosts on one broker: room_finished reaches both, events arrive on RabbitMQ and signed webhooks', async (t) => {
   const { prefix } = uniqueNames('wiring');
@@ -64,12 +64,12 @@ t.test('two hosts on one broker: room_finished reaches both, events arrive on Ra
   const started = consumer.messages.filter((m) => m.fields.routingKey === 'recording.started');
   t.equal(started.length, 3);
 
-  // Host A's webhook got its own events, signed.
+  // Host A's webhook got its own events, signed with Standard Webhooks (the default scheme).
   await waitFor(() => hook.requests.some((r) => JSON.parse(r.body.toString()).type === 'recording.completed') || undefined, 10_000, 'webhook delivery');
   for (const r of hook.requests) {
-    const ts = String(r.headers['x-webhook-timestamp']);
-    t.ok(verifyWebhookSignature(WEBHOOK_SECRET, ts, r.body.toString(), String(r.headers['x-webhook-signature'])), 'signature verifies');
-    t.equal(r.headers['x-webhook-id'], JSON.parse(r.body.toString()).id);
+    const headers = { 'webhook-id': String(r.headers['webhook-id']), 'webhook-timestamp': String(r.headers['webhook-timestamp']), 'webhook-signature': String(r.headers['webhook-signature']) };
+    t.same(new Webhook(WEBHOOK_SECRET).verify(r.body, headers), JSON.parse(r.body.toString()), 'standardwebhooks verifies the delivery');
+    t.equal(r.headers['webhook-id'], JSON.parse(r.body.toString()).id);
   }
   onA.socket?.terminate();
   onB.socket?.terminate();

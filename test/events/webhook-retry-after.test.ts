@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { Outbox } from '../../src/events/outbox.js';
+import { parseWebhookSecrets } from '../../src/events/webhook-signing.js';
 import { parseRetryAfter, WebhookSink } from '../../src/events/webhooks.js';
 import { completedEvent } from '../helpers/events-fixtures.js';
 import { tempDir } from '../helpers/events-tmp.js';
@@ -29,7 +30,7 @@ t.test('a receiver answering 429 with Retry-After is not asked again before that
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-  const outbox = new Outbox({ dir: await tempDir(t), sinks: [new WebhookSink({ url, secret: 'whsec-retry-after', role: 'main' })], retry: { baseMs: 10, maxMs: 20 } });
+  const outbox = new Outbox({ dir: await tempDir(t), sinks: [new WebhookSink({ url, keys: parseWebhookSecrets('legacy', 'legacy-secret-retry-after').keys!, role: 'main' })], retry: { baseMs: 10, maxMs: 20 } });
   await outbox.start();
   t.teardown(() => outbox.stop());
   await outbox.append(completedEvent(1));
