@@ -45,6 +45,7 @@ import { type VoiceNoteAnswer, VoiceNoteService } from './voicenotes/voice-note-
 import { FsObjectStore } from './storage/fs-store.js';
 import { ObjectKeys } from './storage/keys.js';
 import { MasterUpload } from './storage/master-upload.js';
+import { MeteredObjectStore } from './storage/metered-store.js';
 import { RetentionSweeper } from './storage/retention-sweeper.js';
 import type { ObjectStore } from './storage/object-store.js';
 import { S3ObjectStore } from './storage/s3-store.js';
@@ -75,6 +76,8 @@ export class App {
   readonly http: HttpServer;
   tenants!: TenantRegistry;
   store!: ObjectStore;
+  /** The fs driver itself (unmetered), for the presigned download routes; undefined with S3. */
+  private fsStore: FsObjectStore | undefined;
   outbox!: Outbox;
   recordings!: RecordingService;
   catalog!: RecordingCatalog;
@@ -114,6 +117,7 @@ export class App {
     });
     this.keys = new ObjectKeys({ prefix: config.storage.prefix });
     this.spool = new Spool({ maxBytes: config.spool.maxBytes ?? defaultSpoolBytes(this.dataDir), metrics: this.metrics });
+    this.metrics.spoolMaxBytes.set(this.spool.maxBytes);
   }
 
   get state(): AppState {
@@ -188,7 +192,7 @@ export class App {
     log.info({ host: config.server.host, port: this.port }, 'listening (starting)');
 
     // Storage
-    this.store =
+    const driver =
       config.storage.driver === 's3'
         ? new S3ObjectStore({
             endpoint: config.storage.s3.endpoint,
@@ -197,6 +201,8 @@ export class App {
             forcePathStyle: config.storage.s3.forcePathStyle,
           })
         : new FsObjectStore({ root: join(this.dataDir, 'store'), presign: { baseUrl: this.publicUrl, secret: this.secrets.objectUrlSecret } });
+    if (driver instanceof FsObjectStore) this.fsStore = driver;
+    this.store = new MeteredObjectStore(driver, metrics);
     await this.store.start();
     this.checks.push({ name: 'store', check: () => this.store.ping() });
     this.catalog = new RecordingCatalog({ store: this.store, keys: this.keys, logger: log, metrics });
@@ -316,7 +322,7 @@ export class App {
       log.info('LIVEKIT_API_KEY/LIVEKIT_API_SECRET not set: POST /livekit/webhook is not served');
     }
     if (config.storage.driver === 'fs') {
-      registerObjectRoutes({ server: this.http, store: () => this.store as FsObjectStore, secret: () => this.secrets.objectUrlSecret, admit: () => this.gate('objects'), metrics, logger: log });
+      registerObjectRoutes({ server: this.http, store: () => this.fsStore!, secret: () => this.secrets.objectUrlSecret, admit: () => this.gate('objects'), metrics, logger: log });
     }
     registerRecordingRoutes({
       server: this.http,

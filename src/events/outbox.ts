@@ -108,6 +108,8 @@ interface SinkState {
   saving: Promise<void> | null;
   saveTimer: NodeJS.Timeout | null;
   cursorFile: CursorFile | null;
+  /** occurredAt (ms) of the oldest event this sink has read and not confirmed; null when none. */
+  headAt: number | null;
 }
 
 interface ReadResult {
@@ -185,6 +187,7 @@ export class Outbox {
         saving: null,
         saveTimer: null,
         cursorFile: null,
+        headAt: null,
       });
     }
   }
@@ -195,6 +198,7 @@ export class Outbox {
     await mkdir(this.dir, { recursive: true });
     await this.recover();
     this.state = 'running';
+    if (this.metrics) this.metrics.outboxLagSource = () => this.lagBySink();
     for (const st of this.sinks.values()) {
       try {
         await st.sink.start?.();
@@ -490,6 +494,7 @@ export class Outbox {
       }
       const accepts = st.sink.accepts?.bind(st.sink);
       const deliverable = accepts ? batch.events.filter((e) => accepts(e)) : batch.events;
+      st.headAt = deliverable.length > 0 ? Date.parse(deliverable[0]!.occurredAt) : null;
       try {
         if (deliverable.length > 0) {
           st.inFlight = st.sink.deliver(deliverable);
@@ -512,7 +517,12 @@ export class Outbox {
       st.failures = 0;
       st.lastError = null;
       st.delivered += deliverable.length;
-      for (const e of deliverable) this.metrics?.eventsDelivered.inc({ sink: name, type: e.type });
+      st.headAt = null;
+      const now = Date.now();
+      for (const e of deliverable) {
+        this.metrics?.eventsDelivered.inc({ sink: name, type: e.type });
+        this.metrics?.eventDelivery.observe({ sink: name }, Math.max(0, now - Date.parse(e.occurredAt)) / 1000);
+      }
       st.cursor = batch.lastSeq;
       st.pos = batch.next;
       this.scheduleCursorSave(st);
@@ -607,6 +617,15 @@ export class Outbox {
       await unlink(seg.path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
+    }
+  }
+
+  /** Seconds since the oldest unconfirmed event of each sink was written (0 when caught up). */
+  private *lagBySink(): Iterable<readonly [string, number]> {
+    const now = Date.now();
+    for (const [name, st] of this.sinks) {
+      const pending = this.lastSeq > st.cursor;
+      yield [name, pending && st.headAt !== null && Number.isFinite(st.headAt) ? Math.max(0, now - st.headAt) / 1000 : 0] as const;
     }
   }
 

@@ -1,6 +1,12 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
+ * Drop reasons known up front. Their series exist at 0 from the start, so the first drop is an
+ * increase that `increase()` and the alert rules see (a series born at 1 shows none).
+ */
+const DROP_REASONS = ['invalid', 'spool_slow', 'spool_full', 'chunk_queue_full', 'chunk_store_failed', 'dispatch_queue_full'] as const;
+
+/**
  * Every metric the daemon exports, created once per process (or per test app) on its own
  * registry. Labels are bounded: codes from errors.ts, sources, formats, drivers, outcomes —
  * never room, track, message or recording ids.
@@ -95,6 +101,13 @@ export class Metrics {
     labelNames: ['outcome', 'format'] as const,
     registers: [this.registry],
   });
+  readonly voiceNoteAnswer = new Histogram({
+    name: 'audio_ingestd_voicenote_answer_seconds',
+    help: 'From a voice note\'s request to its answer (body upload, decode, store, event), by outcome (stored, duplicate, error)',
+    labelNames: ['outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
   readonly decodeSeconds = new Histogram({
     name: 'audio_ingestd_decode_seconds',
     help: 'Time to decode a voice note, by decoder',
@@ -132,6 +145,18 @@ export class Metrics {
     help: 'Bytes waiting in the local spool',
     registers: [this.registry],
   });
+  readonly spoolMaxBytes = new Gauge({
+    name: 'audio_ingestd_spool_max_bytes',
+    help: 'Byte budget of the local spool (spool.maxBytes); drops start when spool_bytes reaches it',
+    registers: [this.registry],
+  });
+  readonly storeLatency = new Histogram({
+    name: 'audio_ingestd_store_operation_seconds',
+    help: 'Duration of object store operations, by driver and operation (any outcome)',
+    labelNames: ['driver', 'op'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
 
   // events
   readonly outboxPending = new Gauge({
@@ -152,8 +177,27 @@ export class Metrics {
     labelNames: ['sink'] as const,
     registers: [this.registry],
   });
+  readonly eventDelivery = new Histogram({
+    name: 'audio_ingestd_event_delivery_seconds',
+    help: 'From an event\'s occurredAt (when it was written) to its confirmation by a sink',
+    labelNames: ['sink'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900],
+    registers: [this.registry],
+  });
+  /** Reports each sink's lag at scrape time; set by the outbox when it starts. */
+  outboxLagSource: (() => Iterable<readonly [sink: string, seconds: number]>) | undefined;
+  readonly outboxLag = new Gauge({
+    name: 'audio_ingestd_outbox_lag_seconds',
+    help: 'Age of the oldest event a sink has not confirmed yet (0 when it is caught up), by sink',
+    labelNames: ['sink'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [sink, seconds] of this.outboxLagSource?.() ?? []) this.outboxLag.set({ sink }, seconds);
+    },
+  });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
+    for (const reason of DROP_REASONS) this.framesDropped.inc({ source: 'livekit', reason }, 0);
     if (options.defaultMetrics !== false) {
       collectDefaultMetrics({ register: this.registry, prefix: 'audio_ingestd_' });
     }

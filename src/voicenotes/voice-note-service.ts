@@ -155,14 +155,21 @@ export class VoiceNoteService {
   constructor(private readonly options: VoiceNoteServiceOptions) {}
 
   async ingest(req: VoiceNoteRequest): Promise<IngestResult> {
+    const answered = this.options.metrics.voiceNoteAnswer.startTimer();
     const expectedSha256 = parseSha256(req.declared.sha256Base64);
-    const { body, fresh } = await this.options.idempotency.run(req.tenant, req.idempotencyKey, (claim) => this.store(req, expectedSha256, claim), req.signal);
+    const { body, fresh } = await this.options.idempotency
+      .run(req.tenant, req.idempotencyKey, (claim) => this.store(req, expectedSha256, claim), req.signal)
+      .catch((err: unknown) => {
+        answered({ outcome: 'error' });
+        throw err;
+      });
     if (!fresh) {
       // the body of a repeat is not needed: release it instead of reading it
       req.body.destroy();
       this.options.metrics.voiceNotes.inc({ outcome: 'duplicate', format: 'unknown' });
       this.options.logger.info({ tenant: req.tenant, instance: req.instance, messageId: req.messageId, voiceNoteId: body.id }, 'voice note repeated: answered from its idempotency record');
     }
+    answered({ outcome: fresh ? 'stored' : 'duplicate' });
     return { status: fresh ? 201 : 200, body };
   }
 
