@@ -199,6 +199,7 @@ export class Outbox {
     await this.recover();
     this.state = 'running';
     if (this.metrics) this.metrics.outboxLagSource = () => this.lagBySink();
+    for (const name of this.sinks.keys()) this.metrics?.deliveryRetries.inc({ sink: name }, 0);
     for (const st of this.sinks.values()) {
       try {
         await st.sink.start?.();
