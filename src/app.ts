@@ -199,6 +199,7 @@ export class App {
             region: config.storage.s3.region,
             bucket: config.storage.s3.bucket,
             forcePathStyle: config.storage.s3.forcePathStyle,
+            checksum: config.storage.s3.checksum,
           })
         : new FsObjectStore({ root: join(this.dataDir, 'store'), presign: { baseUrl: this.publicUrl, secret: this.secrets.objectUrlSecret } });
     if (driver instanceof FsObjectStore) this.fsStore = driver;

@@ -129,6 +129,12 @@ export const configSchema = z.object({
           region: z.string().min(1).default('us-east-1'),
           /** Env S3_FORCE_PATH_STYLE. */
           forcePathStyle: z.boolean().default(false),
+          /**
+           * Integrity checksum of every write: `md5` (Content-MD5, computed before the request),
+           * `crc32` (x-amz-checksum-crc32, the same way), `sdk` (the SDK's CRC32 in aws-chunked
+           * trailers, for stores that read them), `none`. Env S3_CHECKSUM.
+           */
+          checksum: z.enum(['md5', 'crc32', 'sdk', 'none']).default('md5'),
         })
         .strict()
         .prefault({}),

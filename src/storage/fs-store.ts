@@ -2,6 +2,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { ReadStream } from 'node:fs';
 import { access, copyFile, link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, constants } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,7 +15,8 @@ import type { ObjectInfo, ObjectMetadata, ObjectStore, PartRef, PutOptions } fro
 /**
  * The embedded object store: objects under `<root>/objects/<key>`, their content type and
  * metadata in a sidecar `<root>/.meta/<key>.json`, multipart uploads under `<root>/.uploads/`.
- * Every write lands in a temp file, is fsync'd and renamed, so a reader sees all or nothing.
+ * Every write lands in a temp file, is fsync'd and renamed, so a reader sees all or nothing;
+ * `putFile` renames the caller's file itself, so a master is stored without a copy.
  */
 
 /** Options of {@link FsObjectStore}. */
@@ -96,6 +98,7 @@ function storeError(op: string, err: unknown): AppError {
 
 export class FsObjectStore implements ObjectStore {
   readonly driver = 'fs' as const;
+  readonly putFileMoves = true;
   private readonly root: string;
   private readonly objectsDir: string;
   private readonly metaDir: string;
@@ -151,6 +154,40 @@ export class FsObjectStore implements ObjectStore {
       return { key, size };
     } catch (err) {
       throw storeError('put', err);
+    }
+  }
+
+  /**
+   * Moves the file into place: fsync, rename into the store (a copy only when it is on another
+   * filesystem), no byte read back. The path is gone afterwards.
+   */
+  async putFile(key: string, path: string, options: PutOptions): Promise<{ key: string; size: number }> {
+    this.objectPath(key);
+    this.checkMetadata(options);
+    const sidecar = this.prepareSidecar(key, options);
+    sidecar.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+    let tmp: string | null = null;
+    try {
+      let size: number;
+      try {
+        size = await syncFile(path);
+        tmp = this.tempPath();
+        await rename(path, tmp).catch(async (err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+          await copyFile(path, tmp!);
+          await syncFile(tmp!);
+          await unlink(path);
+        });
+      } catch (err) {
+        await sidecar.then((side) => (side === null ? undefined : unlink(side)), () => undefined).catch(() => undefined);
+        if (isNotFound(err)) throw new AppError('STORAGE_ERROR', `file ${path} does not exist`, { cause: err });
+        throw err;
+      }
+      await this.commit(key, tmp, await sidecar);
+      return { key, size };
+    } catch (err) {
+      if (tmp !== null) await unlink(tmp).catch(() => undefined);
+      throw storeError('putFile', err);
     }
   }
 
@@ -294,6 +331,10 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * Joins the parts into a new file, 64 KiB at a time (masters do not come this way: they are
+   * written in one file and moved into place by {@link putFile}).
+   */
   async completeMultipart(key: string, uploadId: string, parts: PartRef[]): Promise<{ key: string; size: number }> {
     const dir = await this.uploadDir(key, uploadId);
     if (parts.length === 0) throw new AppError('STORAGE_ERROR', 'multipart upload needs at least one part');
@@ -305,24 +346,13 @@ export class FsObjectStore implements ObjectStore {
     try {
       record = JSON.parse(await readFile(join(dir, 'upload.json'), 'utf8')) as UploadRecord;
       let size = 0;
-      const fh = await open(tmp, 'w');
+      const out = await open(tmp, 'w');
       try {
-        for (const p of parts) {
-          const partPath = join(dir, `part-${String(p.partNumber).padStart(5, '0')}`);
-          const data = await readFile(partPath).catch((err: unknown) => {
-            if (isNotFound(err)) throw new AppError('STORAGE_ERROR', `part ${p.partNumber} was not uploaded`);
-            throw err;
-          });
-          // Linked parts carry size and inode as their ETag: checked without hashing the bytes.
-          const etag = normalizeEtag(p.etag);
-          const expected = etag.startsWith('"f-') ? fileEtag(data.length, (await stat(partPath)).ino) : quotedMd5(data);
-          if (expected !== etag) throw new AppError('STORAGE_ERROR', `part ${p.partNumber} ETag does not match`);
-          await fh.write(data);
-          size += data.length;
-        }
-        await fh.sync();
+        const buf = Buffer.allocUnsafe(COPY_BYTES);
+        for (const p of parts) size += await appendPart(out, size, join(dir, `part-${String(p.partNumber).padStart(5, '0')}`), p, buf);
+        await out.sync();
       } finally {
-        await fh.close();
+        await out.close();
       }
       await this.commit(key, tmp, await this.prepareSidecar(key, { contentType: record.contentType, metadata: record.metadata }));
       await rm(dir, { recursive: true, force: true });
@@ -477,6 +507,51 @@ async function renameMakingDir(from: string, to: string): Promise<void> {
     if (!isNotFound(err)) throw err;
     await mkdir(dirname(to), { recursive: true });
     await rename(from, to);
+  }
+}
+
+/** Read size of a multipart completion. */
+const COPY_BYTES = 64 * 1024;
+
+/**
+ * Copies one uploaded part to `out` at `position` and checks its ETag on the way: linked parts
+ * carry size and inode (checked without hashing), buffer parts their MD5. Returns its size.
+ */
+async function appendPart(out: FileHandle, position: number, partPath: string, ref: PartRef, buf: Buffer): Promise<number> {
+  const src = await open(partPath, 'r').catch((err: unknown) => {
+    if (isNotFound(err)) throw new AppError('STORAGE_ERROR', `part ${ref.partNumber} was not uploaded`);
+    throw err;
+  });
+  try {
+    const st = await src.stat();
+    const etag = normalizeEtag(ref.etag);
+    const md5 = etag.startsWith('"f-') ? null : createHash('md5');
+    if (md5 === null && etag !== fileEtag(st.size, st.ino)) throw new AppError('STORAGE_ERROR', `part ${ref.partNumber} ETag does not match`);
+    let done = 0;
+    for (;;) {
+      const { bytesRead } = await src.read(buf, 0, buf.length, done);
+      if (bytesRead === 0) break;
+      const chunk = buf.subarray(0, bytesRead);
+      md5?.update(chunk);
+      let written = 0;
+      while (written < bytesRead) written += (await out.write(chunk, written, bytesRead - written, position + done + written)).bytesWritten;
+      done += bytesRead;
+    }
+    if (md5 !== null && `"${md5.digest('hex')}"` !== etag) throw new AppError('STORAGE_ERROR', `part ${ref.partNumber} ETag does not match`);
+    return done;
+  } finally {
+    await src.close();
+  }
+}
+
+/** fsync of a file by path; returns its size. */
+async function syncFile(path: string): Promise<number> {
+  const fh = await open(path, 'r+');
+  try {
+    await fh.sync();
+    return (await fh.stat()).size;
+  } finally {
+    await fh.close();
   }
 }
 

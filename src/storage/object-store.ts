@@ -20,6 +20,8 @@ export interface ObjectInfo {
 export interface PartRef {
   partNumber: number;
   etag: string;
+  /** The part's checksum as the store wants it quoted back at completion (S3 with CRC32: base64); absent when none is needed. */
+  checksum?: string;
 }
 
 /**
@@ -29,12 +31,23 @@ export interface PartRef {
  */
 export interface ObjectStore {
   readonly driver: 'fs' | 's3';
+  /**
+   * True when {@link ObjectStore.putFile} moves the file into place instead of sending its bytes
+   * (the fs driver on its own filesystem): a master is then written in one file and put at its end.
+   */
+  readonly putFileMoves: boolean;
   start(): Promise<void>;
   stop(): Promise<void>;
   /** Cheap reachability probe for /ready; throws AppError STORAGE_UNAVAILABLE when down. */
   ping(): Promise<void>;
 
   put(key: string, body: Buffer | Readable, options: PutOptions): Promise<{ key: string; size: number }>;
+  /**
+   * Stores a local file as the object without reading it into memory: the fs driver moves it into
+   * place (rename, no copy), S3 streams it in one PUT (≤ 5 GiB). The caller gives the file up:
+   * afterwards its path may be gone, and it must not change while the call runs.
+   */
+  putFile(key: string, path: string, options: PutOptions): Promise<{ key: string; size: number }>;
   get(key: string): Promise<Buffer>;
   getRange(key: string, start: number, endInclusive: number): Promise<Buffer>;
   head(key: string): Promise<ObjectInfo | null>;

@@ -12,11 +12,12 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -39,8 +40,37 @@ export interface S3ObjectStoreOptions {
   /** Socket connect / whole request timeouts in ms (defaults 5 000 / 120 000). */
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /**
+   * Integrity checksum of every PutObject / UploadPart (default `md5`):
+   * - `md5`: Content-MD5, computed before the request (a file is read once more, 64 KiB at a
+   *   time); accepted by AWS (Object Lock buckets included), R2, MinIO, Ceph, s3rver.
+   * - `crc32`: an `x-amz-checksum-crc32` header computed the same way; multipart uploads declare
+   *   CRC32 and quote each part's checksum at completion.
+   * - `sdk`: the SDK computes CRC32 while it sends, in an aws-chunked trailer (one pass over the
+   *   bytes; only for stores that read aws-chunked trailers, e.g. AWS itself).
+   * - `none`: no checksum (stores that refuse both headers).
+   */
+  checksum?: S3ChecksumMode;
   logger?: Logger;
   metrics?: Metrics;
+}
+
+/** See {@link S3ObjectStoreOptions.checksum}. */
+export type S3ChecksumMode = 'md5' | 'crc32' | 'sdk' | 'none';
+
+/** Largest single PUT S3 takes. */
+export const S3_MAX_PUT_BYTES = 5 * 1024 * 1024 * 1024;
+
+/** Part size of a streamed `put` of unknown length (all parts but the last are this long). */
+const STREAM_PART_BYTES = 8 * 1024 * 1024;
+
+/** Read size when hashing a file before sending it. */
+const HASH_READ_BYTES = 64 * 1024;
+
+/** What the checksum fields of one request carry. */
+interface ChecksumFields {
+  ContentMD5?: string;
+  ChecksumCRC32?: string;
 }
 
 const RETRYABLE_NAMES = new Set([
@@ -76,6 +106,14 @@ function s3ErrorName(err: unknown): string {
   return e.name ?? e.Code ?? 'Error';
 }
 
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch (err) {
+    throw new AppError('STORAGE_ERROR', `file ${path} cannot be read`, { cause: err });
+  }
+}
+
 /** Maps an SDK error to STORAGE_UNAVAILABLE (retryable), NOT_FOUND, INVALID_PARAMETER or STORAGE_ERROR. */
 export function mapS3Error(op: string, err: unknown, key?: string): AppError {
   if (err instanceof AppError) return err;
@@ -90,18 +128,17 @@ export function mapS3Error(op: string, err: unknown, key?: string): AppError {
   return new AppError('STORAGE_ERROR', `object store ${op} failed (${name})`, { cause: err, details });
 }
 
-/** Counts bytes flowing through, for the size of a streamed put. */
-class ByteCounter extends Transform {
-  bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
-    this.bytes += chunk.length;
-    cb(null, chunk);
-  }
+function crc32Base64(value: number): string {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(value >>> 0, 0);
+  return b.toString('base64');
 }
 
 export class S3ObjectStore implements ObjectStore {
   readonly driver = 's3' as const;
+  readonly putFileMoves = false;
   readonly bucket: string;
+  readonly checksum: S3ChecksumMode;
   private readonly client: S3Client;
   private readonly streamClient: S3Client;
   private readonly logger: Logger | undefined;
@@ -109,13 +146,15 @@ export class S3ObjectStore implements ObjectStore {
 
   constructor(options: S3ObjectStoreOptions) {
     this.bucket = options.bucket;
+    this.checksum = options.checksum ?? 'md5';
     this.logger = options.logger;
     this.metrics = options.metrics;
     const config = {
       region: options.region,
       forcePathStyle: options.forcePathStyle,
-      // S3-compatible services often reject the newer default checksum trailers
-      requestChecksumCalculation: 'WHEN_REQUIRED',
+      // The SDK's own checksums go in aws-chunked trailers for streams, which many S3-compatible
+      // services cannot read: unless asked to (`sdk`), this store computes them before the request.
+      requestChecksumCalculation: this.checksum === 'sdk' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: { connectionTimeout: options.connectionTimeoutMs ?? 5_000, requestTimeout: options.requestTimeoutMs ?? 120_000 },
       ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
@@ -141,25 +180,65 @@ export class S3ObjectStore implements ObjectStore {
 
   async put(key: string, body: Buffer | Readable, options: PutOptions): Promise<{ key: string; size: number }> {
     this.check(key, options);
-    if (Buffer.isBuffer(body)) {
-      await this.run('put', key, () => this.client.send(new PutObjectCommand({
-        Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ContentType: options.contentType, Metadata: options.metadata,
-      })));
-      this.metrics?.storeBytes.inc({ driver: 's3' }, body.length);
-      return { key, size: body.length };
+    if (!Buffer.isBuffer(body)) return this.putStream(key, body, options);
+    const sums = this.bufferChecksum(body);
+    await this.run('put', key, () => this.client.send(new PutObjectCommand({
+      Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ContentType: options.contentType, Metadata: options.metadata, ...sums,
+    })));
+    this.metrics?.storeBytes.inc({ driver: 's3' }, body.length);
+    return { key, size: body.length };
+  }
+
+  async putFile(key: string, path: string, options: PutOptions): Promise<{ key: string; size: number }> {
+    this.check(key, options);
+    const size = await fileSize(path);
+    if (size > S3_MAX_PUT_BYTES) throw new AppError('INVALID_PARAMETER', `${size} bytes is more than one PUT takes (${S3_MAX_PUT_BYTES})`, { details: { key } });
+    const sums = await this.fileChecksum(path);
+    // Streamed from the file at 64 KiB a time; a retry (by the caller) opens a new stream.
+    await this.run('put', key, () => this.streamClient.send(new PutObjectCommand({
+      Bucket: this.bucket, Key: key, Body: createReadStream(path), ContentLength: size, ContentType: options.contentType, Metadata: options.metadata, ...sums,
+    })));
+    this.metrics?.storeBytes.inc({ driver: 's3' }, size);
+    return { key, size };
+  }
+
+  /**
+   * A body of unknown length: one PUT if it ends within the first part, else a multipart
+   * upload of equal parts. Holds one part in memory.
+   */
+  private async putStream(key: string, body: Readable, options: PutOptions): Promise<{ key: string; size: number }> {
+    let part = Buffer.allocUnsafe(STREAM_PART_BYTES);
+    let fill = 0;
+    let uploadId: string | null = null;
+    const parts: PartRef[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        let off = 0;
+        while (off < chunk.length) {
+          const n = Math.min(chunk.length - off, STREAM_PART_BYTES - fill);
+          chunk.copy(part, fill, off, off + n);
+          fill += n;
+          off += n;
+          if (fill === STREAM_PART_BYTES) {
+            uploadId ??= await this.createMultipart(key, options);
+            parts.push(await this.uploadPart(key, uploadId, parts.length + 1, part));
+            size += fill;
+            fill = 0;
+            part = Buffer.allocUnsafe(STREAM_PART_BYTES);
+          }
+        }
+      }
+      if (uploadId === null) return await this.put(key, part.subarray(0, fill), options);
+      if (fill > 0) parts.push(await this.uploadPart(key, uploadId, parts.length + 1, part.subarray(0, fill)));
+      size += fill;
+      await this.completeMultipart(key, uploadId, parts);
+      return { key, size };
+    } catch (err) {
+      if (uploadId !== null) await this.abortMultipart(key, uploadId).catch(() => undefined);
+      // store calls throw AppErrors already; anything else is the body's own error
+      throw err;
     }
-    const counter = new ByteCounter();
-    body.on('error', (err) => counter.destroy(err));
-    body.pipe(counter);
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: key, Body: counter, ContentType: options.contentType, Metadata: options.metadata },
-      queueSize: 2,
-      leavePartsOnError: false,
-    });
-    await this.run('put', key, () => upload.done());
-    this.metrics?.storeBytes.inc({ driver: 's3' }, counter.bytes);
-    return { key, size: counter.bytes };
   }
 
   async get(key: string): Promise<Buffer> {
@@ -228,6 +307,8 @@ export class S3ObjectStore implements ObjectStore {
     this.check(key, options);
     const res = await this.run('createMultipart', key, () => this.client.send(new CreateMultipartUploadCommand({
       Bucket: this.bucket, Key: key, ContentType: options.contentType, Metadata: options.metadata,
+      // parts carry CRC32: the upload must say so, and completion quotes each part's value
+      ...(this.checksum === 'crc32' || this.checksum === 'sdk' ? { ChecksumAlgorithm: 'CRC32' as const } : {}),
     })));
     if (res.UploadId === undefined) throw new AppError('STORAGE_ERROR', 'object store returned no upload id');
     return res.UploadId;
@@ -235,33 +316,33 @@ export class S3ObjectStore implements ObjectStore {
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer): Promise<PartRef> {
     assertSafeKey(key);
+    const sums = this.bufferChecksum(body);
     const res = await this.run('uploadPart', key, () => this.client.send(new UploadPartCommand({
-      Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length,
+      Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ...sums,
     })));
     if (res.ETag === undefined) throw new AppError('STORAGE_ERROR', 'object store returned no ETag for a part');
     this.metrics?.storeBytes.inc({ driver: 's3' }, body.length);
-    return { partNumber, etag: res.ETag };
+    return this.partRef(partNumber, res.ETag, sums, res.ChecksumCRC32);
   }
 
   async uploadPartFile(key: string, uploadId: string, partNumber: number, path: string): Promise<PartRef & { size: number }> {
     assertSafeKey(key);
-    const { size } = await stat(path).catch((err: unknown) => {
-      throw new AppError('STORAGE_ERROR', `part file ${path} cannot be read`, { cause: err });
-    });
-    // Streamed from the spool file: a 5 MiB part never sits in memory. A retry opens a new stream.
+    const size = await fileSize(path);
+    const sums = await this.fileChecksum(path);
+    // Streamed from the spool file: a part never sits in memory. A retry opens a new stream.
     const res = await this.run('uploadPart', key, () => this.streamClient.send(new UploadPartCommand({
-      Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: createReadStream(path), ContentLength: size,
+      Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: createReadStream(path), ContentLength: size, ...sums,
     })));
     if (res.ETag === undefined) throw new AppError('STORAGE_ERROR', 'object store returned no ETag for a part');
     this.metrics?.storeBytes.inc({ driver: 's3' }, size);
-    return { partNumber, etag: res.ETag, size };
+    return { ...this.partRef(partNumber, res.ETag, sums, res.ChecksumCRC32), size };
   }
 
   async completeMultipart(key: string, uploadId: string, parts: PartRef[]): Promise<{ key: string; size: number }> {
     assertSafeKey(key);
     await this.run('completeMultipart', key, () => this.client.send(new CompleteMultipartUploadCommand({
       Bucket: this.bucket, Key: key, UploadId: uploadId,
-      MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+      MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag, ...(p.checksum === undefined ? {} : { ChecksumCRC32: p.checksum }) })) },
     })));
     const info = await this.head(key);
     if (info === null) throw new AppError('STORAGE_ERROR', 'completed object is not visible', { details: { key } });
@@ -289,6 +370,35 @@ export class S3ObjectStore implements ObjectStore {
       Bucket: this.bucket, Key: key, CopySource: `${this.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`,
       MetadataDirective: 'REPLACE', ContentType: options.contentType, Metadata: options.metadata,
     })));
+  }
+
+  /** Checksum fields of a request whose body is `body` (nothing for `sdk`/`none`: the SDK or no one adds them). */
+  private bufferChecksum(body: Buffer): ChecksumFields {
+    if (this.checksum === 'md5') return { ContentMD5: createHash('md5').update(body).digest('base64') };
+    if (this.checksum === 'crc32') return { ChecksumCRC32: crc32Base64(crc32(body)) };
+    return {};
+  }
+
+  /** The same for a file, read 64 KiB at a time (never whole in memory). */
+  private async fileChecksum(path: string): Promise<ChecksumFields> {
+    if (this.checksum !== 'md5' && this.checksum !== 'crc32') return {};
+    const md5 = this.checksum === 'md5' ? createHash('md5') : null;
+    let crc = 0;
+    try {
+      for await (const chunk of createReadStream(path, { highWaterMark: HASH_READ_BYTES }) as AsyncIterable<Buffer>) {
+        if (md5 !== null) md5.update(chunk);
+        else crc = crc32(chunk, crc);
+      }
+    } catch (err) {
+      throw new AppError('STORAGE_ERROR', `file ${path} cannot be read`, { cause: err });
+    }
+    return md5 !== null ? { ContentMD5: md5.digest('base64') } : { ChecksumCRC32: crc32Base64(crc) };
+  }
+
+  /** A part's reference; with CRC32 it keeps the checksum completion must quote (ours, or the one S3 computed). */
+  private partRef(partNumber: number, etag: string, sums: ChecksumFields, answered: string | undefined): PartRef {
+    const checksum = sums.ChecksumCRC32 ?? (this.checksum === 'sdk' ? answered : undefined);
+    return { partNumber, etag, ...(checksum === undefined ? {} : { checksum }) };
   }
 
   private check(key: string, options: PutOptions): void {

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +132,27 @@ export function runConformance(t: Tap, target: () => Promise<ConformanceTarget>)
     t.equal(done.size, p1.length + p2.length + p3.length);
     t.ok((await store.get('m/files.wav')).equals(Buffer.concat([p1, p2, p3])), 'file parts joined in order');
     await t.rejects(store.uploadPartFile('m/files.wav', id, 4, join(dir, 'missing')), 'a missing file is an error');
+  });
+
+  t.test('putFile stores a local file with its metadata, replaces an object, refuses a missing file', async (t) => {
+    const { store } = await target();
+    const dir = await mkdtemp(join(tmpdir(), 'aid-putfile-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const body = randomBytes(3 * 1024 * 1024 + 17);
+    await writeFile(join(dir, 'a'), body);
+    const r = await store.putFile('f/one.wav', join(dir, 'a'), { contentType: 'audio/wav', metadata: { tenant: 'acme' } });
+    t.same(r, { key: 'f/one.wav', size: body.length });
+    t.ok((await store.get('f/one.wav')).equals(body), 'the bytes of the file');
+    const info = await store.head('f/one.wav');
+    t.equal(info?.contentType, 'audio/wav');
+    t.same(info?.metadata, { tenant: 'acme' });
+    if (store.putFileMoves) t.notOk(existsSync(join(dir, 'a')), 'moved: the file is now the object');
+    await writeFile(join(dir, 'b'), 'second');
+    await store.putFile('f/one.wav', join(dir, 'b'), { contentType: 'text/plain' });
+    t.equal((await store.get('f/one.wav')).toString(), 'second', 'replaces the object');
+    t.same((await store.head('f/one.wav'))?.metadata, {}, 'and its metadata');
+    await rejectsCode(t, store.putFile('f/two.wav', join(dir, 'missing'), { contentType: 'audio/wav' }), 'STORAGE_ERROR', 'a missing file');
+    t.equal(await store.head('f/two.wav'), null);
   });
 
   t.test('presigned GET', async (t) => {

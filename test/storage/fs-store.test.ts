@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtemp, rm, readdir, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FsObjectStore, verifyPresigned } from '../../src/storage/fs-store.js';
@@ -109,4 +109,15 @@ t.test('a sidecar is written only when it says more than the key: none for a pla
   await store.put('t/y/blob.json', Buffer.from('x'), { contentType: 'text/plain' });
   t.equal((await store.head('t/y/blob.json'))?.contentType, 'text/plain', 'a type other than the implied one is kept in a sidecar');
   t.same((await readdir(join(root, '.tmp'))).length, 0, 'no temp files left');
+});
+
+t.test('putFile moves the file into place: the object is the same inode, nothing copied, no temp file left', async (t) => {
+  const { store, root } = await freshStore();
+  const src = join(root, '..', `${Date.now()}-spool.pcm`);
+  await writeFile(src, Buffer.alloc(1024 * 1024, 3));
+  dirs.push(src);
+  const ino = (await stat(src)).ino;
+  await store.putFile('m/x/master.wav', src, { contentType: 'audio/wav', metadata: { tenant: 't' } });
+  t.equal((await stat(join(root, 'objects', 'm', 'x', 'master.wav'))).ino, ino, 'renamed, not rewritten');
+  t.same(await readdir(join(root, '.tmp')), []);
 });

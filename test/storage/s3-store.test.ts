@@ -1,9 +1,12 @@
 import t from 'tap';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { runConformance } from '../helpers/storage-conformance.js';
+import { type ProxiedRequest, startRecordingProxy } from '../helpers/storage-s3-proxy.js';
 import { startS3rver, s3rverStore } from '../helpers/storage-s3rver.js';
 import type { S3ObjectStore } from '../../src/storage/s3-store.js';
 import { isRetryableS3Error, mapS3Error } from '../../src/storage/s3-store.js';
@@ -66,6 +69,57 @@ t.test('abort tolerates a store without AbortMultipartUpload', async (t) => {
   t.equal(await store.head('abort/x.wav'), null);
 });
 
+t.test('checksums on the wire: Content-MD5 (default), CRC32 header, SDK trailer-less CRC32 for buffers, or none', async (t) => {
+  const dir2 = await mkdtemp(join(tmpdir(), 'storage-s3-sum-'));
+  t.teardown(() => rm(dir2, { recursive: true, force: true }));
+  const file = join(dir2, 'part');
+  await writeFile(file, randomBytes(5 * 1024 * 1024 + 333));
+  const proxy = await startRecordingProxy(server.endpoint);
+  t.teardown(() => proxy.close());
+  const last = (): ProxiedRequest => proxy.requests[proxy.requests.length - 1]!;
+  const writes = async (store: S3ObjectStore, tag: string): Promise<ProxiedRequest[]> => {
+    const seen: ProxiedRequest[] = [];
+    await store.put(`sum/${tag}/buf.bin`, randomBytes(1000), { contentType: 'application/octet-stream' });
+    seen.push(last());
+    await store.putFile(`sum/${tag}/file.bin`, file, { contentType: 'application/octet-stream' });
+    seen.push(last());
+    const id = await store.createMultipart(`sum/${tag}/mp.bin`, { contentType: 'application/octet-stream' });
+    const p1 = await store.uploadPartFile(`sum/${tag}/mp.bin`, id, 1, file);
+    seen.push(last());
+    const p2 = await store.uploadPart(`sum/${tag}/mp.bin`, id, 2, randomBytes(777));
+    seen.push(last());
+    await store.completeMultipart(`sum/${tag}/mp.bin`, id, [p1, p2]);
+    // a stream of unknown length longer than one part: multipart of buffers
+    await store.put(`sum/${tag}/stream.bin`, Readable.from([randomBytes(6 * 1024 * 1024), randomBytes(3 * 1024 * 1024)]), { contentType: 'application/octet-stream' });
+    seen.push(...proxy.requests.slice(-4, -1).filter((r) => r.method === 'PUT'));
+    return seen;
+  };
+  const md5 = s3rverStore(proxy.endpoint);
+  stores.push(md5);
+  const md5Writes = await writes(md5, 'md5');
+  t.equal(md5Writes.length, 6);
+  for (const r of md5Writes) {
+    t.equal(r.headers['content-md5'], r.bodyMd5, `${r.method} ${r.path}${r.query.has('partNumber') ? ` part ${r.query.get('partNumber')}` : ''}: Content-MD5 of its bytes`);
+    t.equal(r.headers['content-length'], String(r.bodyBytes), 'sent with its length');
+  }
+  const crc = s3rverStore(proxy.endpoint, { checksum: 'crc32' });
+  stores.push(crc);
+  for (const r of await writes(crc, 'crc')) {
+    t.equal(r.headers['x-amz-checksum-crc32'], r.bodyCrc32, `${r.method} ${r.path}: x-amz-checksum-crc32 of its bytes`);
+    t.notOk(String(r.headers['content-encoding'] ?? '').includes('aws-chunked'), 'a header, not a trailer');
+  }
+  t.ok((await crc.get('sum/crc/mp.bin')).length === 5 * 1024 * 1024 + 333 + 777, 'the store took every write');
+  const none = s3rverStore(proxy.endpoint, { checksum: 'none' });
+  stores.push(none);
+  await none.put('sum/none/x.bin', Buffer.from('abc'), { contentType: 'text/plain' });
+  t.equal(last().headers['content-md5'], undefined);
+  t.notOk(Object.keys(last().headers).some((h) => h.startsWith('x-amz-checksum-')), 'none: no checksum header');
+  const sdk = s3rverStore(proxy.endpoint, { checksum: 'sdk' });
+  stores.push(sdk);
+  await sdk.put('sum/sdk/x.bin', Buffer.from('abc'), { contentType: 'text/plain' });
+  t.equal(last().headers['x-amz-checksum-crc32'], last().bodyCrc32, 'sdk: the SDK computed CRC32 for a buffer body');
+});
+
 t.test('error classification', async (t) => {
   t.ok(isRetryableS3Error({ name: 'SlowDown', $metadata: { httpStatusCode: 503 } }));
   t.ok(isRetryableS3Error({ name: 'InternalError', $metadata: { httpStatusCode: 500 } }));
@@ -88,7 +142,7 @@ function scopedStore(store: S3ObjectStore, prefix: string): S3ObjectStore {
           for await (const o of target.list(prefix + p)) yield { ...o, key: o.key.slice(prefix.length) };
         };
       }
-      if (['put', 'get', 'getRange', 'head', 'delete', 'presign', 'createMultipart', 'uploadPart', 'completeMultipart', 'abortMultipart', 'replaceMetadata'].includes(prop as string)) {
+      if (['put', 'putFile', 'get', 'getRange', 'head', 'delete', 'presign', 'createMultipart', 'uploadPart', 'completeMultipart', 'abortMultipart', 'replaceMetadata'].includes(prop as string)) {
         return async (key: string, ...rest: unknown[]) => {
           const res = await (v as (...a: unknown[]) => Promise<unknown>).call(target, k(key), ...rest);
           if (res !== null && typeof res === 'object' && 'key' in res) return { ...(res as object), key };
