@@ -5,7 +5,7 @@ import { persistentSecret } from './config/secrets.js';
 import { AppError, ConfigError } from './errors.js';
 import { Outbox } from './events/outbox.js';
 import type { Sink } from './events/outbox.js';
-import { queueError, recordingCompleted } from './events/types.js';
+import { queueError, recordingCompleted, recordingFailed } from './events/types.js';
 import { AmqpPublisher } from './events/amqp-publisher.js';
 import { ChunkDispatcher } from './events/chunk-dispatch.js';
 import { NdjsonSink } from './events/ndjson-sink.js';
@@ -44,7 +44,7 @@ import { IdempotencyStore } from './voicenotes/idempotency-store.js';
 import { type VoiceNoteAnswer, VoiceNoteService } from './voicenotes/voice-note-service.js';
 import { FsObjectStore } from './storage/fs-store.js';
 import { ObjectKeys } from './storage/keys.js';
-import { MasterUpload } from './storage/master-upload.js';
+import { MasterUpload, type RecoveryOutcome } from './storage/master-upload.js';
 import { MeteredObjectStore } from './storage/metered-store.js';
 import { RetentionSweeper } from './storage/retention-sweeper.js';
 import type { ObjectStore } from './storage/object-store.js';
@@ -362,34 +362,48 @@ export class App {
     );
   }
 
-  /** Completes masters a crashed process left behind and announces them. */
+  /**
+   * Completes masters a crashed process left behind and announces each (recording.completed,
+   * or recording.failed once when the store refuses it for good) before its spool is removed.
+   */
   private async recoverMasters(): Promise<void> {
-    const recovered = await MasterUpload.recover({ store: this.store, stateDir: this.dataDir, spool: this.spool, logger: this.logger });
-    for (const r of recovered) {
-      const m: Record<string, string | undefined> = {};
-      for (const [k, v] of Object.entries(r.metadata)) m[k] = safeDecode(v);
-      const durationSec = Math.round((r.dataBytes / (r.format.sampleRate * r.format.channels * 2)) * 1000) / 1000;
-      await this.catalog.recovered(m['tenant'] ?? this.config.auth.defaultTenant, r.recordingId, { key: r.key, sizeBytes: r.size, durationSec });
-      await this.outbox.append(
-        recordingCompleted({
-          recording_id: r.recordingId,
-          s3_key_master: r.key,
-          tenant_id: m['tenant'] ?? this.config.auth.defaultTenant,
-          user_id: m['participant'] ?? '',
-          platform: 'livekit',
-          room_name: m['room-name'] ?? '',
-          meeting_id: m['meeting-id'] ?? null,
-          track_id: m['track-id'] ?? null,
-          duration_sec: durationSec,
-          size_bytes: r.size,
-          completed_at: new Date().toISOString(),
-          end_reason: 'aborted',
-          url: null,
-          url_expires_at: null,
-        }),
-      );
-      this.logger.warn({ recordingId: r.recordingId, key: r.key, sizeBytes: r.size }, 'recording recovered after an unclean stop');
+    await MasterUpload.recover({
+      store: this.store,
+      stateDir: this.dataDir,
+      spool: this.spool,
+      logger: this.logger,
+      announce: (r) => this.announceRecovered(r),
+    });
+  }
+
+  private async announceRecovered(r: RecoveryOutcome): Promise<void> {
+    const m: Record<string, string | undefined> = {};
+    for (const [k, v] of Object.entries(r.metadata)) m[k] = safeDecode(v);
+    const tenant = m['tenant'] ?? this.config.auth.defaultTenant;
+    const durationSec = Math.round((r.dataBytes / (r.format.sampleRate * r.format.channels * 2)) * 1000) / 1000;
+    const fields = {
+      recording_id: r.recordingId,
+      tenant_id: tenant,
+      user_id: m['participant'] ?? '',
+      platform: 'livekit' as const,
+      room_name: m['room-name'] ?? '',
+      meeting_id: m['meeting-id'] ?? null,
+      track_id: m['track-id'] ?? null,
+      duration_sec: durationSec,
+      completed_at: new Date().toISOString(),
+      end_reason: 'aborted' as const,
+      url: null,
+      url_expires_at: null,
+    };
+    if (r.status === 'failed') {
+      await this.catalog.recovered(tenant, r.recordingId, { key: r.key, sizeBytes: null, durationSec, error: r.error });
+      await this.outbox.append(recordingFailed({ ...fields, s3_key_master: null, size_bytes: 0, error: r.error }, { id: r.eventId }));
+      this.logger.error({ recordingId: r.recordingId, key: r.key, error: r.error }, 'recording failed after an unclean stop: the store refused its master; spool kept in uploads-failed/');
+      return;
     }
+    await this.catalog.recovered(tenant, r.recordingId, { key: r.key, sizeBytes: r.size, durationSec });
+    await this.outbox.append(recordingCompleted({ ...fields, s3_key_master: r.key, size_bytes: r.size }));
+    this.logger.warn({ recordingId: r.recordingId, key: r.key, sizeBytes: r.size }, 'recording recovered after an unclean stop');
   }
 
   /** WhatsApp voice notes: limits, the pipeline, and the optional Evolution AMQP consumer. */

@@ -159,14 +159,18 @@ export class RecordingCatalog {
   }
 
   /**
-   * A master completed by recovery after an unclean stop: its record (written by the process
-   * that crashed) moves from `recording` to `completed` with end reason `aborted`. Settles,
-   * never rejects; a missing record stays missing.
+   * A master finished by recovery after an unclean stop: its record (written by the process
+   * that crashed) moves from `recording` to `completed` (or `failed`, with `error`, when the
+   * store refused it for good) with end reason `aborted`. Settles, never rejects; a missing
+   * record stays missing.
    */
-  async recovered(tenant: string, recordingId: string, result: { key: string; sizeBytes: number; durationSec: number }): Promise<void> {
+  async recovered(tenant: string, recordingId: string, result: { key: string; sizeBytes: number | null; durationSec: number; error?: string }): Promise<void> {
     const record = await this.get(tenant, recordingId).catch(() => null);
     if (!record || record.state !== 'recording') return;
-    await this.enqueue({ ...record, state: 'completed', key: result.key, endedAt: this.now().toISOString(), endReason: 'aborted', durationSec: result.durationSec, sizeBytes: result.sizeBytes });
+    await this.enqueue({
+      ...record, state: result.error === undefined ? 'completed' : 'failed', key: result.key, endedAt: this.now().toISOString(), endReason: 'aborted',
+      durationSec: result.durationSec, sizeBytes: result.sizeBytes, error: result.error ?? null,
+    });
   }
 
   /** Resolves when every catalog write started so far has succeeded or been given up. */

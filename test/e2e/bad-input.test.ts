@@ -11,6 +11,7 @@ import { mintEgressToken } from '../../src/sources/egress-token.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
 import { configFile, EventCollector, isolatedBroker, metric, openEgress, reportFigure } from '../helpers/reliability.js';
+import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
 
 /** Every secret the daemon reads, each a value that cannot appear in a log line by chance. */
 const mark = (name: string): string => `SeCrEt-${name}-${randomUUID().replaceAll('-', '')}`;
@@ -151,7 +152,7 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
   const gEvent = await waitFor(() => ndjsonOrAmqp().find((e) => e.type === 'recording.completed' && e.track_id === 'TR_garbage'), 10_000, 'garbage stream completed');
   t.equal(gEvent.end_reason, 'normal');
   t.equal(r.bytesSent, pcm.length, 'odd-length frames (1 921 B) all sent');
-  t.equal(gEvent.size_bytes, 44 + downmix(pcm).length, 'odd-length frames re-assembled: every sample stored');
+  t.equal(gEvent.size_bytes, MASTER_HEADER_BYTES + downmix(pcm).length, 'odd-length frames re-assembled: every sample stored');
   const metrics = await (await fetch(`${d.baseUrl}/metrics`)).text();
   t.equal(metric(metrics, 'audio_ingestd_text_frames_total', 'kind="invalid"'), garbage.length, 'every garbage text counted as invalid');
   figures.push({ input: `WS text garbage, control bytes, 60 kB JSON bomb, oversized mute JSON (${garbage.length} frames)`, outcome: `counted text_frames_total{kind="invalid"} = ${garbage.length}; stream recorded` });
@@ -163,7 +164,7 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
   const bigCode = await big.closed;
   t.ok(bigCode === 1009 || bigCode === 1006, `oversized frame (> maxPayloadBytes) closes the stream (${bigCode})`);
   const bigEvent = await waitFor(() => ndjsonOrAmqp().find((e) => e.type === 'recording.completed' && e.track_id === 'TR_big'), 10_000, 'oversized stream finalized');
-  t.equal(bigEvent.size_bytes, 44 + 9_600, 'audio before the oversized frame is kept');
+  t.equal(bigEvent.size_bytes, MASTER_HEADER_BYTES + 9_600, 'audio before the oversized frame is kept');
   figures.push({ input: 'WS frame of 70 000 B (> livekit.maxPayloadBytes 65 536)', outcome: `closed ${bigCode}; recording finalized (${String(bigEvent.end_reason)}) with the audio before it` });
 
   // HTTP

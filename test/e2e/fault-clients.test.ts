@@ -5,6 +5,7 @@ import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
 import { configFile, daemonEgressUrl, metric, ndjsonEvents, openEgress, reportFigure, sendPaced } from '../helpers/reliability.js';
+import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
 
 const IDLE_SEC = 5;
 
@@ -53,7 +54,7 @@ t.test('misbehaving clients', async (t) => {
     await waitFor(() => herd().length === n || undefined, 30_000, `${n} completed events`);
     const events = herd();
     t.ok(events.every((e) => e.end_reason === 'aborted' && e.status === 'completed'), 'every dropped stream finalized as aborted');
-    t.ok(events.every((e) => e.size_bytes === 44 + 960), 'every master holds its one frame');
+    t.ok(events.every((e) => e.size_bytes === MASTER_HEADER_BYTES + 960), 'every master holds its one frame');
     t.equal((await fetch(`${d.baseUrl}/health`)).status, 200);
     t.equal((await fetch(`${d.baseUrl}/ready`)).status, 200);
     // and the daemon still records normally
@@ -61,7 +62,7 @@ t.test('misbehaving clients', async (t) => {
     await simulateEgress({ url: await daemonEgressUrl(d.port, { roomName: 'after', trackId: 'TR_after' }), pcm, realtime: false });
     const after = await waitFor(() => completedOf('TR_after'), 10_000, 'completed after the herd');
     t.ok(master(after).data.equals(downmix(pcm)));
-    reportFigure({ fault: '1 000 egress connections opened, one frame each, dropped at once', checked: '/health and /ready 200, streams_active back to 0, 1 000 completed (aborted) events each with its frame, next stream exact', bytesSent: n * frame.length, bytesStored: events.reduce((s, e) => s + (e.size_bytes as number) - 44, 0), samplesLost: 0, eventsExpected: n, eventsDelivered: events.length, ok: true });
+    reportFigure({ fault: '1 000 egress connections opened, one frame each, dropped at once', checked: '/health and /ready 200, streams_active back to 0, 1 000 completed (aborted) events each with its frame, next stream exact', bytesSent: n * frame.length, bytesStored: events.reduce((s, e) => s + (e.size_bytes as number) - MASTER_HEADER_BYTES, 0), samplesLost: 0, eventsExpected: n, eventsDelivered: events.length, ok: true });
   });
 
   d.child.kill('SIGTERM');

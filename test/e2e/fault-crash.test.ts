@@ -7,6 +7,7 @@ import { startDaemon } from '../helpers/daemon.js';
 import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
 import { configFile, daemonEgressUrl, EventCollector, isolatedBroker, openEgress, reportFigure, sendPaced, spooledBytes } from '../helpers/reliability.js';
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
+import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
 
 /** Bytes of one chunk of the mono 48 kHz master at the default groupSeconds (2 s). */
 const CHUNK_BYTES = 2 * 48000 * 2;
@@ -66,9 +67,9 @@ t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes 
 
   const wav = readWav(await s3rverStore(s3.endpoint).get(completed.s3_key_master as string));
   const expected = downmix(pcm.subarray(0, sent));
-  t.equal(wav.riffSize, 36 + wav.dataSize, 'valid WAV: RIFF size matches');
+  t.equal(wav.riffSize, MASTER_HEADER_BYTES - 8 + wav.dataSize, 'valid WAV: RIFF size matches');
   t.equal(wav.dataSize, wav.data.length, 'valid WAV: data size matches the bytes');
-  t.equal(completed.size_bytes, 44 + wav.dataSize);
+  t.equal(completed.size_bytes, MASTER_HEADER_BYTES + wav.dataSize);
   t.ok(wav.data.equals(expected.subarray(0, wav.data.length)), 'the master is an exact prefix of the downmixed input');
   t.equal(wav.dataSize, spooledAtKill, 'every byte spooled at the kill is in the master');
   const lostBytes = expected.length - wav.dataSize;
@@ -76,7 +77,7 @@ t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes 
   t.ok(lostBytes < CHUNK_BYTES, `with the queue drained (idle socket before the kill) only the chunk being filled is lost: ${lostBytes} < ${CHUNK_BYTES}`);
   t.match(second.output(), /recording recovered after an unclean stop/);
   const view = await fetch(`${second.baseUrl}/v1/recordings/${recordingId}`, { headers: { apikey: 'e2e-api-key-0123456789' } });
-  t.match(await view.json(), { state: 'completed', endReason: 'aborted', sizeBytes: 44 + wav.dataSize }, 'the catalog shows the recovered recording completed');
+  t.match(await view.json(), { state: 'completed', endReason: 'aborted', sizeBytes: MASTER_HEADER_BYTES + wav.dataSize }, 'the catalog shows the recovered recording completed');
   second.child.kill('SIGTERM');
   t.equal(await second.exited, 0);
   reportFigure({

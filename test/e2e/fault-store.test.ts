@@ -7,6 +7,7 @@ import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
 import { configFile, daemonEgressUrl, type FaultDecision, ndjsonEvents, openEgress, reportFigure, sendPaced, startFaultProxy } from '../helpers/reliability.js';
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
+import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
 
 /** Environment of a daemon on the s3 driver (s3rver's fixed credentials), 5 MiB parts. */
 function s3Env(endpoint: string): Record<string, string> {
@@ -40,10 +41,10 @@ async function checkMaster(t: Test, d: Daemon, endpoint: string, roomName: strin
   const expected = downmix(pcm.subarray(0, sent));
   t.equal(wav.sampleRate, 48000);
   t.equal(wav.channels, 1);
-  t.equal(wav.riffSize, 36 + wav.dataSize, 'RIFF size matches');
+  t.equal(wav.riffSize, MASTER_HEADER_BYTES - 8 + wav.dataSize, 'RIFF size matches');
   t.equal(wav.dataSize, expected.length, 'data size = every byte sent, downmixed');
   t.ok(wav.data.equals(expected), 'master equals the downmixed input');
-  t.equal(completed.size_bytes, 44 + expected.length);
+  t.equal(completed.size_bytes, MASTER_HEADER_BYTES + expected.length);
   return { stored: wav.data.length, lostSamples: (expected.length - wav.data.length) / 2, completed };
 }
 

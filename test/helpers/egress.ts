@@ -44,18 +44,33 @@ export function downmix(stereo: Buffer): Buffer {
   return out;
 }
 
-/** Parses a WAV with wavefile (an independent reader) and checks its header sizes against the bytes. */
-export function readWav(bytes: Buffer): { sampleRate: number; channels: number; data: Buffer; riffSize: number; dataSize: number } {
+/**
+ * Parses a WAV with wavefile (an independent reader) and finds its data chunk by walking the
+ * chunks (a master has a JUNK chunk before fmt: 80-byte header; a chunk object 44 bytes).
+ */
+export function readWav(bytes: Buffer): { sampleRate: number; channels: number; data: Buffer; riffSize: number; dataSize: number; headerBytes: number } {
   const wav = new wavefile.WaveFile(bytes);
   const fmt = wav.fmt as { sampleRate: number; numChannels: number; bitsPerSample: number };
-  const dataSize = bytes.readUInt32LE(40);
-  return {
-    sampleRate: fmt.sampleRate,
-    channels: fmt.numChannels,
-    data: bytes.subarray(44, 44 + dataSize),
-    riffSize: bytes.readUInt32LE(4),
-    dataSize,
-  };
+  let off = 12;
+  let ds64Data: number | undefined;
+  while (off + 8 <= bytes.length) {
+    const id = bytes.toString('ascii', off, off + 4);
+    const size = bytes.readUInt32LE(off + 4);
+    if (id === 'ds64') ds64Data = Number(bytes.readBigUInt64LE(off + 16));
+    if (id === 'data') {
+      const dataSize = size === 0xffffffff && ds64Data !== undefined ? ds64Data : size;
+      return {
+        sampleRate: fmt.sampleRate,
+        channels: fmt.numChannels,
+        data: bytes.subarray(off + 8, off + 8 + dataSize),
+        riffSize: bytes.readUInt32LE(4),
+        dataSize,
+        headerBytes: off + 8,
+      };
+    }
+    off += 8 + size + (size & 1);
+  }
+  throw new Error('no data chunk');
 }
 
 /** Waits until `pred` returns a value (polling), or fails after `ms`. */

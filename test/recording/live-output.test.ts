@@ -2,6 +2,7 @@ import t from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { startTestApp } from '../helpers/app.js';
 import { downmix, egressUrl, outboxEvents, randomStereo, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
+import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
 
 function peak(data: Buffer): number {
   let p = 0;
@@ -25,7 +26,7 @@ t.test('configured output: 16 kHz resampled, peak-normalized, never clipping, ex
     const wav = readWav(await h.app.store.get(ev.s3_key_master as string));
     t.equal(wav.sampleRate, 16000, `${track}: resampled to 16 kHz`);
     t.equal(wav.channels, 1);
-    t.equal(wav.riffSize, 36 + wav.dataSize);
+    t.equal(wav.riffSize, MASTER_HEADER_BYTES - 8 + wav.dataSize);
     const inputFrames = input.length / 4;
     t.equal(wav.dataSize / 2, Math.ceil(inputFrames / 3), `${track}: every input sample accounted for (48k → 16k)`);
     t.equal(ev.duration_sec, Math.round((wav.dataSize / 2 / 16000) * 1000) / 1000);

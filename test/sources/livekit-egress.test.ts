@@ -4,6 +4,7 @@ import t from 'tap';
 import { connectEgress, EgressRefusedError, simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { metricValue, startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
 import { downmix, egressUrl, outboxEvents, randomStereo, rawToken, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
+import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
 
 type Ev = Record<string, unknown>;
 
@@ -39,13 +40,13 @@ t.test('concurrent streams: every master equals the downmixed input, sample for 
     const wav = await masterOf(h, ev);
     t.equal(wav.sampleRate, 48000, 'source rate kept');
     t.equal(wav.channels, 1, 'mono');
-    t.equal(wav.riffSize, 36 + wav.dataSize, 'RIFF size matches');
+    t.equal(wav.riffSize, MASTER_HEADER_BYTES - 8 + wav.dataSize, 'RIFF size matches');
     t.equal(wav.data.length, wav.dataSize, 'data size matches the bytes');
     const expected = downmix(i.pcm.subarray(0, i.pcm.length - (i.pcm.length % 4)));
     t.equal(wav.data.length, expected.length, `${i.track}: same number of samples`);
     t.ok(wav.data.equals(expected), `${i.track}: samples identical`);
     t.equal(ev.duration_sec, Math.round((expected.length / 2 / 48000) * 1000) / 1000);
-    t.equal(ev.size_bytes, 44 + expected.length);
+    t.equal(ev.size_bytes, MASTER_HEADER_BYTES + expected.length);
     t.match(ev.s3_key_master, new RegExp(`^recordings/default/room-a/p-${i.track}/${i.track}/[0-9a-f-]{36}\\.wav$`));
   }
   const started = outboxEvents(h).filter((e) => e.type === 'recording.started');
@@ -99,7 +100,7 @@ t.test('an abrupt drop still yields a valid WAV of everything received', async (
   const ev = await waitFor(() => completed(h)[0], 10_000);
   t.equal(ev.end_reason, 'aborted');
   const wav = await masterOf(h, ev);
-  t.equal(wav.riffSize, 36 + wav.dataSize);
+  t.equal(wav.riffSize, MASTER_HEADER_BYTES - 8 + wav.dataSize);
   t.ok(wav.data.equals(downmix(pcm)), 'every byte received is stored');
 });
 
