@@ -266,6 +266,7 @@ export class App {
       output: { sampleRate: config.output.sampleRate, channels: config.output.channels },
       normalize: { mode: config.output.normalize, targetDb: config.output.targetDb },
       muteFill: config.livekit.muteFill,
+      finalizeConcurrency: config.storage.finalizeConcurrency,
       catalog: this.catalog,
       logger: log,
       metrics,

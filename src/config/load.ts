@@ -26,6 +26,7 @@ export const ENV_MAP: ReadonlyArray<readonly [name: string, path: string, kind: 
   ['S3_REGION', 'storage.s3.region', 'string'],
   ['S3_FORCE_PATH_STYLE', 'storage.s3.forcePathStyle', 'bool'],
   ['S3_CHECKSUM', 'storage.s3.checksum', 'string'],
+  ['FINALIZE_CONCURRENCY', 'storage.finalizeConcurrency', 'int'],
   ['RETENTION_DAYS', 'storage.retentionDays', 'int'],
   ['SPOOL_MAX_BYTES', 'spool.maxBytes', 'int'],
   ['AMQP_URL', 'events.amqpUrl', 'string'],

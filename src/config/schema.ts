@@ -111,8 +111,17 @@ export const configSchema = z.object({
       driver: z.enum(['fs', 's3']).default('fs'),
       /** Prefix of every key. */
       prefix: z.string().max(256).regex(/^[A-Za-z0-9._\-/]*$/, 'letters, digits, . _ - /').default(''),
-      /** Multipart part size in MiB (S3 needs ≥ 5). */
+      /**
+       * Multipart part size in MiB (S3 needs ≥ 5). Every part but the last has exactly this
+       * size, header included; a master holds at most 10 000 parts (151 h of 48 kHz mono at 5).
+       */
       partSizeMiB: z.number().int().min(5).max(512).default(5),
+      /**
+       * Masters finalized at once (last parts, header, completion); more ends wait in a queue,
+       * so a meeting ending for hundreds of streams cannot spike memory or file descriptors.
+       * Env FINALIZE_CONCURRENCY.
+       */
+      finalizeConcurrency: z.number().int().min(1).max(1024).default(16),
       /** Also store every chunk as its own object. */
       chunkObjects: z.boolean().default(false),
       /** Lifetime of presigned GET URLs. */

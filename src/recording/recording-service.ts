@@ -8,6 +8,7 @@ import type { ObjectKeys } from '../storage/keys.js';
 import type { ObjectMetadata } from '../storage/object-store.js';
 import { type ChunkSink, type EventAppender, type MasterWriter, Recording, type RecordingIdentity, type RecordingResult } from './recording.js';
 import type { RecordingCatalog } from './recording-catalog.js';
+import { FinalizeQueue } from './finalize-queue.js';
 
 export interface RecordingServiceOptions {
   keys: ObjectKeys;
@@ -20,6 +21,8 @@ export interface RecordingServiceOptions {
   output: { sampleRate?: number | undefined; channels: 1 | 2 };
   normalize: { mode: 'none' | 'peak' | 'loudness'; targetDb: number };
   muteFill: 'none' | 'silence';
+  /** Masters finalized at once (default 16); more ends wait their turn (`storage.finalizeConcurrency`). */
+  finalizeConcurrency?: number;
   /** Told when a recording opens and when it has ended; its writes never block or fail a recording. */
   catalog?: Pick<RecordingCatalog, 'opened' | 'finished'>;
   logger: Logger;
@@ -44,8 +47,12 @@ export class RecordingService {
   private readonly idleWaiters: (() => void)[] = [];
   /** Chunk buffers, handed from each recording's pipeline to its master and back. */
   private readonly pool = new BufferPool();
+  /** Master finalizations (uploads and completion), bounded; events and catalog follow each at once. */
+  readonly finalizing: FinalizeQueue;
 
-  constructor(private readonly opts: RecordingServiceOptions) {}
+  constructor(private readonly opts: RecordingServiceOptions) {
+    this.finalizing = new FinalizeQueue(opts.finalizeConcurrency ?? 16);
+  }
 
   get liveCount(): number {
     return this.live.size;
@@ -79,7 +86,13 @@ export class RecordingService {
     for (const [k, v] of [['room-name', identity.roomName], ['participant', identity.participant], ['meeting-id', identity.meetingId], ['track-id', identity.trackId]] as const) {
       if (v !== undefined) metadata[k] = encodeURIComponent(v);
     }
-    const master = await this.opts.openMaster({ recordingId, key, format: output, metadata, release: (buf) => this.pool.release(buf) });
+    const opened = await this.opts.openMaster({ recordingId, key, format: output, metadata, release: (buf) => this.pool.release(buf) });
+    // writes go straight through; the end of the master waits for a finalization slot
+    const master: MasterWriter = {
+      write: (pcm) => opened.write(pcm),
+      finish: (extra) => this.finalizing.run(() => opened.finish(extra)),
+      abort: () => opened.abort(),
+    };
     const recording = new Recording({
       identity,
       input: request.input,
