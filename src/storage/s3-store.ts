@@ -15,7 +15,8 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
@@ -379,18 +380,27 @@ export class S3ObjectStore implements ObjectStore {
     return {};
   }
 
-  /** The same for a file, read 64 KiB at a time (never whole in memory). */
+  /** The same for a file, read 64 KiB at a time into one buffer (never whole in memory, no garbage per read). */
   private async fileChecksum(path: string): Promise<ChecksumFields> {
     if (this.checksum !== 'md5' && this.checksum !== 'crc32') return {};
     const md5 = this.checksum === 'md5' ? createHash('md5') : null;
     let crc = 0;
+    const buf = Buffer.allocUnsafe(HASH_READ_BYTES);
+    let fh: FileHandle | undefined;
     try {
-      for await (const chunk of createReadStream(path, { highWaterMark: HASH_READ_BYTES }) as AsyncIterable<Buffer>) {
+      fh = await open(path, 'r');
+      for (let pos = 0; ;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) break;
+        const chunk = buf.subarray(0, bytesRead);
         if (md5 !== null) md5.update(chunk);
         else crc = crc32(chunk, crc);
+        pos += bytesRead;
       }
     } catch (err) {
       throw new AppError('STORAGE_ERROR', `file ${path} cannot be read`, { cause: err });
+    } finally {
+      await fh?.close();
     }
     return md5 !== null ? { ContentMD5: md5.digest('base64') } : { ChecksumCRC32: crc32Base64(crc) };
   }
