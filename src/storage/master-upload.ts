@@ -23,7 +23,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -473,11 +473,13 @@ export class MasterUpload {
       await setAsideDir(opts.stateDir, dir);
       return null;
     } else {
-      // spooled in another layout (another version): a failure to announce, never a retry
+      // spooled in another layout (another version): a failure to announce, never a retry. Its
+      // manifest stays as it is; the event id follows from the recording, so a repeat keeps it.
       manifest = {
-        recordingId: raw.recordingId, key: raw.key, format: raw.format, metadata: raw.metadata,
-        contentType: 'audio/wav', createdAt: typeof raw.createdAt === 'string' ? raw.createdAt : new Date(0).toISOString(), version: 2, partSize: 0, fileBytes: 0, dataOffset: MASTER_HEADER_BYTES, uploadId: null, parts: [],
-        failure: { error: 'spooled in a layout this version does not read', at: new Date().toISOString(), eventId: randomUUID() },
+        recordingId: raw.recordingId, key: raw.key, format: raw.format, metadata: raw.metadata, contentType: 'audio/wav',
+        createdAt: typeof raw.createdAt === 'string' ? raw.createdAt : new Date(0).toISOString(),
+        version: 2, partSize: 0, fileBytes: 0, dataOffset: 0, uploadId: null, parts: [],
+        failure: { error: 'spooled in a layout this version does not read', at: new Date().toISOString(), eventId: stableUuid(`recording.failed:${raw.recordingId}`) },
       };
     }
     const log = opts.logger?.child({ recordingId: manifest.recordingId, key: manifest.key });
@@ -976,6 +978,15 @@ async function setAsideDir(stateDir: string, dir: string): Promise<void> {
   await rename(dir, target).catch((err: unknown) => {
     if (!isNotFound(err)) throw err;
   });
+}
+
+/** A UUID (version 8 layout) that is the same for the same text. */
+function stableUuid(text: string): string {
+  const h = createHash('sha256').update(text).digest();
+  h[6] = (h[6]! & 0x0f) | 0x80;
+  h[8] = (h[8]! & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
