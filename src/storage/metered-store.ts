@@ -5,7 +5,7 @@ import type { ObjectInfo, ObjectStore, PartRef, PutOptions } from './object-stor
 
 /** Operations that are timed and counted (every I/O method of the interface). */
 const OPS = [
-  'ping', 'put', 'get', 'getRange', 'head', 'delete', 'list', 'presign', 'createMultipart', 'uploadPart',
+  'ping', 'put', 'putFile', 'get', 'getRange', 'head', 'delete', 'list', 'presign', 'createMultipart', 'uploadPart',
   'uploadPartFile', 'completeMultipart', 'abortMultipart', 'replaceMetadata',
 ] as const;
 type Op = (typeof OPS)[number];
@@ -27,6 +27,10 @@ export class MeteredObjectStore implements ObjectStore {
     for (const op of OPS) metrics.storeOps.inc({ driver: this.driver, op, outcome: 'error' }, 0);
   }
 
+  get putFileMoves(): boolean {
+    return this.inner.putFileMoves;
+  }
+
   start(): Promise<void> {
     return this.inner.start();
   }
@@ -41,6 +45,10 @@ export class MeteredObjectStore implements ObjectStore {
 
   put(key: string, body: Buffer | Readable, options: PutOptions): Promise<{ key: string; size: number }> {
     return this.timed('put', () => this.inner.put(key, body, options));
+  }
+
+  putFile(key: string, path: string, options: PutOptions): Promise<{ key: string; size: number }> {
+    return this.timed('putFile', () => this.inner.putFile(key, path, options));
   }
 
   get(key: string): Promise<Buffer> {
