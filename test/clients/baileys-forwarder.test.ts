@@ -113,7 +113,7 @@ t.test('429 with Retry-After: 1 once, then 201: one retry, every header on the w
     },
   });
   const result = await forwarder.forward(msg);
-  t.same(result, stored);
+  t.same(result, { ...stored, created: true }, '201: the daemon\'s answer, created');
   t.equal(server.received.length, 2, 'exactly one retry');
   t.equal(downloads.length, 2, 'the media is downloaded again for the retry');
   t.ok(downloads.every(([m, type]) => m === msg && type === 'stream'));
@@ -209,7 +209,8 @@ t.test('a message without audioMessage is refused before any request', async (t)
       reactions.push(emoji);
     },
   });
-  const text: WAMessageLike = { key: { remoteJid: 'x@s.whatsapp.net', id: 'ABC' }, message: { conversation: 'hi' } };
+  const conversation = { conversation: 'hi' };
+  const text: WAMessageLike = { key: { remoteJid: 'x@s.whatsapp.net', id: 'ABC' }, message: conversation };
   await t.rejects(forwarder.forward(text), { name: 'ForwardError', code: 'NOT_AUDIO', attempts: 0, status: undefined });
   await t.rejects(forwarder.forward({ key: { id: 'ABC' }, message: voiceNote().message ?? null }), { code: 'INVALID_MESSAGE' });
   t.equal(server.received.length, 0);
@@ -233,7 +234,7 @@ t.test('a dropped connection is retried with backoff; a path prefix in the endpo
       return cdn();
     },
   });
-  t.same(await forwarder.forward(voiceNote()), stored, '200 (a repeat) resolves with the same body');
+  t.same(await forwarder.forward(voiceNote()), { ...stored, created: false }, '200 (a repeat) resolves with the same body, not created');
   t.equal(server.received.length, 2);
   t.equal(downloads, 2);
   t.equal(server.received[1]?.url, '/ingest/v1/whatsapp/audio');
@@ -310,4 +311,26 @@ t.test('no daemon at all: NETWORK_ERROR after the retries, every download closed
   t.equal(streams.length, 2);
   t.ok(streams.every((s) => s.destroyed), 'no CDN download left open');
   t.same(reactions, ['⏳', '❌']);
+});
+
+t.test('a message that went through JSON (Long as {low, high}, numbers as strings) still sends its facts; view-once wrappers are opened', async (t) => {
+  const server = await daemon(t, (_attempt, _req, res) => json(res, 201, stored));
+  const forwarder = createBaileysForwarder({ endpoint: server.url, apiKey: 'k', instance: 'i', downloadMediaMessage: async () => cdn() });
+  const viaJson = JSON.parse(
+    JSON.stringify({
+      key: { remoteJid: '5511999999999@s.whatsapp.net', id: 'JSON1' },
+      message: { viewOnceMessageV2: { message: { audioMessage: { mimetype: 'audio/ogg; codecs=opus', seconds: 12, fileLength: { low: payload.length, high: 0, unsigned: true } } } } },
+      messageTimestamp: '1718000000',
+    }),
+  ) as WAMessageLike;
+  t.same(await forwarder.forward(viaJson), { ...stored, created: true });
+  const h = server.received[0]!.headers;
+  t.same([h['x-audio-seconds'], h['x-file-length'], h['x-message-timestamp'], h['x-audio-ptt'], h['x-file-sha256']], ['12', String(payload.length), '1718000000', undefined, undefined]);
+});
+
+t.test('download deadlines and ctx are checked up front', async (t) => {
+  const base = { endpoint: 'http://127.0.0.1:1', apiKey: 'k', instance: 'i', downloadMediaMessage: async () => cdn() };
+  t.throws(() => createBaileysForwarder({ ...base, downloadIdleTimeoutMs: 0 }), /downloadIdleTimeoutMs must be/);
+  t.throws(() => createBaileysForwarder({ ...base, downloadTimeoutMs: Number.NaN }), /downloadTimeoutMs must be/);
+  t.throws(() => createBaileysForwarder({ ...base, ctx: {} as never }), /ctx.reuploadRequest must be a function/);
 });
