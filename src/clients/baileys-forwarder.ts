@@ -81,7 +81,9 @@ export interface BaileysForwarderOptions<M extends WAMessageLike = WAMessageLike
    * Media that WhatsApp's CDN no longer has (404/410, after a few weeks) is asked for once
    * through `ctx.reuploadRequest` and downloaded once more. Without it such media fails at once
    * with `MEDIA_EXPIRED`. The same object Baileys takes as `downloadMediaMessage`'s fourth
-   * argument fits: `{ reuploadRequest: sock.updateMediaMessage, logger }`.
+   * argument fits: `{ reuploadRequest: sock.updateMediaMessage, logger }`. The forwarder makes
+   * the request itself instead of handing `ctx` to Baileys, so it is made at most once per
+   * forward and every later attempt downloads the updated message.
    */
   ctx?: ReuploadContext<M>;
   /** Longest wait for the next bytes of a download, in ms (the CDN went quiet). Default 20 000. */
