@@ -65,7 +65,7 @@ t.test('rates Opus cannot produce are decoded at 48 kHz and resampled', async (t
 t.test('matches ffmpeg decoding the same file (same samples, same alignment)', async (t) => {
   const path = await fx.opusVoiceNote();
   const ours = int16View((await decodeOggOpus(Readable.from([fx.readFixture(path)]), { output: { sampleRate: 48000, channels: 1 } })).pcm);
-  const { stdout } = await run('ffmpeg', ['-nostdin', '-loglevel', 'error', '-c:a', 'libopus', '-i', path, '-f', 's16le', '-ac', '1', '-ar', '48000', 'pipe:1'],
+  const { stdout } = await run(fx.ENCODER_FFMPEG, ['-nostdin', '-loglevel', 'error', '-c:a', 'libopus', '-i', path, '-f', 's16le', '-ac', '1', '-ar', '48000', 'pipe:1'],
     { encoding: 'buffer', maxBuffer: 64 << 20 });
   const ref = int16View(stdout);
   t.equal(ours.length, ref.length, 'ffmpeg trims pre-skip and end the same way');

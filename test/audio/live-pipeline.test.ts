@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { LivePcmPipeline } from '../../src/audio/live-pipeline.js';
 import type { PcmFormat } from '../../src/audio/pcm-format.js';
 import { Resampler } from '../../src/audio/resample.js';
-import { speechWav } from '../helpers/audio-fixtures.js';
+import { ENCODER_FFMPEG, speechWav } from '../helpers/audio-fixtures.js';
 import { concatInt16, noise, prng, randomSizes } from '../helpers/audio-signal.js';
 
 const run = promisify(execFile);
@@ -156,7 +156,7 @@ t.test('pushSilence inserts zeros at the right offset and completes a carried fr
 
 t.test('real speech at egress format: chunked 10 ms frames match one push and track ffmpeg', async (t) => {
   const wav = await speechWav();
-  const { stdout } = await run('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', '-i', wav, '-ac', '2', '-ar', '48000', '-af', 'aresample=resampler=soxr', '-f', 's16le', '-'], {
+  const { stdout } = await run(ENCODER_FFMPEG, ['-nostdin', '-hide_banner', '-loglevel', 'error', '-i', wav, '-ac', '2', '-ar', '48000', '-af', 'aresample=resampler=soxr', '-f', 's16le', '-'], {
     encoding: 'buffer',
     maxBuffer: 64 << 20,
   });
@@ -195,7 +195,7 @@ t.test('real speech at egress format: chunked 10 ms frames match one push and tr
 });
 
 async function ffmpegTo16kMono(pcm: Buffer): Promise<Int16Array> {
-  const child = spawn('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', '-f', 's16le', '-ar', '48000', '-ac', '2', '-i', 'pipe:0', '-ac', '1', '-ar', '16000', '-af', 'aresample=resampler=soxr', '-f', 's16le', 'pipe:1']);
+  const child = spawn(ENCODER_FFMPEG, ['-nostdin', '-hide_banner', '-loglevel', 'error', '-f', 's16le', '-ar', '48000', '-ac', '2', '-i', 'pipe:0', '-ac', '1', '-ar', '16000', '-af', 'aresample=resampler=soxr', '-f', 's16le', 'pipe:1']);
   const out: Buffer[] = [];
   child.stdout.on('data', (d: Buffer) => out.push(d));
   child.stdin.end(pcm);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import wavefile from 'wavefile';
 import { encodeWav, parseWav, wavHeader, WAV_HEADER_BYTES } from '../../src/audio/wav.js';
-import { speechWav } from '../helpers/audio-fixtures.js';
+import { ENCODER_FFMPEG, speechWav } from '../helpers/audio-fixtures.js';
 
 const run = promisify(execFile);
 
@@ -55,7 +55,7 @@ t.test('parses WAV written by ffmpeg (extra LIST chunk before data)', async (t) 
   const dir = mkdtempSync(join(tmpdir(), 'audio-wav-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const out = join(dir, 'x.wav');
-  await run('ffmpeg', ['-nostdin', '-loglevel', 'error', '-i', await speechWav(), '-ar', '16000', '-ac', '2', out]);
+  await run(ENCODER_FFMPEG, ['-nostdin', '-loglevel', 'error', '-i', await speechWav(), '-ar', '16000', '-ac', '2', out]);
   const buf = readFileSync(out);
   const p = parseWav(buf);
   t.same(p.format, { sampleRate: 16000, channels: 2 });

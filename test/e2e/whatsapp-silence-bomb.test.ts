@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startTestApp } from '../helpers/app.js';
+import { ENCODER_FFMPEG } from '../helpers/audio-fixtures.js';
 import { outboxEvents } from '../helpers/egress.js';
 import { audioHeaders, postAudio } from '../helpers/whatsapp-app.js';
 
@@ -12,7 +13,7 @@ t.test('a small note of long silence declared short is refused without decoding 
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'silence.ogg');
   // 10 minutes of silence: a few kilobytes of Opus, 19 MB of PCM once decoded.
-  execFileSync('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'anullsrc=r=16000:cl=mono', '-t', '600', '-c:a', 'libopus', '-b:a', '6k', '-application', 'voip', file]);
+  execFileSync(ENCODER_FFMPEG, ['-nostdin', '-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'anullsrc=r=16000:cl=mono', '-t', '600', '-c:a', 'libopus', '-b:a', '6k', '-application', 'voip', file]);
   const body = readFileSync(file);
   t.ok(body.length < 400_000, `compressed: ${body.length} bytes`);
   const h = await startTestApp();

@@ -1,11 +1,10 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
 import wavefile from 'wavefile';
 import { mintEgressToken } from '../../src/sources/egress-token.js';
 import type { TestApp } from './app.js';
 import { TEST_API_KEY, TEST_EGRESS_SECRET } from './app.js';
-import { speechWav } from './audio-fixtures.js';
+import { ffmpegPcm, speechWav } from './audio-fixtures.js';
 
 /** Mints an egress URL through the real HTTP endpoint. */
 export async function egressUrl(h: TestApp, body: Record<string, unknown>): Promise<string> {
@@ -19,10 +18,9 @@ export async function rawToken(claims: { tenant: string; roomName: string; track
   return (await mintEgressToken(secret, claims, ttlSec, now)).token;
 }
 
-/** espeak-ng speech as 48 kHz stereo s16le, both channels equal (what egress sends for a mono mic). */
+/** Speech as 48 kHz stereo s16le, both channels equal (what egress sends for a mono mic). */
 export async function speechEgressPcm(text?: string): Promise<Buffer> {
-  const wav = await speechWav(text);
-  return execFileSync('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', '-i', wav, '-ar', '48000', '-ac', '2', '-f', 's16le', 'pipe:1'], { maxBuffer: 64 * 1024 * 1024 });
+  return ffmpegPcm(await speechWav(text), { sampleRate: 48000, channels: 2 });
 }
 
 /** Stereo with different channels, from a seeded generator (so the downmix rule is exercised). */
