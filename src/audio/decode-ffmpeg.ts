@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
+import { ffmpegPath } from './ffmpeg-binary.js';
 import { abortError, FfmpegPool } from './ffmpeg-pool.js';
 import { moovFirst } from './mp4-faststart.js';
 import { bytesPerFrame, type PcmFormat } from './pcm-format.js';
@@ -29,6 +29,15 @@ export interface FfmpegDecodeOptions {
   pool?: FfmpegPool;
   /** ffmpeg binary; {@link ffmpegPath}() unless told. */
   ffmpegPath?: string;
+  /**
+   * The demuxer ffmpeg must use (`-f`), chosen from the sniffed format so that probing can never
+   * pick another one (an HLS or concat script behind an ID3 tag). Auto-detection only when absent.
+   */
+  demuxer?: string;
+  /** CPU seconds the child may use (RLIMIT_CPU); the wall-clock limit rounded up, plus one, unless told. */
+  cpuSeconds?: number;
+  /** Address space of the child (RLIMIT_AS); 1 GiB unless told (Debian's ffmpeg maps ~300 MiB of libraries). */
+  addressSpaceBytes?: number;
   /** Called with the child once it is spawned (tests use it to watch the pid). */
   onSpawn?: (child: ChildProcess) => void;
 }
@@ -43,35 +52,42 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_INPUT = 64 * 1024 * 1024;
 const STDERR_KEEP = 4096;
 
+const DEFAULT_ADDRESS_SPACE = 1024 * 1024 * 1024;
+
+export { ffmpegPath };
+
 let defaultPool: FfmpegPool | undefined;
-let resolvedPath: string | undefined;
 
-/** `FFMPEG_PATH`, else the static binary of @ffmpeg-installer/ffmpeg (fast start, encodes AMR), else `ffmpeg` on PATH. */
-export function ffmpegPath(): string {
-  const env = process.env.FFMPEG_PATH;
-  if (env !== undefined && env !== '') return env;
-  if (resolvedPath === undefined) {
-    try {
-      const mod = createRequire(import.meta.url)('@ffmpeg-installer/ffmpeg') as { path?: unknown };
-      resolvedPath = typeof mod.path === 'string' ? mod.path : 'ffmpeg';
-    } catch {
-      resolvedPath = 'ffmpeg';
-    }
-  }
-  return resolvedPath;
-}
-
-/** The ffmpeg arguments for decoding stdin to raw PCM on stdout. */
-export function ffmpegArgs(output: PcmFormat): string[] {
+/**
+ * The ffmpeg arguments for decoding stdin to raw PCM on stdout: only the `pipe` protocol may be
+ * opened, the demuxer is forced when given, one thread, the first audio stream only.
+ */
+export function ffmpegArgs(output: PcmFormat, demuxer?: string): string[] {
   return [
-    '-nostdin', '-hide_banner', '-loglevel', 'error',
+    '-nostdin', '-hide_banner', '-loglevel', 'error', '-nostats',
+    '-threads', '1', '-filter_threads', '1',
+    '-protocol_whitelist', 'pipe',
+    ...(demuxer === undefined ? [] : ['-f', demuxer]),
     '-i', 'pipe:0',
+    '-map', '0:a:0',
     '-vn', '-sn', '-dn',
     '-af', 'aresample=resampler=soxr',
     '-f', 's16le', '-acodec', 'pcm_s16le',
     '-ac', String(output.channels), '-ar', String(output.sampleRate),
     'pipe:1',
   ];
+}
+
+/**
+ * Runs `bin args…` under resource limits set by /bin/sh before it execs ffmpeg: CPU time,
+ * address space, no core files, no file writes (pipes are not files), few descriptors.
+ */
+export function limitedCommand(bin: string, args: string[], limits: { cpuSeconds: number; addressSpaceBytes: number }): { file: string; args: string[] } {
+  const script = 'ulimit -t "$1" && ulimit -v "$2" && ulimit -c 0 && ulimit -f 0 && ulimit -n 32 && shift 2 && exec "$@"';
+  return {
+    file: '/bin/sh',
+    args: ['-c', script, 'ffmpeg-limits', String(limits.cpuSeconds), String(Math.floor(limits.addressSpaceBytes / 1024)), bin, ...args],
+  };
 }
 
 /**
@@ -85,7 +101,7 @@ export async function decodeWithFfmpeg(input: Readable, opts: FfmpegDecodeOption
   const signal = opts.signal;
   let whole: Buffer | undefined;
   if (opts.bufferWhole === true) {
-    whole = moovFirst(await readAll(input, opts.head, opts.maxInputBytes ?? DEFAULT_MAX_INPUT, signal));
+    whole = moovFirst(await readWhole(input, opts.head, opts.maxInputBytes ?? DEFAULT_MAX_INPUT, signal));
   }
   await pool.acquire(signal);
   try {
@@ -95,7 +111,8 @@ export async function decodeWithFfmpeg(input: Readable, opts: FfmpegDecodeOption
   }
 }
 
-async function readAll(input: Readable, head: Buffer | undefined, max: number, signal: AbortSignal | undefined): Promise<Buffer> {
+/** Reads `head` and the rest of `input` into one buffer; PAYLOAD_TOO_LARGE past `max` bytes. */
+export async function readWhole(input: Readable, head: Buffer | undefined, max: number, signal: AbortSignal | undefined): Promise<Buffer> {
   const parts: Buffer[] = head === undefined ? [] : [head];
   let total = head?.length ?? 0;
   const onAbort = (): void => {
@@ -131,7 +148,13 @@ function runChild(input: Readable, whole: Buffer | undefined, opts: FfmpegDecode
   const signal = opts.signal;
   if (signal?.aborted === true) return Promise.reject(abortError(signal));
   return new Promise<FfmpegDecodeResult>((resolve, reject) => {
-    const child = spawn(opts.ffmpegPath ?? ffmpegPath(), ffmpegArgs(opts.output), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const cmd = limitedCommand(opts.ffmpegPath ?? ffmpegPath(), ffmpegArgs(opts.output, opts.demuxer), {
+      cpuSeconds: opts.cpuSeconds ?? Math.ceil(timeoutMs / 1000) + 1,
+      addressSpaceBytes: opts.addressSpaceBytes ?? DEFAULT_ADDRESS_SPACE,
+    });
+    // nothing of the daemon's environment (credentials, proxies, ffmpeg's own variables) reaches it
+    const child = spawn(cmd.file, cmd.args, { stdio: ['pipe', 'pipe', 'pipe'], env: { LC_ALL: 'C' } });
     const out: Buffer[] = [];
     let outBytes = 0;
     let stderr = '';
@@ -146,10 +169,7 @@ function runChild(input: Readable, whole: Buffer | undefined, opts: FfmpegDecode
       detachInput();
     };
     const onAbort = (): void => fail(abortError(signal!));
-    const timer = setTimeout(
-      () => fail(new AppError('DECODE_TIMEOUT', `audio decode took longer than ${opts.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`)),
-      opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-    );
+    const timer = setTimeout(() => fail(new AppError('DECODE_TIMEOUT', `audio decode took longer than ${timeoutMs} ms`)), timeoutMs);
     signal?.addEventListener('abort', onAbort, { once: true });
 
     const onInputError = (err: unknown): void => fail(inputError(err, signal));
@@ -185,6 +205,17 @@ function runChild(input: Readable, whole: Buffer | undefined, opts: FfmpegDecode
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       if (failure !== undefined) return reject(failure);
+      if (sig === 'SIGXCPU') {
+        failure = new AppError('DECODE_TIMEOUT', 'audio decode used up its CPU time', { details: { decoder: 'ffmpeg' } });
+        detachInput();
+        return reject(failure);
+      }
+      if (code === 126 || code === 127) {
+        // the shell could not exec the binary (missing, not executable)
+        failure = new AppError('INTERNAL', `cannot run ffmpeg: ${lastLine(stderr) ?? `exit ${code}`}`);
+        detachInput();
+        return reject(failure);
+      }
       if (code !== 0) {
         failure = new AppError('CORRUPT_AUDIO', 'audio could not be decoded');
         detachInput();

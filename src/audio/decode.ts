@@ -2,11 +2,14 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { decodeOggOpus, opusHeadSupported, parseOpusHead } from './decode-opus.js';
-import { decodeWithFfmpeg } from './decode-ffmpeg.js';
+import { checkFacts, declaredOutputFrames, FFMPEG_DEMUXER, headFacts, id3v2End, mp4Facts, type ContainerFacts } from './container-facts.js';
+import { decodeWithFfmpeg, readWhole, type FfmpegDecodeResult } from './decode-ffmpeg.js';
 import type { FfmpegPool } from './ffmpeg-pool.js';
 import type { OpusWorkerPool } from './opus-workers.js';
 import { abortError } from './ffmpeg-pool.js';
-import type { PcmFormat } from './pcm-format.js';
+import { moovFirst } from './mp4-faststart.js';
+import { OggEndTap } from './ogg-end.js';
+import { bytesPerFrame, type PcmFormat } from './pcm-format.js';
 import { SNIFF_BYTES, sniffFormat, type SniffedFormat } from './sniff.js';
 
 /** Options of {@link decodeAudio}. */
@@ -36,10 +39,17 @@ export interface DecodedAudio {
   durationSec: number;
   format: SniffedFormat;
   decoder: 'opus' | 'ffmpeg';
+  /** Frames the container declares at the output rate (what `frames` was cut to), when it declares a length. */
+  declaredFrames?: number;
 }
 
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** Head read before ffmpeg starts, so the headers' facts are known: 64 KiB, more past a large ID3 tag. */
+const FACTS_HEAD_BYTES = 64 * 1024;
+const FACTS_HEAD_MAX = 1024 * 1024;
+/** A decode shorter than the declared length by more than this (seconds) is a truncated file. */
+const TRUNCATION_SEC = 0.1;
 
 /** Fails the stream with PAYLOAD_TOO_LARGE once more than `max` bytes went through. */
 class ByteLimit extends Transform {
@@ -63,6 +73,8 @@ class ByteLimit extends Transform {
  */
 function readHead(input: Readable, want: number): Promise<{ head: Buffer; ended: boolean }> {
   return new Promise((resolve, reject) => {
+    // an earlier read may have seen the end already: no event would come now
+    if (input.readableEnded) return resolve({ head: Buffer.alloc(0), ended: true });
     const parts: Buffer[] = [];
     let n = 0;
     const done = (ended: boolean): void => {
@@ -116,30 +128,27 @@ export async function decodeAudio(input: Readable, opts: DecodeOptions): Promise
   };
   signal.addEventListener('abort', onAbort, { once: true });
   try {
-    const { head, ended } = await readHead(limited, SNIFF_BYTES);
+    let { head, ended } = await readHead(limited, SNIFF_BYTES);
     if (head.length === 0) throw new AppError('EMPTY_BODY', 'the audio body is empty');
     const format = sniffFormat(head);
     if (format === 'unknown') throw new AppError('UNKNOWN_FORMAT', 'the body is not a recognised audio format');
-    // the head is handed back to the decoder; a finished stream is replaced by an empty one
-    const rest = ended ? Readable.from([]) : limited;
-    let decoded: { pcm: Buffer; frames: number };
+    let decoded: { pcm: Buffer; frames: number; declaredFrames?: number | undefined };
     let decoder: 'opus' | 'ffmpeg';
     if (format === 'ogg-opus' && opusInProcess(head)) {
       decoder = 'opus';
+      // the head is handed back to the decoder; a finished stream is replaced by an empty one
+      const rest = ended ? Readable.from([]) : limited;
       const opusOpts = { output: opts.output, signal, head, maxOutputBytes: opts.maxOutputBytes };
       decoded = await (opts.opusWorkers === undefined ? decodeOggOpus(rest, opusOpts) : opts.opusWorkers.decode(rest, opusOpts));
     } else {
       decoder = 'ffmpeg';
-      decoded = await decodeWithFfmpeg(rest, {
-        output: opts.output,
-        signal,
-        head,
-        timeoutMs,
-        bufferWhole: format === 'mp4',
-        maxInputBytes: opts.maxBytes ?? DEFAULT_MAX_BYTES,
-        maxOutputBytes: opts.maxOutputBytes,
-        pool: opts.pool,
-      });
+      if (format !== 'mp4' && !ended) {
+        const want = Math.min(FACTS_HEAD_MAX, Math.max(FACTS_HEAD_BYTES, id3v2End(head) + 4096));
+        const more = await readHead(limited, want - head.length);
+        head = Buffer.concat([head, more.head]);
+        ended = more.ended;
+      }
+      decoded = await viaFfmpeg(format, head, ended ? Readable.from([]) : limited, opts, signal, timeoutMs);
     }
     opts.metrics?.decodeSeconds.observe({ decoder }, Number(process.hrtime.bigint() - started) / 1e9);
     return {
@@ -148,6 +157,7 @@ export async function decodeAudio(input: Readable, opts: DecodeOptions): Promise
       durationSec: decoded.frames / opts.output.sampleRate,
       format,
       decoder,
+      ...(decoded.declaredFrames === undefined ? {} : { declaredFrames: decoded.declaredFrames }),
     };
   } catch (err) {
     limited.destroy();
@@ -157,6 +167,75 @@ export async function decodeAudio(input: Readable, opts: DecodeOptions): Promise
     clearTimeout(timer);
     signal.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * The ffmpeg path: the container's facts first (absurd channels or rates, or a declared length
+ * past the output limit, are refused before a process starts), then a decode with the demuxer
+ * forced, then the PCM cut to the declared length (encoder priming and padding excluded).
+ */
+async function viaFfmpeg(
+  format: Exclude<SniffedFormat, 'unknown'>,
+  head: Buffer,
+  rest: Readable,
+  opts: DecodeOptions,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<FfmpegDecodeResult & { declaredFrames?: number | undefined }> {
+  const { output } = opts;
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+  const maxOutputBytes = opts.maxOutputBytes ?? 7200 * output.sampleRate * bytesPerFrame(output);
+  let facts: ContainerFacts;
+  let input = rest;
+  let tap: OggEndTap | undefined;
+  if (format === 'mp4') {
+    // a pipe cannot seek: the whole file is held in memory and its index moved first
+    const whole = await readWhole(rest, head, maxBytes, signal);
+    facts = mp4Facts(whole);
+    head = moovFirst(whole);
+    input = Readable.from([]);
+  } else {
+    facts = headFacts(format, head);
+  }
+  checkFacts(facts);
+  const declared = declaredOutputFrames(facts, output.sampleRate);
+  if (declared !== undefined && declared * bytesPerFrame(output) > maxOutputBytes) {
+    throw new AppError('DURATION_TOO_LONG', `the container declares ${(declared / output.sampleRate).toFixed(3)} s, more than allowed`, {
+      details: { declaredSec: declared / output.sampleRate, limitBytes: maxOutputBytes },
+    });
+  }
+  if (format === 'ogg' || format === 'ogg-opus') {
+    // the declared length of an Ogg stream is in its last page: read the headers on the way
+    const t = (tap = new OggEndTap());
+    t.observe(head);
+    rest.on('error', (err) => t.destroy(err));
+    input = rest.pipe(t);
+  }
+  const r = await decodeWithFfmpeg(input, {
+    output,
+    signal,
+    head,
+    timeoutMs,
+    demuxer: FFMPEG_DEMUXER[format],
+    maxInputBytes: maxBytes,
+    maxOutputBytes,
+    pool: opts.pool,
+  });
+  return fitToDeclared(r, tap === undefined ? declared : declaredOutputFrames(tap.facts(), output.sampleRate), output);
+}
+
+/** Cuts a decode to the declared length; TRUNCATED_AUDIO when far less came out than declared. */
+function fitToDeclared(r: FfmpegDecodeResult, declared: number | undefined, output: PcmFormat): FfmpegDecodeResult & { declaredFrames?: number } {
+  if (declared === undefined) return r;
+  if (r.frames > declared) {
+    return { pcm: r.pcm.subarray(0, declared * bytesPerFrame(output)), frames: declared, declaredFrames: declared };
+  }
+  if (declared - r.frames > TRUNCATION_SEC * output.sampleRate) {
+    throw new AppError('TRUNCATED_AUDIO', `the container declares ${(declared / output.sampleRate).toFixed(3)} s but holds ${(r.frames / output.sampleRate).toFixed(3)} s`, {
+      details: { declaredSec: declared / output.sampleRate, decodedSec: r.frames / output.sampleRate },
+    });
+  }
+  return { ...r, declaredFrames: declared };
 }
 
 /** Mapping family 0 with 1–2 channels is decoded in-process; multichannel Opus goes to ffmpeg. */

@@ -5,31 +5,40 @@
  * first; WhatsApp audio must not touch the disk, so the rewrite happens here, in memory.
  */
 
-interface Box {
+/** One ISO BMFF box: its type, where it starts and ends, and its header length (8 or 16). */
+export interface Mp4Box {
   type: string;
   start: number;
   end: number;
   header: number;
 }
+type Box = Mp4Box;
 
-function readBoxes(buf: Buffer, from: number, to: number): Box[] | null {
+/**
+ * The boxes in buf[from, to); null when one is malformed, or with `trailing` the boxes before
+ * the first malformed one (bytes after a file's last box are then ignored, not fatal).
+ */
+export function readBoxes(buf: Buffer, from: number, to: number, trailing = false): Box[] | null {
   const boxes: Box[] = [];
   let off = from;
+  const bad = (): Box[] | null => (trailing && boxes.length > 0 ? boxes : null);
   while (off < to) {
-    if (off + 8 > to) return null;
+    if (off + 8 > to) return bad();
     let size = buf.readUInt32BE(off);
     const type = buf.toString('latin1', off + 4, off + 8);
     let header = 8;
     if (size === 1) {
-      if (off + 16 > to) return null;
+      if (off + 16 > to) return bad();
       const big = buf.readBigUInt64BE(off + 8);
-      if (big > BigInt(Number.MAX_SAFE_INTEGER)) return null;
+      if (big > BigInt(Number.MAX_SAFE_INTEGER)) return bad();
       size = Number(big);
       header = 16;
     } else if (size === 0) {
       size = to - off;
     }
-    if (size < header || off + size > to) return null;
+    if (size < header || off + size > to) return bad();
+    // past a file's last box, random bytes seldom spell a box type
+    if (trailing && !/^[\x20-\x7e\xa9]{4}$/.test(type)) return bad();
     boxes.push({ type, start: off, end: off + size, header });
     off += size;
   }
@@ -78,12 +87,13 @@ export function moovAfterMdat(buf: Buffer): boolean {
 }
 
 /**
- * The same file with `moov` before the first `mdat` and chunk offsets fixed, or the input
+ * The same file with `moov` before the first `mdat` and chunk offsets fixed (bytes after the
+ * last box stay at the end, where a demuxer reading by offsets never looks), or the input
  * itself when it is already in that order or cannot be rewritten safely (malformed boxes,
  * fragmented files, offsets past 4 GiB); ffmpeg then reports what is wrong with it.
  */
 export function moovFirst(buf: Buffer): Buffer {
-  const boxes = readBoxes(buf, 0, buf.length);
+  const boxes = readBoxes(buf, 0, buf.length, true);
   if (boxes === null) return buf;
   const moovIdx = boxes.findIndex((b) => b.type === 'moov');
   const mdatIdx = boxes.findIndex((b) => b.type === 'mdat');

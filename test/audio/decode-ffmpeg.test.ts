@@ -25,7 +25,7 @@ function stalled(head: Buffer): PassThrough {
   return p;
 }
 
-t.test('binary comes from FFMPEG_PATH, else the static ffmpeg', async (t) => {
+t.test('binary comes from FFMPEG_PATH, else the ffmpeg on PATH, else the static ffmpeg', async (t) => {
   const saved = process.env.FFMPEG_PATH;
   t.teardown(() => {
     if (saved === undefined) delete process.env.FFMPEG_PATH;
@@ -34,7 +34,7 @@ t.test('binary comes from FFMPEG_PATH, else the static ffmpeg', async (t) => {
   process.env.FFMPEG_PATH = '/usr/bin/ffmpeg';
   t.equal(ffmpegPath(), '/usr/bin/ffmpeg');
   delete process.env.FFMPEG_PATH;
-  t.equal(ffmpegPath(), fx.STATIC_FFMPEG);
+  t.equal(ffmpegPath(), fx.PATH_FFMPEG ?? fx.STATIC_FFMPEG);
   process.env.FFMPEG_PATH = '/nonexistent/ffmpeg';
   await t.rejects(decodeWithFfmpeg(createReadStream(await fx.mp3()), { output: mono16k }), { code: 'INTERNAL' });
 });
