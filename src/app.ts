@@ -34,6 +34,7 @@ import { WhatsAppAmqpConsumer } from './sources/whatsapp-amqp.js';
 import { registerWhatsAppHttp } from './sources/whatsapp-http.js';
 import { registerWhatsAppMessages } from './sources/whatsapp-messages.js';
 import { FfmpegPool } from './audio/ffmpeg-pool.js';
+import { ffmpegVersion, resolveFfmpeg } from './audio/ffmpeg-binary.js';
 import { OpusWorkerPool } from './audio/opus-workers.js';
 import { DurationFilter } from './limits/duration-filter.js';
 import { FailOpenBucketStore } from './limits/fail-open-bucket-store.js';
@@ -175,7 +176,18 @@ export class App {
     const { config, logger: log, metrics } = this;
     mkdirSync(this.dataDir, { recursive: true });
 
-    metrics.buildInfo.set({ version: VERSION, node: process.version, uws_native: String(uwsRuntime.native) }, 1);
+    // The decoder of untrusted media: the distribution's (security-patched) ffmpeg unless none exists.
+    const ffmpeg = resolveFfmpeg();
+    const ffmpegVer = await ffmpegVersion(ffmpeg.path).catch((err: unknown) => {
+      log.error({ err, binary: ffmpeg.path }, 'ffmpeg does not run: voice notes other than Ogg/Opus will fail to decode');
+      return 'unavailable';
+    });
+    if (ffmpeg.source === 'bundled') {
+      log.warn({ binary: ffmpeg.path, version: ffmpegVer }, `no system ffmpeg: untrusted media is decoded by the bundled static build ${ffmpegVer}; install the distribution's ffmpeg or set FFMPEG_PATH`);
+    } else {
+      log.info({ binary: ffmpeg.path, version: ffmpegVer, source: ffmpeg.source }, 'ffmpeg decoder');
+    }
+    metrics.buildInfo.set({ version: VERSION, node: process.version, uws_native: String(uwsRuntime.native), ffmpeg: ffmpegVer, ffmpeg_source: ffmpeg.source }, 1);
     if (uwsRuntime.native) log.info({ binary: uwsRuntime.binary }, 'uWebSockets.js native binary loaded');
     else log.error('uWebSockets.js fell back to its JavaScript implementation: expect far lower throughput');
 

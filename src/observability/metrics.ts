@@ -16,8 +16,8 @@ export class Metrics {
 
   readonly buildInfo = new Gauge({
     name: 'audio_ingestd_build_info',
-    help: 'Build information; value is always 1',
-    labelNames: ['version', 'node', 'uws_native'] as const,
+    help: 'Build information; value is always 1. ffmpeg: the decoder version; ffmpeg_source: env (FFMPEG_PATH), system (PATH) or bundled (static build)',
+    labelNames: ['version', 'node', 'uws_native', 'ffmpeg', 'ffmpeg_source'] as const,
     registers: [this.registry],
   });
   readonly httpRequests = new Counter({

@@ -8,7 +8,7 @@ t.test('the native uWebSockets.js binary is the one serving', async (t) => {
   const h = await startTestApp();
   t.teardown(() => h.close());
   const metrics = await (await fetch(`${h.baseUrl}/metrics`)).text();
-  t.match(metrics, /audio_ingestd_build_info\{version="[^"]+",node="v\d+[^"]*",uws_native="true"\} 1/);
+  t.match(metrics, /audio_ingestd_build_info\{version="[^"]+",node="v\d+[^"]*",uws_native="true",ffmpeg="[^"]+",ffmpeg_source="(env|system|bundled)"\} 1/);
   const started = h.logs.find((l) => l.msg === 'uWebSockets.js native binary loaded');
   t.ok(started, 'logged at start');
 });
