@@ -83,7 +83,8 @@ export function ffmpegArgs(output: PcmFormat, demuxer?: string): string[] {
  * address space, no core files, no file writes (pipes are not files), few descriptors.
  */
 export function limitedCommand(bin: string, args: string[], limits: { cpuSeconds: number; addressSpaceBytes: number }): { file: string; args: string[] } {
-  const script = 'ulimit -t "$1" && ulimit -v "$2" && ulimit -c 0 && ulimit -f 0 && ulimit -n 32 && shift 2 && exec "$@"';
+  // CPU: SIGXCPU at the soft limit (reported as DECODE_TIMEOUT), SIGKILL a second later
+  const script = 'ulimit -S -t "$1" && ulimit -H -t "$(($1 + 1))" && ulimit -v "$2" && ulimit -c 0 && ulimit -f 0 && ulimit -n 32 && shift 2 && exec "$@"';
   return {
     file: '/bin/sh',
     args: ['-c', script, 'ffmpeg-limits', String(limits.cpuSeconds), String(Math.floor(limits.addressSpaceBytes / 1024)), bin, ...args],
@@ -154,7 +155,7 @@ function runChild(input: Readable, whole: Buffer | undefined, opts: FfmpegDecode
       addressSpaceBytes: opts.addressSpaceBytes ?? DEFAULT_ADDRESS_SPACE,
     });
     // nothing of the daemon's environment (credentials, proxies, ffmpeg's own variables) reaches it
-    const child = spawn(cmd.file, cmd.args, { stdio: ['pipe', 'pipe', 'pipe'], env: { LC_ALL: 'C' } });
+    const child = spawn(cmd.file, cmd.args, { stdio: ['pipe', 'pipe', 'pipe'], env: { LC_ALL: 'C' }, cwd: '/' });
     const out: Buffer[] = [];
     let outBytes = 0;
     let stderr = '';

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import type { ChildProcess } from 'node:child_process';
 import { decodeWithFfmpeg, ffmpegPath } from '../../src/audio/decode-ffmpeg.js';
@@ -131,4 +131,40 @@ t.test('pool: bounded concurrency, bounded queue, abort while queued', async (t)
   const r = await next;
   t.ok(r.frames > 16000, 'the waiting decode ran once the slot was free');
   t.equal(pool.running, 0);
+});
+
+t.test('the child runs with CPU, address-space, file and core limits, an empty environment, only the pipe protocol', async (t) => {
+  const head = fx.readFixture(await fx.mp3()).subarray(0, 3000);
+  let pid: number | undefined;
+  const ac = new AbortController();
+  const p = decodeWithFfmpeg(stalled(head), { output: mono16k, signal: ac.signal, timeoutMs: 20_000, addressSpaceBytes: 768 * 1024 * 1024, demuxer: 'mp3', onSpawn: (c) => (pid = c.pid) });
+  const caught = p.catch((e: unknown) => e);
+  // the shell sets the limits, then execs ffmpeg in the same process
+  for (let i = 0; i < 200 && (pid === undefined || readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'ffmpeg'); i++) await new Promise((r) => setTimeout(r, 10));
+  const limits = readFileSync(`/proc/${pid!}/limits`, 'utf8');
+  t.match(limits, /Max cpu time\s+21\s+22\s+seconds/);
+  t.match(limits, /Max address space\s+805306368\s+805306368\s+bytes/);
+  t.match(limits, /Max file size\s+0\s+0\s+bytes/);
+  t.match(limits, /Max core file size\s+0\s+0\s+bytes/);
+  // the shell adds PWD (the working directory is /); tap's process tracking adds its own to every child
+  const env = readFileSync(`/proc/${pid!}/environ`, 'utf8').split('\0').filter((v) => v !== '' && !/^(NODE_OPTIONS|_TAPJS_[A-Z_]+)=/.test(v));
+  t.same(env.sort(), ['LC_ALL=C', 'PWD=/'], 'nothing of the daemon\'s environment');
+  const cmdline = readFileSync(`/proc/${pid!}/cmdline`, 'utf8').split('\0');
+  t.same(cmdline.slice(cmdline.indexOf('-protocol_whitelist'), cmdline.indexOf('-protocol_whitelist') + 2), ['-protocol_whitelist', 'pipe']);
+  t.same(cmdline.slice(cmdline.indexOf('-f'), cmdline.indexOf('-f') + 3), ['-f', 'mp3', '-i']);
+  ac.abort();
+  t.match(await caught, { code: 'CLIENT_ABORTED' });
+});
+
+t.test('a child past its CPU time is DECODE_TIMEOUT', async (t) => {
+  // a soft limit of 0 s: the kernel's first CPU-time check sends SIGXCPU
+  const err = await decodeWithFfmpeg(createReadStream(await fx.longAacM4a(120)), { output: { sampleRate: 48000, channels: 2 }, bufferWhole: true, cpuSeconds: 0 }).catch((e: unknown) => e);
+  t.match(err, { code: 'DECODE_TIMEOUT', message: /CPU time/ });
+});
+
+t.test('a child that cannot map its memory fails the decode, and nothing is left running', async (t) => {
+  let pid: number | undefined;
+  const err = await decodeWithFfmpeg(createReadStream(await fx.mp3()), { output: mono16k, addressSpaceBytes: 16 * 1024 * 1024, onSpawn: (c) => (pid = c.pid) }).catch((e: unknown) => e);
+  t.match(err, { code: /^(CORRUPT_AUDIO|INTERNAL)$/ });
+  t.notOk(alive(pid!));
 });
