@@ -83,8 +83,8 @@ export function ffmpegArgs(output: PcmFormat, demuxer?: string): string[] {
  * address space, no core files, no file writes (pipes are not files), few descriptors.
  */
 export function limitedCommand(bin: string, args: string[], limits: { cpuSeconds: number; addressSpaceBytes: number }): { file: string; args: string[] } {
-  // CPU: SIGXCPU at the soft limit (reported as DECODE_TIMEOUT), SIGKILL a second later
-  const script = 'ulimit -S -t "$1" && ulimit -H -t "$(($1 + 1))" && ulimit -v "$2" && ulimit -c 0 && ulimit -f 0 && ulimit -n 32 && shift 2 && exec "$@"';
+  // soft = hard CPU limit: the kernel SIGKILLs at it (ffmpeg catches SIGXCPU and would exit 255)
+  const script = 'ulimit -t "$1" && ulimit -v "$2" && ulimit -c 0 && ulimit -f 0 && ulimit -n 32 && shift 2 && exec "$@"';
   return {
     file: '/bin/sh',
     args: ['-c', script, 'ffmpeg-limits', String(limits.cpuSeconds), String(Math.floor(limits.addressSpaceBytes / 1024)), bin, ...args],
@@ -206,7 +206,8 @@ function runChild(input: Readable, whole: Buffer | undefined, opts: FfmpegDecode
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       if (failure !== undefined) return reject(failure);
-      if (sig === 'SIGXCPU') {
+      // we only SIGKILL after a failure was recorded: any other SIGKILL is the CPU limit (or the OOM killer)
+      if (sig === 'SIGXCPU' || sig === 'SIGKILL' || /received signal 24/i.test(stderr)) {
         failure = new AppError('DECODE_TIMEOUT', 'audio decode used up its CPU time', { details: { decoder: 'ffmpeg' } });
         detachInput();
         return reject(failure);

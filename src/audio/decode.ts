@@ -45,8 +45,23 @@ export interface DecodedAudio {
 
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
-/** Head read before ffmpeg starts, so the headers' facts are known: 64 KiB, more past a large ID3 tag. */
-const FACTS_HEAD_BYTES = 64 * 1024;
+/**
+ * Head read before ffmpeg starts, so the headers' facts are known: enough for each format's
+ * headers (MP3's LAME/Xing frame follows the ID3 tag; WebM's Tracks follow SeekHead and Info),
+ * and no more, so a decode starts while a slow upload is still arriving.
+ */
+function factsHeadBytes(format: SniffedFormat, head: Buffer): number {
+  switch (format) {
+    case 'mp3':
+    case 'aac-adts':
+      return Math.min(FACTS_HEAD_MAX, id3v2End(head) + 2048);
+    case 'webm':
+    case 'wav':
+      return 8192;
+    default:
+      return 4096;
+  }
+}
 const FACTS_HEAD_MAX = 1024 * 1024;
 /** A decode shorter than the declared length by more than this (seconds) is a truncated file. */
 const TRUNCATION_SEC = 0.1;
@@ -142,8 +157,8 @@ export async function decodeAudio(input: Readable, opts: DecodeOptions): Promise
       decoded = await (opts.opusWorkers === undefined ? decodeOggOpus(rest, opusOpts) : opts.opusWorkers.decode(rest, opusOpts));
     } else {
       decoder = 'ffmpeg';
-      if (format !== 'mp4' && !ended) {
-        const want = Math.min(FACTS_HEAD_MAX, Math.max(FACTS_HEAD_BYTES, id3v2End(head) + 4096));
+      if (format !== 'mp4' && !ended && head.length < factsHeadBytes(format, head)) {
+        const want = factsHeadBytes(format, head);
         const more = await readHead(limited, want - head.length);
         head = Buffer.concat([head, more.head]);
         ended = more.ended;
