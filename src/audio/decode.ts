@@ -45,6 +45,7 @@ export interface DecodedAudio {
 
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
+const FACTS_HEAD_MAX = 1024 * 1024;
 /**
  * Head read before ffmpeg starts, so the headers' facts are known: enough for each format's
  * headers (MP3's LAME/Xing frame follows the ID3 tag; WebM's Tracks follow SeekHead and Info),
@@ -62,7 +63,6 @@ function factsHeadBytes(format: SniffedFormat, head: Buffer): number {
       return 4096;
   }
 }
-const FACTS_HEAD_MAX = 1024 * 1024;
 /** A decode shorter than the declared length by more than this (seconds) is a truncated file. */
 const TRUNCATION_SEC = 0.1;
 
@@ -157,8 +157,8 @@ export async function decodeAudio(input: Readable, opts: DecodeOptions): Promise
       decoded = await (opts.opusWorkers === undefined ? decodeOggOpus(rest, opusOpts) : opts.opusWorkers.decode(rest, opusOpts));
     } else {
       decoder = 'ffmpeg';
-      if (format !== 'mp4' && !ended && head.length < factsHeadBytes(format, head)) {
-        const want = factsHeadBytes(format, head);
+      const want = format === 'mp4' ? 0 : factsHeadBytes(format, head);
+      if (!ended && head.length < want) {
         const more = await readHead(limited, want - head.length);
         head = Buffer.concat([head, more.head]);
         ended = more.ended;
