@@ -198,6 +198,9 @@ export class Metrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     for (const reason of DROP_REASONS) this.framesDropped.inc({ source: 'livekit', reason }, 0);
+    // Live counters are folded in once a second; their series exist from the start, so rate() sees the first second.
+    this.framesReceived.inc({ source: 'livekit' }, 0);
+    this.bytesReceived.inc({ source: 'livekit' }, 0);
     if (options.defaultMetrics !== false) {
       collectDefaultMetrics({ register: this.registry, prefix: 'audio_ingestd_' });
     }
