@@ -6,7 +6,9 @@ export type WorkerRequest =
   | { type: 'start'; id: number; output: PcmFormat; head: ArrayBuffer; maxOutputBytes: number | undefined }
   | { type: 'data'; id: number; chunk: ArrayBuffer }
   | { type: 'end'; id: number }
-  | { type: 'abort'; id: number };
+  | { type: 'abort'; id: number }
+  /** Abandon every job and exit once idle: the only safe way to stop a worker (see OpusWorkerPool.stop). */
+  | { type: 'stop' };
 
 /** Messages from an Opus worker: the decoded PCM (transferred), or the AppError it failed with. */
 export type WorkerReply =

@@ -12,13 +12,23 @@ const port = parentPort;
 if (port === null) throw new Error('opus-worker runs only as a worker thread');
 
 const jobs = new Map<number, Readable>();
+let stopping = false;
 
 function reply(msg: WorkerReply, transfer: ArrayBuffer[] = []): void {
-  port!.postMessage(msg, transfer);
+  if (!stopping) port!.postMessage(msg, transfer);
 }
 
 port.on('message', (msg: WorkerRequest) => {
   switch (msg.type) {
+    case 'stop': {
+      // Runs between two JavaScript tasks, so libopus is not on the stack: every decode is
+      // failed at its next read, the port closes, and the thread exits when its loop is empty.
+      stopping = true;
+      for (const input of jobs.values()) input.destroy(new AppError('DRAINING', 'decoder stopped'));
+      jobs.clear();
+      port.close();
+      return;
+    }
     case 'start': {
       // fed by 'data' messages; the decoder pulls at its own pace from what arrived
       const input = new Readable({ read() {} });

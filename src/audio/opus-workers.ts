@@ -25,6 +25,9 @@ interface Slot {
   dead: boolean;
 }
 
+/** How long a worker may take to exit by itself when the pool stops. */
+const STOP_GRACE_MS = 5000;
+
 /** Threads for 'auto': one per CPU the process may use, at most 4 (decoding is not the only work). */
 export function autoWorkers(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
@@ -112,13 +115,35 @@ export class OpusWorkerPool {
     }
   }
 
-  /** Terminates the workers; jobs still running fail with DRAINING. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the workers; jobs still running fail with DRAINING. Each worker is asked to stop and
+   * exits by itself between two decode steps: `terminate()` lands wherever the thread is, and
+   * inside libopus it makes the addon's next throw fatal for the whole process (SIGABRT). It is
+   * used only on a worker that did not exit within `gracefulMs`. Resolves once every thread is
+   * gone, so a process exit after it never tears down a thread mid-decode.
+   */
+  async stop(gracefulMs = STOP_GRACE_MS): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     const slots = this.slots.splice(0);
     for (const s of slots) this.failAll(s, new AppError('DRAINING', 'decoder pool stopped'));
-    await Promise.all(slots.map((s) => s.worker.terminate()));
+    await Promise.all(slots.map((s) => this.stopWorker(s, gracefulMs)));
+  }
+
+  private async stopWorker(slot: Slot, gracefulMs: number): Promise<void> {
+    if (slot.dead) return;
+    const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
+    this.post(slot, { type: 'stop' });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), gracefulMs);
+    });
+    const outcome = await Promise.race([exited, late]);
+    clearTimeout(timer);
+    if (outcome === 'late') {
+      this.logger?.warn({ gracefulMs }, 'opus decoder worker did not stop in time; terminating it');
+      await slot.worker.terminate();
+    }
   }
 
   private spawn(): Slot {
