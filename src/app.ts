@@ -114,6 +114,7 @@ export class App {
       logger: this.logger,
       metrics: this.metrics,
       requestTimeoutSec: config.server.requestTimeoutSec,
+      bodyIdleTimeoutSec: config.server.bodyIdleTimeoutSec,
       gate: (route) => this.gate(route),
     });
     this.keys = new ObjectKeys({ prefix: config.storage.prefix });

@@ -32,6 +32,11 @@ export const configSchema = z.object({
       maxJsonBytes: positiveInt.default(1024 * 1024),
       /** Seconds an HTTP request may take to send its body before it is answered 408. */
       requestTimeoutSec: positiveInt.default(60),
+      /**
+       * Seconds a request body may go without progress before it is answered 408. Below 10:
+       * uWebSockets.js closes such a request itself, unanswered, at 10 s (compiled in).
+       */
+      bodyIdleTimeoutSec: z.number().int().min(1).max(9).default(8),
     })
     .strict()
     .prefault({}),
@@ -259,7 +264,7 @@ export const configSchema = z.object({
     .prefault({}),
   shutdown: z
     .object({
-      /** Seconds live streams may continue after SIGTERM before they are finalized. Env DRAIN_SECONDS. */
+      /** Seconds live streams and HTTP requests in flight may continue after SIGTERM. Env DRAIN_SECONDS. */
       drainSeconds: z.number().min(0).max(3600).default(25),
     })
     .strict()

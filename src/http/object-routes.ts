@@ -4,7 +4,7 @@ import { AppError, toAppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type FsObjectStore, verifyPresigned } from '../storage/fs-store.js';
-import { errorReply, type HttpServer, type Reply, RequestContext } from './server.js';
+import { errorReply, type HttpServer, type Reply, type RequestContext } from './server.js';
 
 export interface ObjectRoutesOptions {
   server: HttpServer;
@@ -30,7 +30,7 @@ const ROUTE_LABEL = 'objects';
  */
 export function registerObjectRoutes(o: ObjectRoutesOptions): void {
   o.server.app.get('/v1/objects/*', (res, req) => {
-    const ctx = new RequestContext(res, req, 0);
+    const ctx = o.server.context(res, req, ROUTE_LABEL);
     const count = (status: number, code?: string): void => {
       o.metrics?.httpRequests.inc({ route: ROUTE_LABEL, status: String(status) });
       if (code !== undefined) o.metrics?.errors.inc({ code });
@@ -126,40 +126,26 @@ export function parseRange(header: string | undefined, size: number): { start: n
  * gone, or the response had to be cut.
  */
 function streamBody(ctx: RequestContext, stream: Readable, status: string, headers: [string, string][], length: number, logger: Logger | undefined): Promise<void> {
-  const res = ctx.res;
+  const res = ctx.response;
   return new Promise<void>((resolve) => {
     let finished = false;
-    let started = false;
     const finish = (): void => {
       if (finished) return;
       finished = true;
       stream.destroy();
       resolve();
     };
-    const writeHead = (): void => {
-      started = true;
-      res.writeStatus(status);
-      for (const [k, v] of headers) res.writeHeader(k, v);
-    };
-    // The client went away: uWS forbids touching the response after this.
+    // The client went away: the guard makes every later write a no-op; stop reading the file.
     ctx.signal.addEventListener('abort', finish, { once: true });
-    if (ctx.aborted) return finish();
+    if (!res.startStream(status, headers)) return finish();
     if (length === 0) {
-      res.cork(() => {
-        writeHead();
-        res.end();
-      });
+      res.tryEnd(Buffer.alloc(0), 0);
       return finish();
     }
     stream.on('data', (chunk: Buffer) => {
       if (finished) return;
-      const offsetBefore = res.getWriteOffset();
-      let ok = false;
-      let done = false;
-      res.cork(() => {
-        if (!started) writeHead();
-        [ok, done] = res.tryEnd(chunk, length);
-      });
+      const offsetBefore = res.writeOffset;
+      const [ok, done] = res.tryEnd(chunk, length);
       if (done) return finish();
       if (ok) return;
       stream.pause();
@@ -174,11 +160,11 @@ function streamBody(ctx: RequestContext, stream: Readable, status: string, heade
     const cut = (err: Error | undefined): void => {
       if (finished) return;
       logger?.error({ err, requestId: ctx.id }, 'object download cut short');
-      if (started) {
+      if (res.headersSent) {
         // headers (and a Content-Length) are out: closing is the only honest signal left
         finished = true;
         stream.destroy();
-        res.close();
+        res.cut();
         resolve();
         return;
       }

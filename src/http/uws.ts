@@ -19,4 +19,4 @@ function detectNative(): { native: boolean; binary: string | undefined } {
 
 export const uwsRuntime = detectNative();
 export default uws;
-export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
+export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket, us_socket_context_t } from 'uWebSockets.js';

@@ -1,7 +1,7 @@
 import { AppError, statusLine, toAppError } from '../errors.js';
 import type { EndReason } from '../events/types.js';
 import { errorReply, type HttpServer } from '../http/server.js';
-import type { HttpRequest, HttpResponse, WebSocket } from '../http/uws.js';
+import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket } from '../http/uws.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Recording } from '../recording/recording.js';
@@ -104,20 +104,18 @@ export class LiveKitEgressSource {
     this.bytes = 0;
   }
 
-  private upgrade(res: HttpResponse, req: HttpRequest, context: unknown): void {
+  private upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
     const key = req.getHeader('sec-websocket-key');
     const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
-    });
+    // every access to the response goes through the guard: the client may close during the checks
+    const response = this.opts.server.context(res, req, 'egress-audio').response;
     this.pendingUpgrades += 1;
     this.admit(query)
       .then(
         async (admitted) => {
-          if (aborted) {
+          if (!response.isOpen) {
             admitted.release();
             return;
           }
@@ -126,13 +124,11 @@ export class LiveKitEgressSource {
             input: { sampleRate: admitted.sampleRate, channels: admitted.channels },
             groupSeconds: admitted.groupSeconds,
           });
-          if (aborted) {
+          const data: StreamData = { recording, release: admitted.release, endReason: undefined, closed: false };
+          if (!response.upgrade(data, key, protocol, extensions, context)) {
             admitted.release();
             void this.opts.recordings.finish(recording, 'aborted');
-            return;
           }
-          const data: StreamData = { recording, release: admitted.release, endReason: undefined, closed: false };
-          res.cork(() => res.upgrade(data, key, protocol, extensions, context as never));
         },
       )
       .catch((err: unknown) => {
@@ -141,13 +137,8 @@ export class LiveKitEgressSource {
         else this.opts.logger.info({ code: appErr.code, reason: appErr.message }, 'egress connection refused');
         this.opts.metrics.errors.inc({ code: appErr.code });
         this.opts.metrics.httpRequests.inc({ route: 'egress-audio', status: String(appErr.status) });
-        if (aborted) return;
         const reply = errorReply(appErr);
-        res.cork(() => {
-          res.writeStatus(statusLine(reply.status)).writeHeader('Content-Type', 'application/json');
-          for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
-          res.end(JSON.stringify(reply.body));
-        });
+        response.answer(statusLine(reply.status), [['Content-Type', 'application/json'], ...Object.entries(reply.headers ?? {})], JSON.stringify(reply.body), 'keep-alive');
       })
       .finally(() => {
         this.pendingUpgrades -= 1;

@@ -18,8 +18,6 @@ export interface WhatsAppHttpOptions {
   maxBytes: number;
   /** Largest JSON body of the filter routes. */
   maxJsonBytes: number;
-  /** Read-ahead of the streamed body; past it the request is paused. Default 256 KiB. */
-  highWaterMark?: number;
 }
 
 /**
@@ -49,7 +47,7 @@ export function registerWhatsAppHttp(opts: WhatsAppHttpOptions): void {
       messageId,
       idempotencyKey: h['idempotency-key'] || `${instance}:${messageId}`,
       declared,
-      body: ctx.bodyStream(opts.highWaterMark),
+      body: ctx.bodyStream(),
       signal: ctx.signal,
     });
     return json(result.status, result.body);
