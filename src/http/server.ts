@@ -91,6 +91,11 @@ export class HttpServer {
         },
       )
       .finally(() => {
+        // a client that went away before its answer is counted too, as 499 CLIENT_ABORTED
+        if (ctx.response.isAborted) {
+          this.options.metrics.errors.inc({ code: 'CLIENT_ABORTED' });
+          this.options.metrics.httpRequests.inc({ route: label, status: '499' });
+        }
         this.inflight.delete(ctx);
         if (this.inflight.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
       });
