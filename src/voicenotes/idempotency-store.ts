@@ -66,9 +66,10 @@ export class IdempotencyStore<T> {
       const running = this.inflight.get(id);
       if (running !== undefined) {
         try {
-          return { body: await running, fresh: false };
+          // a waiter given up (client gone, deadline) stops waiting at once
+          return { body: await untilAborted(running, signal), fresh: false };
         } catch {
-          continue; // the other request failed: this one may still succeed with its own body
+          continue; // the other request failed: this one may still succeed with its own body (its own abort is thrown above)
         }
       }
       const mine = this.claim(id, tenant, key, work);
@@ -147,6 +148,17 @@ export class IdempotencyStore<T> {
     // two-level fan-out keeps directories small
     return join(dir, id.slice(0, 2), `${id}.json`);
   }
+}
+
+/** `p`, or a rejection with the signal's reason as soon as it aborts. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 function recordId(tenant: string, key: string): string {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import { decodeAudio, type DecodedAudio } from '../audio/decode.js';
 import type { FfmpegPool } from '../audio/ffmpeg-pool.js';
 import type { OpusWorkerPool } from '../audio/opus-workers.js';
@@ -177,6 +177,8 @@ export class VoiceNoteService {
     const o = this.options;
     let format: SniffedFormat = 'unknown';
     try {
+      // given up while the idempotency record was looked up: release the claim at once
+      req.signal?.throwIfAborted();
       const declared = req.declared;
       if (declared.fileLength !== undefined && declared.fileLength > o.maxBytes) {
         throw new AppError('PAYLOAD_TOO_LARGE', `declared file length ${declared.fileLength} exceeds ${o.maxBytes} bytes`, { details: { limit: o.maxBytes } });
@@ -211,9 +213,11 @@ export class VoiceNoteService {
     const declared = req.declared.seconds;
     const declaredCapSec = declared === undefined ? Infinity : declared + Math.max(DECLARED_SLACK_SEC, declared * DECLARED_SLACK_RATIO);
     const capSec = Math.min(maxSec, declaredCapSec);
-    // a failed body ends the verifier instead of failing it: the decoder then stops on a short input
+    // A failed body ends the verifier instead of failing it: the decoder then stops on a short
+    // input. finished() also reports a body that had already failed or closed before this point.
     let bodyError: unknown;
-    req.body.once('error', (err) => {
+    finished(req.body, (err) => {
+      if (err === undefined || err === null) return;
       bodyError = err;
       verifier.end();
     });
@@ -343,11 +347,12 @@ export class VoiceNoteService {
     const o = this.options;
     const code = err instanceof AppError ? err.code : 'INTERNAL';
     const rejected = REJECTION_CODES.has(code);
-    const outcome = rejected ? (code.startsWith('DURATION_') ? 'rejected' : 'invalid') : code === 'CLIENT_ABORTED' || req.signal?.aborted ? 'aborted' : 'failed';
+    const outcome = rejected ? (code.startsWith('DURATION_') ? 'rejected' : 'invalid') : code === 'REQUEST_TIMEOUT' ? 'timeout' : code === 'CLIENT_ABORTED' || req.signal?.aborted ? 'aborted' : 'failed';
     o.metrics.voiceNotes.inc({ outcome, format });
     const fields = { tenant: req.tenant, instance: req.instance, messageId: req.messageId, code };
     if (!rejected) {
       if (outcome === 'failed') o.logger.warn({ ...fields, err }, 'voice note not stored');
+      else if (outcome === 'timeout') o.logger.info(fields, 'voice note not received in time');
       else o.logger.info(fields, 'voice note aborted by the client');
       return;
     }
