@@ -492,15 +492,18 @@ export class App {
     const log = this.logger;
     const wasRunning = this.stateValue === 'running';
     this.stateValue = 'draining';
-    log.info({ reason, drainSeconds, liveStreams: this.livekit?.openStreams ?? 0 }, 'draining');
+    log.info({ reason, drainSeconds, liveStreams: this.livekit?.openStreams ?? 0, httpRequests: this.http.inflightCount }, 'draining');
+    // New streams and requests are refused from here on (DRAINING); those already accepted go on
+    // within the drain window, with every part they need still running.
     if (wasRunning && drainSeconds > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<'timeout'>((r) => {
-        timer = setTimeout(() => r('timeout'), drainSeconds * 1000);
-      });
-      const outcome = await Promise.race([this.livekit.whenNoStreams().then(() => 'drained' as const), deadline]);
-      clearTimeout(timer);
-      log.info({ outcome, liveStreams: this.livekit.openStreams }, 'drain window over');
+      const outcome = await withDeadline(Promise.all([this.livekit.whenNoStreams(), this.http.whenIdle()]), drainSeconds * 1000);
+      log.info({ outcome: outcome === 'timeout' ? 'timeout' : 'drained', liveStreams: this.livekit.openStreams, httpRequests: this.http.inflightCount }, 'drain window over');
+    }
+    // Requests still running are given up: decodes stop at their next step, a note already being
+    // stored finishes and gets its real answer. Only then do the decoders and the outbox stop.
+    if (this.http.abortInflight(new AppError('DRAINING', 'the daemon is shutting down', { retryAfterSec: 5 })) > 0) {
+      const settled = await withDeadline(this.http.whenIdle(), SETTLE_MS);
+      if (settled === 'timeout') log.warn({ httpRequests: this.http.inflightCount }, 'requests still running after the drain');
     }
     const step = async (name: string, fn: () => Promise<void>): Promise<void> => {
       try {
@@ -525,6 +528,22 @@ export class App {
     this.http.stopListening();
     this.stateValue = 'stopped';
     log.info('stopped');
+  }
+}
+
+/** How long requests given up at the end of the drain may take to settle before the parts they use stop. */
+const SETTLE_MS = 5000;
+
+/** `p`'s value, or 'timeout' when it takes longer than `ms`. */
+async function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,6 +1,8 @@
 import t from 'tap';
 import { uwsRuntime } from '../../src/http/uws.js';
+import { connectEgress } from '../../src/clients/egress-simulator.js';
 import { startTestApp } from '../helpers/app.js';
+import { egressUrl } from '../helpers/egress.js';
 
 t.test('the native uWebSockets.js binary is the one serving', async (t) => {
   t.equal(uwsRuntime.native, true, 'uWS native addon loaded (not the JS fallback)');
@@ -56,14 +58,18 @@ t.test('unknown routes and bad keys get coded JSON errors without stacks', async
 });
 
 t.test('ready is 503 while draining and names the reason', async (t) => {
-  const h = await startTestApp({ shutdown: { drainSeconds: 1 } });
-  // A live stream keeps the drain window open; without one, stop() would finish at once.
-  const stopping = h.app.stop({ drainSeconds: 0 });
-  const ready = await fetch(`${h.baseUrl}/ready`).catch(() => undefined);
-  if (ready) {
-    t.equal(ready.status, 503);
-    t.match(await ready.json(), { ready: false, draining: true });
-  } else t.pass('listener already closed');
+  const h = await startTestApp();
+  t.teardown(() => h.close());
+  // A live stream keeps the drain window open, so /ready is asked while the daemon drains.
+  const ws = await connectEgress(await egressUrl(h, { roomName: 'ops-drain', trackId: 'TR_ops' }));
+  const closed = new Promise((resolve) => ws.once('close', resolve));
+  const stopping = h.app.stop({ drainSeconds: 30 });
+  const ready = await fetch(`${h.baseUrl}/ready`);
+  t.equal(ready.status, 503);
+  t.match(await ready.json(), { ready: false, draining: true });
+  t.equal(h.app.state, 'draining');
+  ws.close();
+  await closed;
   await stopping;
   t.equal(h.app.state, 'stopped');
 });
