@@ -1,7 +1,8 @@
 import { App } from './app.js';
 import { loadConfig } from './config/load.js';
 import { ConfigError } from './errors.js';
-import { createLogger } from './observability/logger.js';
+import { requestScopeOf } from './http/request-scope.js';
+import { createLogger, type Logger } from './observability/logger.js';
 
 /**
  * Process entry for `serve`: config → app → signals. The first SIGTERM/SIGINT drains and
@@ -24,15 +25,7 @@ export async function serve(configFile: string | undefined): Promise<void> {
   const logger = createLogger({ level: config.log.level, pretty: config.log.pretty });
   const app = new App(config, { logger });
 
-  process.on('unhandledRejection', (reason) => {
-    app.metrics.unhandled.inc({ kind: 'rejection' });
-    logger.error({ err: reason }, 'unhandled promise rejection');
-  });
-  process.on('uncaughtException', (err) => {
-    app.metrics.unhandled.inc({ kind: 'exception' });
-    logger.fatal({ err }, 'uncaught exception: stopping');
-    void app.stop({ reason: 'uncaught exception', drainSeconds: 0 }).finally(() => process.exit(70));
-  });
+  installProcessGuards(app, logger);
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -64,4 +57,40 @@ export async function serve(configFile: string | undefined): Promise<void> {
     await app.stop({ drainSeconds: 0, reason: 'start failed' }).catch(() => undefined);
     process.exit(1);
   }
+}
+
+/**
+ * Process-level handlers. An unhandled rejection is counted and logged. An uncaught exception
+ * stays fatal — state may be corrupt — and no client behaviour may cause one: each is counted
+ * and logged with the route and request id it came from, then the app stops without a drain
+ * window (live recordings are finalized, the Opus workers exit between two decode steps, the
+ * outbox is flushed) and the process exits 70. A second one during that stop is only logged.
+ */
+export function installProcessGuards(
+  app: App,
+  logger: Logger,
+  proc: { on(event: 'uncaughtException' | 'unhandledRejection', listener: (err: unknown) => void): unknown } = process,
+  exit: (code: number) => void = (code) => process.exit(code),
+): void {
+  const where = (err: unknown): { route: string; requestId?: string } => {
+    const scope = requestScopeOf(err);
+    return scope ? { route: scope.route, requestId: scope.requestId } : { route: 'none' };
+  };
+  proc.on('unhandledRejection', (reason) => {
+    const at = where(reason);
+    app.metrics.unhandled.inc({ kind: 'rejection', route: at.route });
+    logger.error({ err: reason, ...at }, 'unhandled promise rejection');
+  });
+  let fatal = false;
+  proc.on('uncaughtException', (err) => {
+    const at = where(err);
+    app.metrics.unhandled.inc({ kind: 'exception', route: at.route });
+    if (fatal) {
+      logger.fatal({ err, ...at }, 'uncaught exception while stopping');
+      return;
+    }
+    fatal = true;
+    logger.fatal({ err, ...at }, 'uncaught exception: stopping');
+    void app.stop({ reason: 'uncaught exception', drainSeconds: 0 }).finally(() => exit(70));
+  });
 }

@@ -34,8 +34,8 @@ export class Metrics {
   });
   readonly unhandled = new Counter({
     name: 'audio_ingestd_unhandled_errors_total',
-    help: 'Unhandled rejections and uncaught exceptions',
-    labelNames: ['kind'] as const,
+    help: 'Unhandled rejections and uncaught exceptions, by the route of the request they came from (none outside requests)',
+    labelNames: ['kind', 'route'] as const,
     registers: [this.registry],
   });
 
