@@ -353,6 +353,7 @@ export class VoiceNoteService {
     if (!rejected) {
       if (outcome === 'failed') o.logger.warn({ ...fields, err }, 'voice note not stored');
       else if (outcome === 'timeout') o.logger.info(fields, 'voice note not received in time');
+      else if (code === 'DRAINING') o.logger.info(fields, 'voice note given up: the daemon is stopping');
       else o.logger.info(fields, 'voice note aborted by the client');
       return;
     }
