@@ -3,6 +3,7 @@
  * bodies cut at a byte, lies in Content-Length, pipelining, aborts. It records every byte the
  * server sent, whether the connection ended with a FIN or a reset, and parses the answers.
  */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 
 export interface ParsedAnswer {
@@ -51,6 +52,8 @@ export interface RawEnd {
   fin: boolean;
   /** The connection was reset (ECONNRESET/EPIPE on this side). */
   reset: boolean;
+  /** Complete answers that had arrived when the reset came (undefined without a reset). */
+  answersBeforeReset: number | undefined;
   /** Complete answers parsed before the end. */
   answersAtEnd: number;
 }
@@ -61,6 +64,7 @@ export class RawClient {
   readonly ended: Promise<RawEnd>;
   private finSeen = false;
   private resetSeen = false;
+  private answersBeforeReset: number | undefined;
   private closedFlag = false;
 
   private constructor(readonly socket: net.Socket) {
@@ -73,14 +77,17 @@ export class RawClient {
       this.wake();
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNRESET' || err.code === 'EPIPE') this.resetSeen = true;
+      if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+        this.resetSeen = true;
+        this.answersBeforeReset ??= this.parsed().answers.length;
+      }
       this.wake();
     });
     this.ended = new Promise((resolve) =>
       socket.once('close', () => {
         this.closedFlag = true;
         this.wake();
-        resolve({ fin: this.finSeen, reset: this.resetSeen, answersAtEnd: this.parsed().answers.length });
+        resolve({ fin: this.finSeen, reset: this.resetSeen, answersBeforeReset: this.answersBeforeReset, answersAtEnd: this.parsed().answers.length });
       }),
     );
   }
@@ -178,4 +185,20 @@ export function seeded(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** A WebSocket upgrade request for `target` (path and query). */
+export function wsUpgradeHead(target: string): string {
+  return requestHead('GET', target, { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': randomBytes(16).toString('base64'), 'Sec-WebSocket-Version': 13 });
+}
+
+/** One final, masked WebSocket frame as a client sends it (opcode 2 binary, 9 ping, 8 close). */
+export function wsFrame(opcode: number, payload: Buffer): Buffer {
+  const mask = randomBytes(4);
+  const len = payload.length;
+  const head = len < 126 ? Buffer.from([0x80 | opcode, 0x80 | len]) : Buffer.from([0x80 | opcode, 0x80 | 126, len >> 8, len & 0xff]);
+  if (len > 0xffff) throw new RangeError('frame too large for this helper');
+  const masked = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) masked[i] = payload[i]! ^ mask[i & 3]!;
+  return Buffer.concat([head, mask, masked]);
 }

@@ -57,16 +57,16 @@ export async function daemonEgressUrl(port: number, claims: { roomName: string; 
 }
 
 /**
- * Sends `pcm` as 10 ms egress frames at `speed` × real time on an open socket. `pauseAt`
- * (bytes) stops early and resolves with what was sent; the socket stays open.
+ * Sends `pcm` as 10 ms egress frames at `speed` × real time on an open socket. `stopAtBytes`,
+ * or `until` returning true, stops early and resolves with what was sent; the socket stays open.
  */
-export async function sendPaced(ws: WebSocket, pcm: Buffer, options: { speed: number; frameBytes?: number; stopAtBytes?: number; onProgress?: (sent: number) => void }): Promise<number> {
+export async function sendPaced(ws: WebSocket, pcm: Buffer, options: { speed: number; frameBytes?: number; stopAtBytes?: number; until?: () => boolean; onProgress?: (sent: number) => void }): Promise<number> {
   const frame = options.frameBytes ?? 1920;
   const limit = Math.min(pcm.length, options.stopAtBytes ?? pcm.length);
   const bytesPerMs = (192_000 * options.speed) / 1000;
   const started = performance.now();
   let sent = 0;
-  while (sent < limit && ws.readyState === WebSocket.OPEN) {
+  while (sent < limit && ws.readyState === WebSocket.OPEN && options.until?.() !== true) {
     const due = Math.min(limit, Math.floor(((performance.now() - started) * bytesPerMs) / frame) * frame + frame);
     while (sent < due && ws.readyState === WebSocket.OPEN) {
       const n = Math.min(frame, limit - sent);
