@@ -107,13 +107,13 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
   const token = async (claims: { tenant: string; roomName: string; trackId?: string }, ttl = 600, secret = SECRETS.EGRESS_TOKEN_SECRET, now = Date.now()): Promise<string> =>
     encodeURIComponent((await mintEgressToken(secret, claims, ttl, now)).token);
   const bodies: string[] = [];
-  const figures: { input: string; outcome: string }[] = [];
+  const figures: { input: string; outcome: string; ok: boolean }[] = [];
   const expectRefusal = async (name: string, url: string, status: number, code: string): Promise<void> => {
     const r = await refusal(url);
     bodies.push(JSON.stringify(r.body));
     t.equal(r.status, status, `${name}: ${status}`);
     t.equal(r.body.error?.code, code, `${name}: ${code}`);
-    figures.push({ input: `WS ${name}`, outcome: `${r.status} ${r.body.error?.code ?? ''}` });
+    figures.push({ input: `WS ${name}`, outcome: `${r.status} ${r.body.error?.code ?? ''}`, ok: r.status === status && r.body.error?.code === code });
   };
 
   // WebSocket handshake: refused before the upgrade
@@ -155,8 +155,9 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
   t.equal(gEvent.size_bytes, MASTER_HEADER_BYTES + downmix(pcm).length, 'odd-length frames re-assembled: every sample stored');
   const metrics = await (await fetch(`${d.baseUrl}/metrics`)).text();
   t.equal(metric(metrics, 'audio_ingestd_text_frames_total', 'kind="invalid"'), garbage.length, 'every garbage text counted as invalid');
-  figures.push({ input: `WS text garbage, control bytes, 60 kB JSON bomb, oversized mute JSON (${garbage.length} frames)`, outcome: `counted text_frames_total{kind="invalid"} = ${garbage.length}; stream recorded` });
-  figures.push({ input: 'WS odd-length PCM frames (1 921 B)', outcome: 'carried across frames: every whole sample stored' });
+  const invalidCounted = metric(metrics, 'audio_ingestd_text_frames_total', 'kind="invalid"');
+  figures.push({ input: `WS text garbage, control bytes, 60 kB JSON bomb, oversized mute JSON (${garbage.length} frames)`, outcome: `counted text_frames_total{kind="invalid"} = ${invalidCounted}; stream recorded (${String(gEvent.end_reason)})`, ok: invalidCounted === garbage.length && gEvent.end_reason === 'normal' });
+  figures.push({ input: 'WS odd-length PCM frames (1 921 B)', outcome: `carried across frames: ${gEvent.size_bytes === MASTER_HEADER_BYTES + downmix(pcm).length ? 'every whole sample stored' : `${String(gEvent.size_bytes)} B stored`}`, ok: r.bytesSent === pcm.length && gEvent.size_bytes === MASTER_HEADER_BYTES + downmix(pcm).length });
 
   const big = await openEgress(ws(`token=${await token({ tenant: 'default', roomName: 'big', trackId: 'TR_big' })}`));
   big.ws.send(pcm.subarray(0, 19_200), { binary: true });
@@ -165,7 +166,7 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
   t.ok(bigCode === 1009 || bigCode === 1006, `oversized frame (> maxPayloadBytes) closes the stream (${bigCode})`);
   const bigEvent = await waitFor(() => ndjsonOrAmqp().find((e) => e.type === 'recording.completed' && e.track_id === 'TR_big'), 10_000, 'oversized stream finalized');
   t.equal(bigEvent.size_bytes, MASTER_HEADER_BYTES + 9_600, 'audio before the oversized frame is kept');
-  figures.push({ input: 'WS frame of 70 000 B (> livekit.maxPayloadBytes 65 536)', outcome: `closed ${bigCode}; recording finalized (${String(bigEvent.end_reason)}) with the audio before it` });
+  figures.push({ input: 'WS frame of 70 000 B (> livekit.maxPayloadBytes 65 536)', outcome: `closed ${bigCode}; recording finalized (${String(bigEvent.end_reason)}) with ${(bigEvent.size_bytes as number) - MASTER_HEADER_BYTES} B of audio before it`, ok: (bigCode === 1009 || bigCode === 1006) && bigEvent.size_bytes === MASTER_HEADER_BYTES + 9_600 });
 
   // HTTP
   const api = (path: string, init: RequestInit = {}): Promise<Response> => fetch(`${d.baseUrl}${path}`, init);
@@ -174,7 +175,8 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
     bodies.push(text);
     t.equal(res.status, status, `${name}: ${status}`);
     t.equal((JSON.parse(text) as { error?: { code?: string } }).error?.code, code, `${name}: ${code}`);
-    figures.push({ input: `HTTP ${name}`, outcome: `${res.status} ${code}` });
+    const got = (JSON.parse(text) as { error?: { code?: string } }).error?.code;
+    figures.push({ input: `HTTP ${name}`, outcome: `${res.status} ${got ?? ''}`, ok: res.status === status && got === code });
   };
   const json = (key: string | undefined, body: unknown): RequestInit => ({ method: 'POST', headers: { ...(key ? { apikey: key } : {}), 'content-type': 'application/json' }, body: JSON.stringify(body) });
   await expectHttp('missing API key', await api('/v1/egress/urls', json(undefined, { roomName: 'r' })), 401, 'UNAUTHORIZED');
@@ -188,11 +190,11 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
   const bigJson = await rawHttp(d.port, head('/v1/egress/urls', 2 * 1024 * 1024), ['x'.repeat(65536)]);
   t.match(bigJson, /^HTTP\/1\.1 413[^]*"code":"PAYLOAD_TOO_LARGE"/, 'JSON body over server.maxJsonBytes: 413');
   bodies.push(bigJson.slice(bigJson.indexOf('\r\n\r\n')));
-  figures.push({ input: 'HTTP JSON body of 2 MiB (> server.maxJsonBytes)', outcome: '413 PAYLOAD_TOO_LARGE' });
+  figures.push({ input: 'HTTP JSON body of 2 MiB (> server.maxJsonBytes)', outcome: statusAndCode(bigJson), ok: /^HTTP\/1\.1 413[^]*"code":"PAYLOAD_TOO_LARGE"/.test(bigJson) });
   const bigNote = await rawHttp(d.port, head('/v1/whatsapp/audio', 200_000, 'audio/ogg'), ['OggS'.repeat(1000)]);
   t.match(bigNote, /^HTTP\/1\.1 413[^]*"code":"PAYLOAD_TOO_LARGE"/, 'voice note over whatsapp.maxBytes: 413');
   bodies.push(bigNote.slice(bigNote.indexOf('\r\n\r\n')));
-  figures.push({ input: 'HTTP voice note of 200 000 B (> whatsapp.maxBytes 65 536)', outcome: '413 PAYLOAD_TOO_LARGE' });
+  figures.push({ input: 'HTTP voice note of 200 000 B (> whatsapp.maxBytes 65 536)', outcome: statusAndCode(bigNote), ok: /^HTTP\/1\.1 413[^]*"code":"PAYLOAD_TOO_LARGE"/.test(bigNote) });
   await expectHttp('invalid JSON', await api('/v1/egress/urls', { method: 'POST', headers: { apikey: SECRETS.API_KEY }, body: '{"roomName":' }), 400, 'INVALID_JSON');
   const wa = (headers: Record<string, string>, body: string | Buffer): Promise<Response> =>
     api('/v1/whatsapp/audio', { method: 'POST', headers: { apikey: SECRETS.API_KEY, 'x-instance': 'inst', 'x-chat-id': 'chat@s.whatsapp.net', 'x-message-id': `m${randomUUID().slice(0, 8)}`, ...headers }, body });
@@ -204,8 +206,8 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
   t.match(lying, /"code":"REQUEST_TIMEOUT"/);
   const slow = await rawHttp(d.port, head('/v1/egress/urls', 16), '{"roomName":"r"}'.split(''), 1000);
   t.match(slow, /^HTTP\/1\.1 408/, 'slowloris body (1 B/s): 408 after the request timeout');
-  figures.push({ input: 'HTTP lying Content-Length (1 000 declared, 16 sent)', outcome: '408 REQUEST_TIMEOUT after server.requestTimeoutSec' });
-  figures.push({ input: 'HTTP slowloris body (1 byte/s)', outcome: '408 REQUEST_TIMEOUT after server.requestTimeoutSec' });
+  figures.push({ input: 'HTTP lying Content-Length (1 000 declared, 16 sent)', outcome: `${statusAndCode(lying)} after server.requestTimeoutSec`, ok: /^HTTP\/1\.1 408[^]*"code":"REQUEST_TIMEOUT"/.test(lying) });
+  figures.push({ input: 'HTTP slowloris body (1 byte/s)', outcome: `${statusAndCode(slow)} after server.requestTimeoutSec`, ok: /^HTTP\/1\.1 408[^]*"code":"REQUEST_TIMEOUT"/.test(slow) });
 
   // Every error body: the coded shape, no stack, no file path
   for (const b of bodies) {
@@ -228,10 +230,14 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
   t.same(leaked, [], 'no secret appears in the log output');
   t.ok(output.split('\n').length > 20, `a real amount of logging was checked (${output.split('\n').length} lines)`);
   reportFigure({ fault: 'secrets in logs', checked: `${Object.keys(SECRETS).length + 2} secrets set via env (API key, tenant key, egress, LiveKit, webhook, chunk dispatch, AWS, Redis and AMQP passwords); none in ${output.split('\n').length} debug log lines after errors and traffic`, ok: leaked.length === 0 });
-  for (const f of figures) reportFigure({ fault: `bad input: ${f.input}`, checked: f.outcome, ok: true });
+  for (const f of figures) reportFigure({ fault: `bad input: ${f.input}`, checked: f.outcome, ok: f.ok });
 
   function ndjsonOrAmqp(): Record<string, unknown>[] {
     return [...collector.byId.values()];
   }
 });
 
+/** "413 PAYLOAD_TOO_LARGE" out of a raw HTTP answer. */
+function statusAndCode(raw: string): string {
+  return `${/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 'no answer'} ${/"code":"([A-Z_]+)"/.exec(raw)?.[1] ?? ''}`.trim();
+}

@@ -50,13 +50,21 @@ t.test('broker down mid-stream and back: every event arrives', async (t) => {
   t.match(d.output(), /amqp connection lost; reconnecting/);
   t.match(d.output(), /amqp reconnected/);
   d.child.kill('SIGTERM');
-  t.equal(await d.exited, 0);
+  const code = await d.exited;
+  t.equal(code, 0);
   reportFigure({
     fault: 'broker down 5 s mid-stream (vhost permissions revoked, connections closed by the broker) and back',
     checked: 'every event (started, chunk, completed of 4 streams, 2 of them wholly inside the outage) delivered; /ready 503 meanwhile',
     bytesSent: sentBytes, eventsExpected: expected, eventsDelivered: collector.byId.size,
     notes: `${collector.deliveries} deliveries for ${collector.byId.size} ids (duplicates allowed: at-least-once)`,
-    ok: true,
+    ok:
+      closedConnections >= 1 &&
+      readyWhileDown === 503 &&
+      collector.byId.size === expected &&
+      collector.ofType('recording.completed').every((c) => c.status === 'completed') &&
+      collector.ofType('recording.completed').length === 4 &&
+      collector.ofType('recording.chunk').length === 12 &&
+      code === 0,
   });
 });
 
@@ -85,11 +93,12 @@ t.test('broker refusing publishes (queue full, reject-publish): events are retri
   t.equal(collector.ofType('recording.started').length, 1);
   t.equal(collector.ofType('recording.completed').length, 1);
   d.child.kill('SIGTERM');
-  t.equal(await d.exited, 0);
+  const code = await d.exited;
+  t.equal(code, 0);
   reportFigure({
     fault: 'broker refusing publishes (every queue at max-length 0 with reject-publish) for ~4 s',
     checked: 'the publishes were nacked, kept in the outbox and retried; started + completed delivered once the broker accepted again',
     bytesSent: sent, eventsExpected: 2, eventsDelivered: collector.byId.size,
-    ok: true,
+    ok: collector.ofType('recording.started').length === 1 && collector.ofType('recording.completed').length === 1 && code === 0,
   });
 });

@@ -23,8 +23,9 @@ t.test('misbehaving clients', async (t) => {
     const wav = master(e);
     t.equal(e.end_reason, 'normal');
     t.equal(e.dropped_bytes, 0);
-    t.ok(wav.data.equals(downmix(pcm)), 'master equals the downmixed input');
-    reportFigure({ fault: 'client stalls 3 s then bursts the backlog', checked: 'master byte-equal to the input, end_reason normal, nothing dropped', bytesSent: r.bytesSent, bytesStored: wav.dataSize, samplesLost: pcm.length / 4 - wav.dataSize / 2, eventsExpected: 1, eventsDelivered: 1, ok: true });
+    const exact = wav.data.equals(downmix(pcm));
+    t.ok(exact, 'master equals the downmixed input');
+    reportFigure({ fault: 'client stalls 3 s then bursts the backlog', checked: 'master byte-equal to the input, end_reason normal, nothing dropped', bytesSent: r.bytesSent, bytesStored: wav.dataSize, samplesLost: pcm.length / 4 - wav.dataSize / 2, eventsExpected: 1, eventsDelivered: 1, ok: exact && e.end_reason === 'normal' && e.dropped_bytes === 0 });
   });
 
   await t.test('a client that goes silent and never closes: ended by the idle timeout', async (t) => {
@@ -35,8 +36,9 @@ t.test('misbehaving clients', async (t) => {
     t.equal(code, 1001, 'closed by the daemon (1001 idle timeout)');
     const e = await waitFor(() => completedOf('TR_idle'), 10_000, 'completed');
     t.equal(e.end_reason, 'timeout');
-    t.ok(master(e).data.equals(downmix(pcm)), 'everything received before the silence is stored');
-    reportFigure({ fault: `client silent and never closing (idleTimeoutSec ${IDLE_SEC})`, checked: 'closed with 1001, recording.completed end_reason timeout, master = every byte sent', bytesSent: sent, bytesStored: master(e).dataSize, samplesLost: 0, eventsExpected: 1, eventsDelivered: 1, ok: true });
+    const exact = master(e).data.equals(downmix(pcm));
+    t.ok(exact, 'everything received before the silence is stored');
+    reportFigure({ fault: `client silent and never closing (idleTimeoutSec ${IDLE_SEC})`, checked: 'closed with 1001, recording.completed end_reason timeout, master = every byte sent', bytesSent: sent, bytesStored: master(e).dataSize, samplesLost: (sent - master(e).dataSize * 2) / 4, eventsExpected: 1, eventsDelivered: 1, ok: code === 1001 && e.end_reason === 'timeout' && exact });
   });
 
   await t.test('1 000 connections opened and dropped at once: healthy, nothing leaked', async (t) => {
@@ -53,16 +55,21 @@ t.test('misbehaving clients', async (t) => {
     const herd = (): Record<string, unknown>[] => ndjsonEvents(d.dataDir).filter((e) => e.type === 'recording.completed' && e.room_name === 'herd');
     await waitFor(() => herd().length === n || undefined, 30_000, `${n} completed events`);
     const events = herd();
-    t.ok(events.every((e) => e.end_reason === 'aborted' && e.status === 'completed'), 'every dropped stream finalized as aborted');
-    t.ok(events.every((e) => e.size_bytes === MASTER_HEADER_BYTES + 960), 'every master holds its one frame');
-    t.equal((await fetch(`${d.baseUrl}/health`)).status, 200);
-    t.equal((await fetch(`${d.baseUrl}/ready`)).status, 200);
+    const finalized = events.every((e) => e.end_reason === 'aborted' && e.status === 'completed');
+    const whole = events.every((e) => e.size_bytes === MASTER_HEADER_BYTES + 960);
+    t.ok(finalized, 'every dropped stream finalized as aborted');
+    t.ok(whole, 'every master holds its one frame');
+    const health = (await fetch(`${d.baseUrl}/health`)).status;
+    const ready = (await fetch(`${d.baseUrl}/ready`)).status;
+    t.equal(health, 200);
+    t.equal(ready, 200);
     // and the daemon still records normally
     const pcm = randomStereo(48000, 44);
     await simulateEgress({ url: await daemonEgressUrl(d.port, { roomName: 'after', trackId: 'TR_after' }), pcm, realtime: false });
     const after = await waitFor(() => completedOf('TR_after'), 10_000, 'completed after the herd');
-    t.ok(master(after).data.equals(downmix(pcm)));
-    reportFigure({ fault: '1 000 egress connections opened, one frame each, dropped at once', checked: '/health and /ready 200, streams_active back to 0, 1 000 completed (aborted) events each with its frame, next stream exact', bytesSent: n * frame.length, bytesStored: events.reduce((s, e) => s + (e.size_bytes as number) - MASTER_HEADER_BYTES, 0), samplesLost: 0, eventsExpected: n, eventsDelivered: events.length, ok: true });
+    const afterExact = master(after).data.equals(downmix(pcm));
+    t.ok(afterExact);
+    reportFigure({ fault: '1 000 egress connections opened, one frame each, dropped at once', checked: '/health and /ready 200, streams_active back to 0, 1 000 completed (aborted) events each with its frame, next stream exact', bytesSent: n * frame.length, bytesStored: events.reduce((s, e) => s + (e.size_bytes as number) - MASTER_HEADER_BYTES, 0), samplesLost: 0, eventsExpected: n, eventsDelivered: events.length, ok: sockets.length === n && events.length === n && finalized && whole && health === 200 && ready === 200 && afterExact });
   });
 
   d.child.kill('SIGTERM');

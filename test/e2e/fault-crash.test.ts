@@ -73,19 +73,30 @@ t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes 
   t.ok(wav.data.equals(expected.subarray(0, wav.data.length)), 'the master is an exact prefix of the downmixed input');
   t.equal(wav.dataSize, spooledAtKill, 'every byte spooled at the kill is in the master');
   const lostBytes = expected.length - wav.dataSize;
+  const prefix = wav.data.equals(expected.subarray(0, wav.data.length));
   t.ok(lostBytes >= 0 && lostBytes <= CHUNK_BYTES + QUEUE_BYTES, `lost ${lostBytes} bytes ≤ one chunk (${CHUNK_BYTES}) + the write queue (${QUEUE_BYTES})`);
   t.ok(lostBytes < CHUNK_BYTES, `with the queue drained (idle socket before the kill) only the chunk being filled is lost: ${lostBytes} < ${CHUNK_BYTES}`);
   t.match(second.output(), /recording recovered after an unclean stop/);
   const view = await fetch(`${second.baseUrl}/v1/recordings/${recordingId}`, { headers: { apikey: 'e2e-api-key-0123456789' } });
   t.match(await view.json(), { state: 'completed', endReason: 'aborted', sizeBytes: MASTER_HEADER_BYTES + wav.dataSize }, 'the catalog shows the recovered recording completed');
   second.child.kill('SIGTERM');
-  t.equal(await second.exited, 0);
+  const code = await second.exited;
+  t.equal(code, 0);
+  const delivered = [...collector.byId.values()].filter((e) => e.recording_id === recordingId).length;
   reportFigure({
     fault: 'SIGKILL mid-recording (broker away, events pending), restart on the same DATA_DIR',
     checked: 'recovery completed the multipart master (valid WAV, exact prefix of the input, = every spooled byte); recording.started (pending at the kill) and recording.completed (aborted) delivered',
     bytesSent: sent, bytesStored: wav.dataSize, samplesLost: lostBytes / 2, eventsExpected: 2,
-    eventsDelivered: [...collector.byId.values()].filter((e) => e.recording_id === recordingId).length,
+    eventsDelivered: delivered,
     notes: `spooled at the kill: ${spooledAtKill} B; lost = the chunk being filled in memory (${(lostBytes / 96000).toFixed(3)} s of ≤ 2 s); bound asserted: one chunk + 1 MiB write queue`,
-    ok: true,
+    ok:
+      completed.end_reason === 'aborted' &&
+      wav.riffSize === 36 + wav.dataSize &&
+      prefix &&
+      wav.dataSize === spooledAtKill &&
+      lostBytes >= 0 &&
+      lostBytes < CHUNK_BYTES &&
+      delivered === 2 &&
+      code === 0,
   });
 });

@@ -32,7 +32,7 @@ async function stream(d: Daemon, roomName: string, pcm: Buffer, speed: number, d
 }
 
 /** Waits for the recording.completed of a room and checks its master against the downmixed input. */
-async function checkMaster(t: Test, d: Daemon, endpoint: string, roomName: string, pcm: Buffer, sent: number, waitMs: number): Promise<{ stored: number; lostSamples: number; completed: Record<string, unknown> }> {
+async function checkMaster(t: Test, d: Daemon, endpoint: string, roomName: string, pcm: Buffer, sent: number, waitMs: number): Promise<{ stored: number; lostSamples: number; completed: Record<string, unknown>; ok: boolean }> {
   const completed = await waitFor(() => ndjsonEvents(d.dataDir).find((e) => e.type === 'recording.completed' && e.room_name === roomName), waitMs, `recording.completed of ${roomName}`);
   t.equal(completed.status, 'completed');
   t.equal(completed.dropped_bytes, 0, 'nothing dropped');
@@ -43,9 +43,11 @@ async function checkMaster(t: Test, d: Daemon, endpoint: string, roomName: strin
   t.equal(wav.channels, 1);
   t.equal(wav.riffSize, MASTER_HEADER_BYTES - 8 + wav.dataSize, 'RIFF size matches');
   t.equal(wav.dataSize, expected.length, 'data size = every byte sent, downmixed');
-  t.ok(wav.data.equals(expected), 'master equals the downmixed input');
+  const exact = wav.data.equals(expected);
+  t.ok(exact, 'master equals the downmixed input');
   t.equal(completed.size_bytes, MASTER_HEADER_BYTES + expected.length);
-  return { stored: wav.data.length, lostSamples: (expected.length - wav.data.length) / 2, completed };
+  const ok = completed.status === 'completed' && completed.dropped_bytes === 0 && wav.riffSize === MASTER_HEADER_BYTES - 8 + wav.dataSize && exact && completed.size_bytes === MASTER_HEADER_BYTES + expected.length;
+  return { stored: wav.data.length, lostSamples: (expected.length - wav.data.length) / 2, completed, ok };
 }
 
 t.test('object store down for 30 s mid-stream and back: the master is complete and exact', async (t) => {
@@ -72,15 +74,17 @@ t.test('object store down for 30 s mid-stream and back: the master is complete a
   t.ok(retried > 0, `the outage was seen and retried (${retried} retry log lines)`);
   await waitFor(() => !existsSync(join(d.dataDir, 'uploads')) || readdirSync(join(d.dataDir, 'uploads')).length === 0 || undefined, 5000, 'spool emptied');
   const events = ndjsonEvents(d.dataDir).filter((e) => e.room_name === 'store-down');
-  t.same(events.map((e) => e.type).sort(), ['recording.completed', 'recording.started']);
+  const types = events.map((e) => e.type).sort().join(',');
+  t.equal(types, 'recording.completed,recording.started');
   d.child.kill('SIGTERM');
-  t.equal(await d.exited, 0);
+  const code = await d.exited;
+  t.equal(code, 0);
   reportFigure({
     fault: `object store down ${outageSec} s mid-stream (s3rver closed, then restarted)`,
     checked: 'master WAV byte-equal to the downmixed input, header sizes right, spool emptied, started+completed events',
     bytesSent: sent, bytesStored: r.stored, samplesLost: r.lostSamples, eventsExpected: 2, eventsDelivered: events.length,
     notes: `120 s of audio at 5× real time, 3 parts; ${retried} retry log lines`,
-    ok: true,
+    ok: r.ok && retried > 0 && types === 'recording.completed,recording.started' && code === 0,
   });
 });
 
@@ -115,15 +119,17 @@ t.test('object store answering 500/503 and slowly: masters complete and exact', 
   const [sentLong, sentShort] = await Promise.all([stream(d, 'store-flaky-long', long, 10), stream(d, 'store-flaky-short', short, 1)]);
   const a = await checkMaster(t, d, s3.endpoint, 'store-flaky-long', long, sentLong, 50_000);
   const b = await checkMaster(t, d, s3.endpoint, 'store-flaky-short', short, sentShort, 50_000);
-  t.ok(proxy.counts.injected > 0 && proxy.counts.delayed > 0, `faults injected: ${JSON.stringify(proxy.counts)}`);
+  const injected = proxy.counts.injected > 0 && proxy.counts.delayed > 0;
+  t.ok(injected, `faults injected: ${JSON.stringify(proxy.counts)}`);
   d.child.kill('SIGTERM');
-  t.equal(await d.exited, 0);
+  const code = await d.exited;
+  t.equal(code, 0);
   reportFigure({
     fault: 'object store answering 503/500, slow (1.5 s), and losing the answers of UploadPart and CompleteMultipartUpload',
     checked: 'both masters (multipart and single PUT) byte-equal to the downmixed input; completed events',
     bytesSent: sentLong + sentShort, bytesStored: a.stored + b.stored, samplesLost: a.lostSamples + b.lostSamples,
     eventsExpected: 2, eventsDelivered: 2,
     notes: `proxy: ${proxy.counts.requests} requests, ${proxy.counts.injected} errors injected, ${proxy.counts.delayed} delayed, ${proxy.counts.lostAnswers} answers lost`,
-    ok: true,
+    ok: a.ok && b.ok && injected && code === 0,
   });
 });

@@ -31,6 +31,9 @@ export interface ReliabilityFigure {
   eventsDelivered?: number;
   /** Anything else worth a column (durations, counts). */
   notes?: string;
+  /** Chaos runs: what was tried and what the daemon went through. */
+  chaos?: { tries: number; behaviours: number; routes: number; crashes: number; worstHealthMs: number; worstEventLoopMs: number; fdsBefore: number; fdsAfter: number; ffmpegBefore: number; ffmpegAfter: number; problems: number };
+  /** Computed from the measurement, never a literal: the report shows a failure as a failure. */
   ok: boolean;
 }
 

@@ -21,15 +21,18 @@ t.test('a full spool drops audio beyond the budget, counts it and reports it; wh
   t.equal(ev.dropped_bytes, 480_000 - accepted, 'the event reports what was dropped');
   const wav = readWav(await h.app.store.get(ev.s3_key_master as string));
   t.equal(wav.dataSize, accepted);
-  t.ok(wav.data.equals(downmix(pcm).subarray(0, accepted)), 'the accepted audio is stored exactly');
-  t.equal(await metricValue(h.baseUrl, 'audio_ingestd_frames_dropped_total', 'source="livekit",reason="spool_full"'), (480_000 - accepted) / chunk, 'drops counted per chunk');
-  t.equal((await fetch(`${h.baseUrl}/health`)).status, 200);
+  const exact = wav.data.equals(downmix(pcm).subarray(0, accepted));
+  t.ok(exact, 'the accepted audio is stored exactly');
+  const counted = await metricValue(h.baseUrl, 'audio_ingestd_frames_dropped_total', 'source="livekit",reason="spool_full"');
+  t.equal(counted, (480_000 - accepted) / chunk, 'drops counted per chunk');
+  const health = (await fetch(`${h.baseUrl}/health`)).status;
+  t.equal(health, 200);
   t.equal(h.app.spool.usedBytes, 0, 'the spool is released after the upload');
   reportFigure({
     fault: 'disk spool full (spool.maxBytes 300 000 B, 5 s stream)',
     checked: 'audio beyond the budget dropped, counted (frames_dropped_total{reason="spool_full"}) and reported in recording.completed.dropped_bytes; the accepted prefix stored exactly; daemon healthy',
     bytesSent: pcm.length, bytesStored: wav.dataSize, samplesLost: 0, eventsExpected: 1, eventsDelivered: 1,
-    notes: `${480_000 - accepted} B of mono audio refused at the door (reported, not lost silently)`,
-    ok: true,
+    notes: `${String(ev.dropped_bytes)} B of mono audio refused at the door (reported, not lost silently)`,
+    ok: ev.dropped_bytes === 480_000 - accepted && wav.dataSize === accepted && exact && counted === (480_000 - accepted) / chunk && health === 200 && h.app.spool.usedBytes === 0,
   });
 });
