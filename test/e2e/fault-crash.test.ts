@@ -91,7 +91,7 @@ t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes 
     notes: `spooled at the kill: ${spooledAtKill} B; lost = the chunk being filled in memory (${(lostBytes / 96000).toFixed(3)} s of ≤ 2 s); bound asserted: one chunk + 1 MiB write queue`,
     ok:
       completed.end_reason === 'aborted' &&
-      wav.riffSize === 36 + wav.dataSize &&
+      wav.riffSize === MASTER_HEADER_BYTES - 8 + wav.dataSize &&
       prefix &&
       wav.dataSize === spooledAtKill &&
       lostBytes >= 0 &&

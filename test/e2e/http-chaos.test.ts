@@ -10,6 +10,7 @@ import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AccessToken } from 'livekit-server-sdk';
 import t from 'tap';
+import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { mp3, opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { startDaemon } from '../helpers/daemon.js';
@@ -650,7 +651,7 @@ t.test('misbehaving HTTP and WebSocket clients never bring the daemon down', asy
   for (const w of wsTries) {
     const e = await waitFor(() => events.find((x) => x.type === 'recording.completed' && x.track_id === w.trackId) ?? ndjsonEvents(d.dataDir).find((x) => x.type === 'recording.completed' && x.track_id === w.trackId), 10_000, `completed ${w.trackId}`);
     if (e.end_reason !== 'aborted') wsProblems.push(`${w.trackId}: end_reason ${String(e.end_reason)}`);
-    const frames = ((e.size_bytes as number) - 44) / 960;
+    const frames = ((e.size_bytes as number) - MASTER_HEADER_BYTES) / 960;
     if (w.exact ? frames !== w.frames : !(Number.isInteger(frames) && frames >= 0 && frames <= w.frames)) wsProblems.push(`${w.trackId}: ${frames} frames stored, wanted ${w.exact ? '' : 'at most '}${w.frames}`);
   }
   const upgradeStarted = ndjsonEvents(d.dataDir).filter((e) => e.type === 'recording.started' && String(e.track_id).startsWith('TR_ws_upgrade_'));

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
+import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
 import { mintEgressToken } from '../../src/sources/egress-token.js';
 import { TEST_API_KEY, TEST_EGRESS_SECRET } from '../helpers/app.js';
@@ -48,7 +49,7 @@ t.test('an uncaught exception is logged with its route and request id, and the f
   const fatal = logLines(out).find((l) => l.msg === 'uncaught exception: stopping');
   t.match(fatal, { level: 'fatal', route: 'boom', requestId: 'boom-1', err: { message: 'a bug in request handling' } }, 'logged with the route and the request id');
   const completed = ndjsonEvents(dataDir).find((e) => e.type === 'recording.completed' && e.track_id === 'TR_fatal');
-  t.match(completed, { status: 'completed', end_reason: 'shutdown', size_bytes: 44 + pcm.length / 2 }, 'the live recording was finalized with every frame');
+  t.match(completed, { status: 'completed', end_reason: 'shutdown', size_bytes: MASTER_HEADER_BYTES + pcm.length / 2 }, 'the live recording was finalized with every frame');
   t.equal(ndjsonEvents(dataDir).filter((e) => e.message_id === 'FATAL1').length, 0, 'the note being decoded was given up, not stored');
   const [answer] = await upload.answers(1, 5000);
   t.equal(answer?.status, 503, 'and answered 503 DRAINING');
