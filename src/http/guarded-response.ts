@@ -10,15 +10,15 @@ export type AfterAnswer = 'keep-alive' | 'close';
 /**
  * How long a closing connection whose body had not ended is still read (and dropped) after
  * its answer. Closing a socket with unread bytes makes the kernel send a reset, which can
- * destroy the answer before the client read it; so the daemon reads on until the body ends,
- * the client closes, or this passes (a lingering close, as nginx does).
+ * destroy the answer before the client read it; so the daemon reads on until the client,
+ * told `Connection: close`, closes, or this passes (a lingering close, as nginx does).
  */
 export const LINGER_MS = 2000;
 
 type State =
   | 'open' // no answer yet
   | 'streaming' // a streamed answer (a download) is being written: its headers are out
-  | 'lingering' // a whole answer is out; the daemon closes the connection itself
+  | 'lingering' // a whole answer is out; the client closes, or the daemon after LINGER_MS
   | 'ended' // the answer is complete and uWS owns the connection again
   | 'aborted' // the client went away before the answer was complete
   | 'closed'; // closed by the daemon after lingering, or a download cut short
@@ -103,7 +103,7 @@ export class GuardedResponse {
    * With `close` and a body still arriving, the answer is written as raw bytes through uWS's
    * header writer (`end` would let uWS close at once, onto unread bytes): uWS then still
    * counts the request as pending, so this object keeps reading and dropping the body and
-   * closes the connection itself, after the body's end or {@link LINGER_MS}.
+   * closes the connection when the client has not closed it within {@link LINGER_MS}.
    */
   answer(status: string, headers: [string, string][], body: string | Buffer, after: AfterAnswer): boolean {
     if (this.state !== 'open') return false;
@@ -208,8 +208,10 @@ export class GuardedResponse {
       return;
     }
     this.discardedBytes += ab.byteLength;
-    // nothing is left unread: closing now sends a FIN, not a reset
-    if (last && this.state === 'lingering') this.closeLingering();
+    // Not closed at the body's end: bytes the client still has in flight (a chunked body's last
+    // CRLF, a request it pipelined) would meet a closed socket, whose reset destroys the answer
+    // before the client read it. Told `Connection: close`, the client closes once it has the
+    // answer; the linger timer closes a client that does not.
   }
 
   private onAborted(): void {
