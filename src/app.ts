@@ -449,6 +449,8 @@ export class App {
       maxBytes: wa.maxBytes,
       keepOriginal: wa.keepOriginal,
       decodeTimeoutSec: wa.decodeTimeoutSec,
+      decoderCpuSec: wa.decoderCpuSec,
+      decoderMemoryMiB: wa.decoderMemoryMiB,
       normalize: { mode: config.output.normalize, targetDb: config.output.targetDb },
       presignTtlSec: config.storage.presignTtlSec,
       logger: log,

@@ -24,6 +24,10 @@ export interface DecodeOptions {
   timeoutMs?: number;
   /** Limit on decoded PCM bytes; DURATION_TOO_LONG past it. Two hours of output unless told. */
   maxOutputBytes?: number;
+  /** CPU seconds an ffmpeg child may use; the wall-clock limit rounded up, plus one, unless told. */
+  cpuSeconds?: number | undefined;
+  /** Address space of an ffmpeg child in bytes; 1 GiB unless told. */
+  addressSpaceBytes?: number | undefined;
   /** Shared ffmpeg concurrency limit; a process-wide default pool unless given. */
   pool?: FfmpegPool;
   /** Observes `audio_ingestd_decode_seconds` by decoder. */
@@ -235,6 +239,8 @@ async function viaFfmpeg(
     maxInputBytes: maxBytes,
     maxOutputBytes,
     pool: opts.pool,
+    ...(opts.cpuSeconds === undefined ? {} : { cpuSeconds: opts.cpuSeconds }),
+    ...(opts.addressSpaceBytes === undefined ? {} : { addressSpaceBytes: opts.addressSpaceBytes }),
   });
   return fitToDeclared(r, tap === undefined ? declared : declaredOutputFrames(tap.facts(), output.sampleRate), output);
 }

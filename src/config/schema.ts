@@ -224,6 +224,10 @@ export const configSchema = z.object({
       opusWorkers: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default('auto'),
       /** Seconds a decode may take. */
       decodeTimeoutSec: positiveInt.default(120),
+      /** CPU seconds one ffmpeg child may use (RLIMIT_CPU); unset: the decode deadline rounded up, plus one. */
+      decoderCpuSec: positiveInt.max(3600).optional(),
+      /** Address space of one ffmpeg child (RLIMIT_AS) in MiB; Debian's ffmpeg maps ~300 MiB of libraries. */
+      decoderMemoryMiB: positiveInt.min(256).max(16384).default(1024),
       filter: z
         .object({
           minSec: z.number().min(1).max(300).default(3),

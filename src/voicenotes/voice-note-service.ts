@@ -89,6 +89,10 @@ export interface VoiceNoteServiceOptions {
   keepOriginal: boolean;
   /** Wall-clock limit of one decode. */
   decodeTimeoutSec: number;
+  /** CPU seconds one ffmpeg child may use; derived from the deadline when unset. */
+  decoderCpuSec?: number | undefined;
+  /** Address space of one ffmpeg child, in MiB. */
+  decoderMemoryMiB?: number | undefined;
   /** Gain normalization of the decoded audio. */
   normalize: { mode: 'none' | 'peak' | 'loudness'; targetDb?: number | undefined };
   /** Lifetime of the presigned URL in answers and events. */
@@ -229,6 +233,8 @@ export class VoiceNoteService {
         signal: req.signal,
         maxBytes: o.maxBytes,
         timeoutMs: o.decodeTimeoutSec * 1000,
+        cpuSeconds: o.decoderCpuSec,
+        addressSpaceBytes: o.decoderMemoryMiB === undefined ? undefined : o.decoderMemoryMiB * 1024 * 1024,
         maxOutputBytes: Math.ceil(capSec * o.sampleRate) * 2 * CHANNELS,
         pool: o.pool,
         opusWorkers: o.opusWorkers,

@@ -1,7 +1,12 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import t from 'tap';
 import { mp3, opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { metricValue, startTestApp } from '../helpers/app.js';
 import { audioHeaders, eventsOfType, ffmpegChildren, openUpload, readEvents, storedKeys, until } from '../helpers/whatsapp-app.js';
+
+const run = promisify(execFile);
 
 t.test('a client that aborts mid-upload leaves no object, no event and no ffmpeg', async (t) => {
   const ta = await startTestApp();
@@ -26,4 +31,23 @@ t.test('a client that aborts mid-upload leaves no object, no event and no ffmpeg
   const res = await again.response;
   t.equal(res.status, 201);
   t.equal(eventsOfType(ta.dataDir, 'voicenote.stored').length, 1);
+});
+
+t.test('whatsapp.decoderCpuSec and decoderMemoryMiB are the limits of every ffmpeg child', async (t) => {
+  const ta = await startTestApp({ whatsapp: { decoderCpuSec: 7, decoderMemoryMiB: 700 } });
+  t.teardown(() => ta.close());
+  const media = readFixture(await mp3());
+  const upload = openUpload(ta.baseUrl, audioHeaders({ 'content-type': 'audio/mpeg', 'x-instance': 'limits' }), media.subarray(0, Math.floor(media.length / 2)));
+  let pid: string | undefined;
+  // /bin/sh sets the limits, then execs ffmpeg in the same process
+  await until(async () => {
+    const { stdout } = await run('pgrep', ['-P', String(process.pid), 'ffmpeg']).catch(() => ({ stdout: '' }));
+    pid = stdout.split('\n').find((l) => l.trim() !== '');
+    return pid !== undefined;
+  });
+  const limits = readFileSync(`/proc/${pid!.trim()}/limits`, 'utf8');
+  t.match(limits, /Max cpu time\s+7\s+7\s+seconds/);
+  t.match(limits, new RegExp(`Max address space\\s+${700 * 1024 * 1024}\\s+${700 * 1024 * 1024}\\s+bytes`));
+  upload.abort();
+  await until(async () => (await ffmpegChildren()) === 0);
 });
