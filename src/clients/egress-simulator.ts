@@ -22,8 +22,13 @@ export interface SimulateEgressOptions {
   mutes?: { atSec: number; durationSec: number }[];
   /** Send the bare `true`/`false` texts of older egress releases. */
   legacyMuteText?: boolean;
-  /** Stop sending for a while, then catch up in a burst. */
-  stall?: { atSec: number; durationSec: number };
+  /**
+   * Stop sending for a while, then catch up in a burst (default), or with `catchUp: false`
+   * resume at the pace the stall left off, every later sample shifted by the stall.
+   */
+  stall?: { atSec: number; durationSec: number; catchUp?: boolean };
+  /** The sender's sample clock runs this many ppm fast (negative: slow) against the host clock. */
+  clockPpm?: number;
   /** How the stream ends: an empty Close frame, a TCP drop, or not at all (caller closes). */
   end?: 'normal' | 'drop' | 'none';
   /** Ping period (default 30 000 ms, as egress). */
@@ -38,6 +43,8 @@ export interface SimulateEgressResult {
   bytesSent: number;
   framesSent: number;
   textSent: number;
+  /** Epoch ms at which pacing began: the first frame's send time, whose first sample is sample 0. */
+  startedAtMs: number;
   /** Close code the server sent or that the drop produced. */
   closeCode: number;
   closeReason: string;
@@ -107,7 +114,7 @@ export async function simulateEgress(options: SimulateEgressOptions): Promise<Si
   const frameBytes = options.frameBytes ?? (bytesPerSec / 100) | 0;
   const realtime = options.realtime ?? true;
   const ws = await connectEgress(options.url);
-  const result: SimulateEgressResult = { bytesSent: 0, framesSent: 0, textSent: 0, closeCode: 0, closeReason: '' };
+  const result: SimulateEgressResult = { startedAtMs: 0, bytesSent: 0, framesSent: 0, textSent: 0, closeCode: 0, closeReason: '' };
   const closed = new Promise<void>((resolve) => {
     ws.once('close', (code, reason) => {
       result.closeCode = code;
@@ -127,8 +134,10 @@ export async function simulateEgress(options: SimulateEgressOptions): Promise<Si
   let offset = 0;
   let muted = false;
   const started = performance.now();
+  result.startedAtMs = Date.now();
   let lastPing = started;
   const pingEvery = options.pingIntervalMs ?? 30_000;
+  const clockRatio = 1 + (options.clockPpm ?? 0) / 1e6;
 
   const sendUpTo = (limitBytes: number): void => {
     while (offset < limitBytes && offset < options.pcm.length && ws.readyState === WebSocket.OPEN) {
@@ -156,12 +165,14 @@ export async function simulateEgress(options: SimulateEgressOptions): Promise<Si
     const stream: Stream = {
       due(now) {
         if (ws.readyState !== WebSocket.OPEN || options.signal?.aborted) return finish();
-        const elapsed = now - started;
+        let elapsed = now - started;
         if (now - lastPing >= pingEvery) {
           ws.ping('ping');
           lastPing = now;
         }
         if (stall && elapsed >= stall.start && elapsed < stall.end) return;
+        if (stall && options.stall?.catchUp === false && elapsed >= stall.end) elapsed -= stall.end - stall.start;
+        elapsed *= clockRatio;
         // Whole 10 ms frames that are due; after a stall this is a burst.
         const dueBytes = realtime ? Math.floor((elapsed * bytesPerSec) / 1000 / frameBytes) * frameBytes + frameBytes : options.pcm.length;
         sendUpTo(dueBytes);

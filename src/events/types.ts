@@ -51,6 +51,20 @@ export interface MuteInterval {
   ended_at: string;
 }
 
+/** A contiguous run of stored samples (CONTRACT §8): `start` in the master's samples. */
+export interface TimelineSegment {
+  start: number;
+  samples: number;
+  /** ISO 8601 wall clock of the run's first sample. */
+  wall_clock: string;
+}
+
+/** A speech interval in the master's samples, `end` exclusive. */
+export interface SpeechInterval {
+  start: number;
+  end: number;
+}
+
 export interface RecordingStartedPayload {
   recording_id: string;
   tenant_id: string;
@@ -106,6 +120,14 @@ export interface RecordingEndPayload {
   end_reason: EndReason;
   mute_intervals: MuteInterval[];
   dropped_bytes: number;
+  /** Wall clock of stored sample 0; null when unknown (a master recovered after a crash, nothing stored). */
+  started_at: string | null;
+  /** Contiguous stored runs with their wall clocks; null when unknown (recovered master). */
+  timeline: TimelineSegment[] | null;
+  /** Sender clock vs host clock, ppm (positive: the sender runs fast); null without enough audio. */
+  drift_ppm: number | null;
+  /** Speech intervals found by the VAD; null when it did not run (off, failed, recovered master). */
+  speech: SpeechInterval[] | null;
   url: string | null;
   url_expires_at: string | null;
 }
@@ -237,16 +259,20 @@ export function recordingChunk(p: RecordingChunkPayload, meta?: EventMeta): Even
 }
 
 /** Input for the end-of-recording builders: `status` and `error` are implied by the type. */
-export type RecordingEndInput = Omit<RecordingEndPayload, 'status' | 'error' | 'mute_intervals' | 'dropped_bytes'> & {
+export type RecordingEndInput = Omit<RecordingEndPayload, 'status' | 'error' | 'mute_intervals' | 'dropped_bytes' | 'started_at' | 'timeline' | 'drift_ppm' | 'speech'> & {
   mute_intervals?: MuteInterval[];
   dropped_bytes?: number;
+  started_at?: string | null;
+  timeline?: TimelineSegment[] | null;
+  drift_ppm?: number | null;
+  speech?: SpeechInterval[] | null;
 };
 
 export function recordingCompleted(p: RecordingEndInput, meta?: EventMeta): EventOf<'recording.completed'> {
   return makeEvent(
     'recording.completed',
     p.tenant_id,
-    { mute_intervals: [], dropped_bytes: 0, ...p, status: 'completed', error: null },
+    { mute_intervals: [], dropped_bytes: 0, started_at: null, timeline: null, drift_ppm: null, speech: null, ...p, status: 'completed', error: null },
     { occurredAt: p.completed_at, ...meta },
   );
 }
@@ -258,7 +284,7 @@ export function recordingFailed(
   return makeEvent(
     'recording.failed',
     p.tenant_id,
-    { mute_intervals: [], dropped_bytes: 0, ...p, status: 'failed' },
+    { mute_intervals: [], dropped_bytes: 0, started_at: null, timeline: null, drift_ppm: null, speech: null, ...p, status: 'failed' },
     { occurredAt: p.completed_at, ...meta },
   );
 }

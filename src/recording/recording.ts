@@ -3,10 +3,11 @@ import { StreamingNormalizer } from '../audio/normalize.js';
 import { bytesPerFrame, framesToSeconds, type PcmFormat } from '../audio/pcm-format.js';
 import { encodeWav } from '../audio/wav.js';
 import { toAppError } from '../errors.js';
-import { type EndReason, type MuteInterval, recordingChunk, recordingCompleted, recordingFailed, recordingStarted, type AudioEvent } from '../events/types.js';
+import { type EndReason, type MuteInterval, type TimelineSegment, recordingChunk, recordingCompleted, recordingFailed, recordingStarted, type AudioEvent } from '../events/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ObjectMetadata } from '../storage/object-store.js';
+import { Timeline, type TimelineResult } from './timeline.js';
 
 /** Who a live recording belongs to and what it is of (from the signed egress token). */
 export interface RecordingIdentity {
@@ -21,8 +22,8 @@ export interface RecordingIdentity {
 
 /** The streamed master object; `storage/master-upload.ts` provides it. */
 export interface MasterWriter {
-  /** Takes ownership of `pcm`; never blocks, never throws on store trouble. */
-  write(pcm: Buffer): void;
+  /** Takes ownership of `pcm`; never blocks, never throws on store trouble. Returns false when it dropped `pcm`. */
+  write(pcm: Buffer): boolean | void;
   finish(extraMetadata?: ObjectMetadata): Promise<{ key: string; size: number; dataBytes: number; droppedBytes: number }>;
   abort(): Promise<void>;
 }
@@ -57,6 +58,8 @@ export interface RecordingOptions {
   now?: () => number;
   /** Where chunk buffers come from (a pool the master gives them back to). */
   allocate?: (bytes: number) => Buffer;
+  /** Timeline tuning (see timeline.ts): residual jump taken as a gap, and how long it is watched. */
+  timeline?: { gapMs?: number; confirmMs?: number };
 }
 
 export interface RecordingResult {
@@ -69,6 +72,8 @@ export interface RecordingResult {
   droppedBytes: number;
   muteIntervals: MuteInterval[];
   error: string | null;
+  /** Wall-clock placement of the stored samples (runs in master samples). */
+  timeline?: TimelineResult;
 }
 
 type State = 'live' | 'finishing' | 'done';
@@ -98,6 +103,7 @@ export class Recording {
   private lastFrameAt: number;
   private finishing: Promise<RecordingResult> | undefined;
   private readonly started: Promise<void>;
+  private readonly timeline: Timeline;
 
   constructor(opts: RecordingOptions) {
     this.opts = opts;
@@ -106,6 +112,7 @@ export class Recording {
     this.startedAt = this.now();
     this.lastFrameAt = this.startedAt;
     this.inFrameBytes = bytesPerFrame(opts.input);
+    this.timeline = new Timeline({ inputRate: opts.input.sampleRate, ...opts.timeline });
     this.normalizer =
       opts.normalize.mode === 'none'
         ? undefined
@@ -157,11 +164,13 @@ export class Recording {
   pushAudio(data: Uint8Array | ArrayBuffer): void {
     if (this.state !== 'live') return;
     this.bytesIn += data.byteLength;
-    this.lastFrameAt = this.now();
+    const now = this.now(); // the one clock read of the frame
+    this.lastFrameAt = now;
     if (this.muted) {
       this.bytesWhileMuted += data.byteLength;
       return;
     }
+    this.timeline.frame(now, data.byteLength / this.inFrameBytes, this.pipeline.outputFrames);
     this.pipeline.push(data);
   }
 
@@ -178,6 +187,7 @@ export class Recording {
       this.muted = true;
       this.mutedSince = now;
       this.mutedAtFrame = this.pipeline.outputFrames;
+      if (this.opts.muteFill === 'none') this.timeline.cut();
       return;
     }
     this.closeMute(now);
@@ -187,7 +197,10 @@ export class Recording {
     this.muted = false;
     if (this.opts.muteFill === 'silence') {
       const inputFrames = Math.round(((now - this.mutedSince) / 1000) * this.opts.input.sampleRate);
-      if (inputFrames > 0) this.pipeline.pushSilence(inputFrames);
+      if (inputFrames > 0) {
+        this.timeline.silence(inputFrames);
+        this.pipeline.pushSilence(inputFrames);
+      }
     }
     const start = this.mutedAtFrame;
     const end = this.pipeline.outputFrames;
@@ -220,7 +233,7 @@ export class Recording {
       }
     }
     // Last: the master takes ownership of `pcm`.
-    this.opts.master.write(pcm);
+    if (this.opts.master.write(pcm) === false) this.timeline.dropped(firstFrame, frames);
   }
 
   /**
@@ -241,6 +254,7 @@ export class Recording {
     const id = this.identity;
     const frames = this.pipeline.outputFrames;
     const durationSec = round3(framesToSeconds(frames, this.opts.output));
+    const timeline = this.timeline.result(frames, this.opts.output.sampleRate);
     const log = this.opts.logger.child({ recordingId: id.recordingId });
     let result: RecordingResult;
     try {
@@ -258,6 +272,7 @@ export class Recording {
         droppedBytes: stored.droppedBytes + leftover,
         muteIntervals: this.mutes,
         error: null,
+        timeline,
       };
       await beforeAnnounce?.(result);
       await this.opts.events.append(
@@ -283,6 +298,7 @@ export class Recording {
         frames,
         droppedBytes: leftover,
         muteIntervals: this.mutes,
+        timeline,
         error: appErr.code === 'INTERNAL' ? String((err as Error)?.message ?? err) : appErr.message,
       };
       await beforeAnnounce?.(result).catch(() => undefined);
@@ -314,6 +330,8 @@ export class Recording {
       end_reason: result.endReason,
       mute_intervals: result.muteIntervals,
       dropped_bytes: result.droppedBytes,
+      ...timelineFields(result.timeline),
+      speech: null,
     };
   }
 
@@ -334,6 +352,20 @@ function identityFields(id: RecordingIdentity) {
     meeting_id: id.meetingId ?? null,
     track_id: id.trackId ?? null,
   };
+}
+
+/** The CONTRACT §8 placement fields of recording.completed / recording.failed. */
+export function timelineFields(t: TimelineResult | undefined): { started_at: string | null; timeline: TimelineSegment[] | null; drift_ppm: number | null } {
+  if (t === undefined) return { started_at: null, timeline: null, drift_ppm: null };
+  return {
+    started_at: t.startedAtMs === null ? null : isoMs(t.startedAtMs),
+    timeline: t.runs.map((r) => ({ start: r.start, samples: r.samples, wall_clock: isoMs(r.wallMs) })),
+    drift_ppm: t.driftPpm,
+  };
+}
+
+function isoMs(ms: number): string {
+  return new Date(Math.round(ms)).toISOString();
 }
 
 function round3(x: number): number {

@@ -333,11 +333,13 @@ export class MasterUpload {
 
   /**
    * Queues PCM (whole sample frames) for the master and returns at once; takes ownership of
-   * `pcm`. Never throws: audio that cannot be kept is dropped and counted.
+   * `pcm`. Never throws: audio that cannot be kept is dropped and counted (and false returned,
+   * so the recording's timeline can show the hole).
    */
-  write(pcm: Buffer): void {
+  write(pcm: Buffer): boolean {
     const len = pcm.length;
-    if (len === 0 || this.state !== 'open') return;
+    if (len === 0) return true;
+    if (this.state !== 'open') return false;
     let reason: string | null = null;
     if (len % this.blockAlign !== 0) reason = 'invalid';
     else if (this.acceptedBytes + len > this.maxDataBytes) reason = 'master_full';
@@ -350,7 +352,7 @@ export class MasterUpload {
       }
       this.drop(len, reason);
       this.release?.(pcm);
-      return;
+      return false;
     }
     this.reserved += len;
     this.queuedBytes += len;
@@ -368,6 +370,7 @@ export class MasterUpload {
     }
     this.acceptedBytes += len;
     if (this.writing === null) this.kickWriter();
+    return true;
   }
 
   /** Resolves once every byte accepted so far is in the spool files. */
