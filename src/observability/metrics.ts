@@ -158,6 +158,32 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Reports the finalize queue at scrape time; set by the recording service. */
+  finalizeQueueSource: (() => { running: number; waiting: number }) | undefined;
+  readonly finalizeQueue = new Gauge({
+    name: 'audio_ingestd_finalize_queue',
+    help: 'Master finalizations by state: running (at most storage.finalizeConcurrency) or waiting for a slot',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const q = this.finalizeQueueSource?.();
+      this.finalizeQueue.set({ state: 'running' }, q?.running ?? 0);
+      this.finalizeQueue.set({ state: 'waiting' }, q?.waiting ?? 0);
+    },
+  });
+  readonly finalizeWait = new Histogram({
+    name: 'audio_ingestd_finalize_wait_seconds',
+    help: 'From a recording\'s end to the start of its finalization (time waiting for a slot)',
+    buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly finalizeDuration = new Histogram({
+    name: 'audio_ingestd_finalize_seconds',
+    help: 'From the start of a master\'s finalization to its completed object (last parts, header, completion), any outcome',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
   // events
   readonly outboxPending = new Gauge({
     name: 'audio_ingestd_outbox_pending',

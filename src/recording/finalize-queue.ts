@@ -5,14 +5,23 @@
  * time and the rest wait their turn in arrival order. Each result is its own: a finalization
  * never waits for another one to be announced.
  */
+export interface FinalizeQueueObserver {
+  /** Seconds a finalization waited for its slot (0 when one was free). */
+  waited?: (seconds: number) => void;
+  /** Seconds a finalization ran, once it settled (any outcome). */
+  ran?: (seconds: number) => void;
+}
+
 export class FinalizeQueue {
   readonly concurrency: number;
   private running = 0;
   private readonly waiting: (() => void)[] = [];
+  private readonly observer: FinalizeQueueObserver;
 
-  constructor(concurrency: number) {
+  constructor(concurrency: number, observer: FinalizeQueueObserver = {}) {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`finalize concurrency must be a positive integer, got ${concurrency}`);
     this.concurrency = concurrency;
+    this.observer = observer;
   }
 
   /** Finalizations running now. */
@@ -27,11 +36,15 @@ export class FinalizeQueue {
 
   /** Runs `fn` once a slot is free; the slot is handed to the next in line when it settles. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
+    const asked = performance.now();
     if (this.running < this.concurrency) this.running++;
     else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    const started = performance.now();
+    this.observer.waited?.((started - asked) / 1000);
     try {
       return await fn();
     } finally {
+      this.observer.ran?.((performance.now() - started) / 1000);
       const next = this.waiting.shift();
       if (next === undefined) this.running--;
       else next();

@@ -51,7 +51,11 @@ export class RecordingService {
   readonly finalizing: FinalizeQueue;
 
   constructor(private readonly opts: RecordingServiceOptions) {
-    this.finalizing = new FinalizeQueue(opts.finalizeConcurrency ?? 16);
+    this.finalizing = new FinalizeQueue(opts.finalizeConcurrency ?? 16, {
+      waited: (s) => opts.metrics.finalizeWait.observe(s),
+      ran: (s) => opts.metrics.finalizeDuration.observe(s),
+    });
+    opts.metrics.finalizeQueueSource = () => ({ running: this.finalizing.active, waiting: this.finalizing.queued });
   }
 
   get liveCount(): number {

@@ -31,6 +31,8 @@ t.test('the dashboard is well formed and covers what operators need', async (t) 
     'delivery lag': 'audio_ingestd_outbox_lag_seconds',
     'delivery latency': 'audio_ingestd_event_delivery_seconds_bucket',
     'store latency': 'audio_ingestd_store_operation_seconds_bucket',
+    'finalize queue': 'audio_ingestd_finalize_queue',
+    'finalize wait': 'audio_ingestd_finalize_wait_seconds_bucket',
     'store errors': 'outcome="error"',
     'voice notes by outcome': 'sum by (outcome) (rate(audio_ingestd_voicenotes_total',
     'voice note answer latency': 'audio_ingestd_voicenote_answer_seconds_bucket',

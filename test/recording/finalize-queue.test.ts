@@ -55,3 +55,22 @@ t.test('a concurrency that is not a positive integer is refused', async (t) => {
   t.throws(() => new FinalizeQueue(0), RangeError);
   t.throws(() => new FinalizeQueue(1.5), RangeError);
 });
+
+t.test('the observer is told how long each finalization waited for its slot and how long it ran', async (t) => {
+  const waited: number[] = [];
+  const ran: number[] = [];
+  const q = new FinalizeQueue(1, { waited: (s) => waited.push(s), ran: (s) => ran.push(s) });
+  const first = gate();
+  const a = q.run(() => first.promise);
+  const b = q.run(async () => undefined);
+  await new Promise((r) => setImmediate(r));
+  t.equal(waited.length, 1, 'the first started at once and was told so');
+  t.equal(q.queued, 1, 'the second waits');
+  await new Promise((r) => setTimeout(r, 20));
+  first.open();
+  await Promise.all([a, b]);
+  t.equal(waited.length, 2);
+  t.equal(ran.length, 2, 'each run is reported once it settles');
+  t.ok(ran[0]! > 0, 'the first ran for a while');
+  t.ok(waited[1]! > waited[0]!, 'the second waited for it, the first did not');
+});
