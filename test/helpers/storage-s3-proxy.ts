@@ -16,6 +16,8 @@ export interface ProxiedRequest {
   bodyCrc32: string;
   /** The body itself, for small (XML) requests only. */
   body: string | null;
+  /** The body's first bytes (up to 256), whatever its size. */
+  head: Buffer;
   /** Status the proxy answered (or the upstream's), once known. */
   status?: number;
 }
@@ -29,6 +31,8 @@ export interface RecordingProxyOptions {
   r2PartRule?: boolean;
   /** Refuse every CompleteMultipartUpload with this S3 error code (a store that never accepts it). */
   refuseComplete?: string;
+  /** Compute bodyMd5 and bodyCrc32 (default true; off for multi-GiB bodies, where they cost most of the time). */
+  hashBodies?: boolean;
 }
 
 /**
@@ -42,6 +46,7 @@ export interface RecordingProxy {
 }
 
 const SMALL_BODY = 64 * 1024;
+const HEAD_BYTES = 256;
 
 function s3Error(res: http.ServerResponse, status: number, code: string, message: string): void {
   const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
@@ -54,19 +59,23 @@ export async function startRecordingProxy(target: string, options: RecordingProx
   const requests: ProxiedRequest[] = [];
   /** Bytes of the last UploadPart of each `<uploadId>/<partNumber>` that the store accepted. */
   const partBytes = new Map<string, number>();
+  const hash = options.hashBodies !== false;
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://proxy');
     const entry: ProxiedRequest = {
-      method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, bodyBytes: 0, bodyMd5: '', bodyCrc32: '', body: null,
+      method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, bodyBytes: 0, bodyMd5: '', bodyCrc32: '', body: null, head: Buffer.alloc(0),
     };
     requests.push(entry);
     const md5 = createHash('md5');
     let crc = 0;
     const small: Buffer[] = [];
     req.on('data', (c: Buffer) => {
+      if (entry.head.length < HEAD_BYTES) entry.head = Buffer.concat([entry.head, c.subarray(0, HEAD_BYTES - entry.head.length)]);
       entry.bodyBytes += c.length;
-      md5.update(c);
-      crc = crc32(c, crc);
+      if (hash) {
+        md5.update(c);
+        crc = crc32(c, crc);
+      }
       if (entry.bodyBytes <= SMALL_BODY) small.push(c);
     });
     const isComplete = entry.method === 'POST' && url.searchParams.has('uploadId');
