@@ -5,7 +5,7 @@ import { persistentSecret } from './config/secrets.js';
 import { AppError, ConfigError } from './errors.js';
 import { Outbox } from './events/outbox.js';
 import type { Sink } from './events/outbox.js';
-import { queueError, recordingCompleted, recordingFailed } from './events/types.js';
+import { type AudioEvent, queueError, recordingCompleted, recordingFailed } from './events/types.js';
 import { AmqpPublisher } from './events/amqp-publisher.js';
 import { ChunkDispatcher } from './events/chunk-dispatch.js';
 import { NdjsonSink } from './events/ndjson-sink.js';
@@ -16,6 +16,9 @@ import { parseWebhookSecrets } from './events/webhook-signing.js';
 import { ChunkDispatchSink } from './recording/chunk-dispatch-sink.js';
 import { registerObjectRoutes } from './http/object-routes.js';
 import { registerRecordingRoutes } from './http/recording-routes.js';
+import { registerRoomRoutes } from './http/room-routes.js';
+import { LocalRoomLease, RedisRoomLease } from './rooms/room-lease.js';
+import { RoomService } from './rooms/room-service.js';
 import { type ReadinessCheck, registerOpsRoutes } from './http/ops-routes.js';
 import { HttpServer } from './http/server.js';
 import { uwsRuntime } from './http/uws.js';
@@ -86,6 +89,8 @@ export class App {
   retention: RetentionSweeper | undefined;
   livekit!: LiveKitEgressSource;
   roomSignals!: RoomSignals;
+  /** Room sessions (mix, manifest, room.completed); undefined when rooms.enabled is false. */
+  rooms: RoomService | undefined;
   private queueStats: QueueStatsReporter | undefined;
   private chunkDispatcher: ChunkDispatcher | undefined;
   private redis: Redis | undefined;
@@ -237,11 +242,14 @@ export class App {
       ? new AmqpRoomSignals({ url: config.events.amqpUrl, exchange: config.events.signalsExchange, logger: log })
       : new LocalRoomSignals();
     this.roomSignals.onRoomFinished(({ tenant, roomName }) => {
+      this.rooms?.roomFinished(tenant, roomName);
       const n = this.livekit.finishRoom(tenant, roomName);
       if (n > 0) log.info({ tenant, roomName, streams: n }, 'room finished: streams on this host ended');
     });
     await this.roomSignals.start();
     for (const sink of sinks) this.checks.push({ name: `events:${sink.name}`, check: () => assertReady(sink.ready?.() ?? true, sink.name) });
+
+    if (config.rooms.enabled) this.startRooms();
 
     await this.recoverMasters();
 
@@ -259,7 +267,7 @@ export class App {
     }
     this.recordings = new RecordingService({
       keys: this.keys,
-      events: this.outbox,
+      events: { append: (e) => this.appendEvent(e) },
       chunkSinks,
       openMaster: ({ recordingId, key, format, metadata, release }) =>
         MasterUpload.create({
@@ -345,6 +353,12 @@ export class App {
       catalog: () => this.catalog,
       presign: async (key) => ({ url: await this.store.presign(key, config.storage.presignTtlSec), expiresAt: new Date(Date.now() + config.storage.presignTtlSec * 1000) }),
     });
+    registerRoomRoutes({
+      server: this.http,
+      authenticate: (h) => this.authenticate(h),
+      rooms: () => this.rooms,
+      presign: async (key) => ({ url: await this.store.presign(key, config.storage.presignTtlSec), expiresAt: new Date(Date.now() + config.storage.presignTtlSec * 1000) }),
+    });
     const whatsapp = { server: this.http, authenticate: (h: Record<string, string>) => this.authenticate(h), service: () => this.voiceNotes, limiter: () => this.rateLimiter, maxBytes: config.whatsapp.maxBytes };
     registerWhatsAppHttp({ ...whatsapp, filter: () => this.durationFilter, maxJsonBytes: config.server.maxJsonBytes });
     registerWhatsAppMessages(whatsapp);
@@ -411,13 +425,53 @@ export class App {
     };
     if (r.status === 'failed') {
       await this.catalog.recovered(tenant, r.recordingId, { key: r.key, sizeBytes: null, durationSec, error: r.error });
-      await this.outbox.append(recordingFailed({ ...fields, s3_key_master: null, size_bytes: 0, error: r.error }, { id: r.eventId }));
+      await this.appendEvent(recordingFailed({ ...fields, s3_key_master: null, size_bytes: 0, error: r.error }, { id: r.eventId }));
       this.logger.error({ recordingId: r.recordingId, key: r.key, error: r.error }, 'recording failed after an unclean stop: the store refused its master; spool kept in uploads-failed/');
       return;
     }
     await this.catalog.recovered(tenant, r.recordingId, { key: r.key, sizeBytes: r.size, durationSec });
-    await this.outbox.append(recordingCompleted({ ...fields, s3_key_master: r.key, size_bytes: r.size }));
+    await this.appendEvent(recordingCompleted({ ...fields, s3_key_master: r.key, size_bytes: r.size }));
     this.logger.warn({ recordingId: r.recordingId, key: r.key, sizeBytes: r.size }, 'recording recovered after an unclean stop');
+  }
+
+  /** Recording events go to the outbox, then to the rooms (which remember each room's tracks). */
+  private async appendEvent(e: AudioEvent): Promise<void> {
+    await this.outbox.append(e);
+    this.rooms?.observe(e);
+  }
+
+  /** Room sessions; their claims are shared through Redis when REDIS_URL is set. */
+  private startRooms(): void {
+    const { config, logger: log } = this;
+    const r = config.rooms;
+    let lease;
+    if (config.rateLimit.redisUrl) {
+      const redis = new Redis(config.rateLimit.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: true });
+      redis.on('error', (err: unknown) => log.debug({ err }, 'rooms: redis connection error'));
+      lease = new RedisRoomLease(redis);
+    } else {
+      lease = new LocalRoomLease();
+      log.info('REDIS_URL not set: room sessions are claimed per host (run one host per store, or set REDIS_URL)');
+    }
+    this.rooms = new RoomService({
+      store: this.store,
+      keys: this.keys,
+      events: this.outbox,
+      lease,
+      config: {
+        idleSec: r.idleSec,
+        leaseSec: r.leaseSec,
+        trackWaitSec: r.trackWaitSec,
+        staleSec: r.staleSec,
+        dual: r.dual,
+        law: { headroomDb: r.headroomDb, knee: r.limiterKnee },
+        partBytes: config.storage.partSizeMiB * 1024 * 1024,
+        windowSec: r.windowSec,
+      },
+      presign: async (key) => ({ url: await this.store.presign(key, config.storage.presignTtlSec), expiresAt: new Date(Date.now() + config.storage.presignTtlSec * 1000) }),
+      logger: log.child({ component: 'rooms' }),
+    });
+    this.rooms.start();
   }
 
   /** WhatsApp voice notes: limits, the pipeline, and the optional Evolution AMQP consumer. */
@@ -517,6 +571,7 @@ export class App {
     if (this.livekit) await step('livekit', () => this.livekit.stop());
     if (this.retention) await step('retention', () => this.retention!.stop());
     if (this.catalog) await step('catalog', () => this.catalog.settle());
+    if (this.rooms) await step('rooms', () => this.rooms!.stop());
     if (this.whatsappAmqp) await step('whatsapp-amqp', () => this.whatsappAmqp!.stop());
     if (this.opusWorkers) await step('opus-workers', () => this.opusWorkers!.stop());
     if (this.rateLimiter) await step('rate-limiter', () => this.rateLimiter.close());

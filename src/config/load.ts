@@ -38,6 +38,10 @@ export const ENV_MAP: ReadonlyArray<readonly [name: string, path: string, kind: 
   ['CHUNK_DISPATCH_API_KEY', 'chunkDispatch.apiKey', 'string'],
   ['REDIS_URL', 'rateLimit.redisUrl', 'string'],
   ['DRAIN_SECONDS', 'shutdown.drainSeconds', 'number'],
+  ['ROOMS_IDLE_SEC', 'rooms.idleSec', 'number'],
+  ['ROOMS_LEASE_SEC', 'rooms.leaseSec', 'number'],
+  ['ROOMS_DUAL_LEFT', 'rooms.dual.left', 'string'],
+  ['ROOMS_DUAL_RIGHT', 'rooms.dual.right', 'string'],
 ];
 
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../../config/default.json', import.meta.url));

@@ -266,6 +266,35 @@ export const configSchema = z.object({
     })
     .strict()
     .prefault({}),
+  rooms: z
+    .object({
+      /** Room sessions (README, Rooms): mix each room's tracks once the room is over. */
+      enabled: z.boolean().default(true),
+      /** Seconds after every track of a room ended before its session is over. Env ROOMS_IDLE_SEC. */
+      idleSec: z.number().min(0).max(3600).default(30),
+      /** Lifetime of a host's claim on a room (renewed every third of it); a crashed holder's claim expires after it. Env ROOMS_LEASE_SEC. */
+      leaseSec: z.number().min(1).max(3600).default(30),
+      /** After room_finished, seconds to wait for tracks still finishing before mixing without them. */
+      trackWaitSec: z.number().min(0).max(3600).default(120),
+      /** A live track whose host has not refreshed it for this long counts as ended at its last refresh (its host died). */
+      staleSec: z.number().min(4).max(3600).default(120),
+      /** Headroom in dB of the mono mix before its soft limiter. */
+      headroomDb: z.number().min(0).max(40).default(6),
+      /** Knee of the mix's soft limiter, a fraction of full scale. */
+      limiterKnee: z.number().gt(0).lt(1).default(0.5),
+      /** Seconds of room timeline mixed per step (memory: two steps of every track). */
+      windowSec: z.number().min(0.1).max(30).default(2),
+      /** Participants of dual.wav when no egress URL claims a channel. Env ROOMS_DUAL_LEFT / ROOMS_DUAL_RIGHT. */
+      dual: z
+        .object({
+          left: z.string().min(1).optional(),
+          right: z.string().min(1).optional(),
+        })
+        .strict()
+        .prefault({}),
+    })
+    .strict()
+    .prefault({}),
   shutdown: z
     .object({
       /** Seconds live streams and HTTP requests in flight may continue after SIGTERM. Env DRAIN_SECONDS. */

@@ -14,11 +14,13 @@ export const RECORDING_EVENT_TYPES = [
   'recording.failed',
 ] as const;
 export const VOICENOTE_EVENT_TYPES = ['voicenote.stored', 'voicenote.rejected'] as const;
+export const ROOM_EVENT_TYPES = ['room.completed'] as const;
 /** Monitoring-only types: go to the monitoring webhook, not to the main one. */
 export const MONITORING_EVENT_TYPES = ['queue.error', 'queue.stats', 'filter.applied'] as const;
 export const EVENT_TYPES = [
   ...RECORDING_EVENT_TYPES,
   ...VOICENOTE_EVENT_TYPES,
+  ...ROOM_EVENT_TYPES,
   ...MONITORING_EVENT_TYPES,
 ] as const;
 
@@ -166,6 +168,37 @@ export interface VoiceNoteRejectedPayload {
   duration_sec: number | null;
 }
 
+/** One track of a mixed room session, as room.completed summarizes it. */
+export interface RoomCompletedTrack {
+  recording_id: string;
+  participant: string;
+  track_id: string | null;
+  /** Offset of the track's sample 0 on the room timeline. */
+  offset_ms: number;
+  duration_sec: number;
+}
+
+/** A room session mixed (CONTRACT §8): its outputs and the manifest's summary. */
+export interface RoomCompletedPayload {
+  session_id: string;
+  room_name: string;
+  tenant: string;
+  /** Wall clock of room sample 0 and of the end of the room timeline. */
+  started_at: string;
+  ended_at: string;
+  duration_sec: number;
+  sample_rate: number;
+  tracks: RoomCompletedTrack[];
+  manifest_key: string;
+  mix_key: string;
+  dual_key: string | null;
+  /** Presigned GET of the manifest. */
+  url: string | null;
+  mix_url: string | null;
+  dual_url: string | null;
+  url_expires_at: string | null;
+}
+
 export interface QueueErrorPayload {
   /** Sink that gave up, e.g. `webhook`. */
   sink: string;
@@ -214,6 +247,7 @@ export interface EventPayloads {
   'recording.failed': RecordingEndPayload & { status: 'failed' };
   'voicenote.stored': VoiceNoteStoredPayload;
   'voicenote.rejected': VoiceNoteRejectedPayload;
+  'room.completed': RoomCompletedPayload;
   'queue.error': QueueErrorPayload;
   'queue.stats': QueueStatsPayload;
   'filter.applied': FilterAppliedPayload;
@@ -295,6 +329,10 @@ export function voiceNoteStored(p: VoiceNoteStoredPayload, meta?: EventMeta): Ev
 
 export function voiceNoteRejected(p: VoiceNoteRejectedPayload, meta?: EventMeta): EventOf<'voicenote.rejected'> {
   return makeEvent('voicenote.rejected', p.tenant_id, p, meta);
+}
+
+export function roomCompleted(p: RoomCompletedPayload, meta?: EventMeta): EventOf<'room.completed'> {
+  return makeEvent('room.completed', p.tenant, p, meta);
 }
 
 /** `tenant` is the failed event's tenant, so per-tenant monitoring sees its own failures. */

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import {
   EVENT_TYPES,
   filterApplied,
+  roomCompleted,
   isMonitoringEvent,
   queueError,
   queueStats,
@@ -48,6 +49,14 @@ function oneOfEach(): AudioEvent[] {
     filterApplied({
       tenant_id: 't1', instance: 'i1', filter: 'duration', action: 'rejected', reason: 'too short', duration_sec: 1,
       min_sec: 3, max_sec: 7200, chat_id: null, message_id: 'm',
+    }),
+    roomCompleted({
+      session_id: '0b6f2b8e-1c2d-8e3f-a4b5-c6d7e8f90a1b', room_name: 'weekly', tenant: 't1', started_at: at, ended_at: at,
+      duration_sec: 61.5, sample_rate: 48000,
+      tracks: [{ recording_id: 'r1', participant: 'alice', track_id: 'TR_1', offset_ms: 2300, duration_sec: 59.2 }],
+      manifest_key: 'rooms/t1/weekly/s1/manifest.json', mix_key: 'rooms/t1/weekly/s1/mix.wav', dual_key: null,
+      url: 'https://s3.example/rooms/t1/weekly/s1/manifest.json?sig', mix_url: 'https://s3.example/rooms/t1/weekly/s1/mix.wav?sig',
+      dual_url: null, url_expires_at: at,
     }),
   ];
 }

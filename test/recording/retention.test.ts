@@ -76,7 +76,7 @@ t.test('in the daemon: retentionDays > 0 runs the sweep, which removes old recor
   const objects = join(h.dataDir, 'store', 'objects');
   const oldKeys: string[] = [];
   for await (const o of h.app.store.list('')) if (o.key.includes(old.recording_id as string)) oldKeys.push(o.key);
-  t.equal(oldKeys.length, 3, 'the old master, its catalog record and its room index entry');
+  t.equal(oldKeys.length, 4, 'the old master, its catalog record, its room index entry and its room track record');
   for (const k of oldKeys) await age(objects, k, 8);
 
   const deleted = await h.app.retention!.sweepNow();
