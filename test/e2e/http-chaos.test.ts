@@ -649,7 +649,7 @@ t.test('misbehaving HTTP and WebSocket clients never bring the daemon down', asy
   // the WebSocket misbehaviour: each recording finalized with the frames that arrived whole
   const wsProblems = [...wsFigures];
   for (const w of wsTries) {
-    const e = await waitFor(() => events.find((x) => x.type === 'recording.completed' && x.track_id === w.trackId) ?? ndjsonEvents(d.dataDir).find((x) => x.type === 'recording.completed' && x.track_id === w.trackId), 10_000, `completed ${w.trackId}`);
+    const e = await waitFor(() => events.find((x) => x.type === 'recording.completed' && x.track_id === w.trackId) ?? ndjsonEvents(d.dataDir).find((x) => x.type === 'recording.completed' && x.track_id === w.trackId), 60_000, `completed ${w.trackId}`);
     if (e.end_reason !== 'aborted') wsProblems.push(`${w.trackId}: end_reason ${String(e.end_reason)}`);
     const frames = ((e.size_bytes as number) - MASTER_HEADER_BYTES) / 960;
     if (w.exact ? frames !== w.frames : !(Number.isInteger(frames) && frames >= 0 && frames <= w.frames)) wsProblems.push(`${w.trackId}: ${frames} frames stored, wanted ${w.exact ? '' : 'at most '}${w.frames}`);
@@ -667,7 +667,7 @@ t.test('misbehaving HTTP and WebSocket clients never bring the daemon down', asy
   await Promise.all(live.map((l) => l.closed));
   let liveExact = 0;
   for (const [i, l] of live.entries()) {
-    const e = await waitFor(() => ndjsonEvents(d.dataDir).find((x) => x.type === 'recording.completed' && x.track_id === l.trackId), 15_000, `completed ${l.trackId}`);
+    const e = await waitFor(() => ndjsonEvents(d.dataDir).find((x) => x.type === 'recording.completed' && x.track_id === l.trackId), 60_000, `completed ${l.trackId}`);
     const wav = readWav(readFileSync(join(objectsDir, e.s3_key_master as string)));
     const exact = e.end_reason === 'normal' && wav.data.equals(downmix(l.pcm.subarray(0, sent[i]!)));
     if (exact) liveExact += 1;
