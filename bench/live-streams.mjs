@@ -1,9 +1,21 @@
-// Scenario 1 — live streams: N concurrent simulated LiveKit egress streams (real-time pacing,
-// generator in its own process) through the whole daemon to the fs store and to s3rver, against
-// a plain `ws` + Buffer.concat + fs.writeFile receiver and a uWS server that only counts bytes.
+// Scenario 1 — live streams, in the phases users live through: N concurrent LiveKit egress
+// streams (real-time pacing, generator in its own process) start over up to 3 s (setup), run
+// (live) and all end in the same second (finalize: a meeting ending), through the whole daemon
+// to the fs store and to s3rver, against a uWS server that only counts bytes (the raw drain)
+// and a plain `ws` + Buffer.concat + fs.writeFile receiver, in the same run.
 //
-//   node bench/live-streams.mjs [--quick] [--n 50,200,500] [--seconds 25]
-//        [--targets daemon-fs,daemon-s3,ws-baseline,uws-raw] [--cpu-prof] [--no-chunk-objects] [--json out.json]
+//   node bench/live-streams.mjs [--quick] [--n 50,200,500] [--seconds 25] [--clients sim,ws]
+//        [--targets uws-raw,ws-baseline,daemon-fs,daemon-s3] [--cpu-prof] [--no-chunk-objects] [--json out.json]
+//   node bench/live-streams.mjs --scenario meeting-ends [--n 200,500] [--seconds 75] [--clients ws]
+//        (defaults: uws-raw,daemon-fs,daemon-s3, master only; every master has 2+ parts)
+//
+// Phases, each as daemon CPU per stream and RSS peak growth per stream (from before the first
+// URL is minted):
+//   setup    — mint the URLs, connect every stream (until all are open + 0.5 s); the live audio
+//              of streams already open in that window is subtracted at the live phase's rate;
+//   live     — the steady window with every stream open, also per stream-hour;
+//   finalize — from the common end to the last recording.completed (baselines: the last close);
+//   whole    — from the first mint to the last recording.completed.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -19,54 +31,108 @@ import { parseArgs, printTable } from './lib/table.mjs';
 
 const args = parseArgs();
 const quick = Boolean(args.quick);
-const NS = String(args.n ?? (quick ? '50,200' : '50,200,500')).split(',').map(Number);
-const SECONDS = Number(args.seconds ?? (quick ? 15 : 25));
-const TARGETS = String(args.targets ?? 'uws-raw,ws-baseline,daemon-fs,daemon-s3').split(',');
+const meeting = args.scenario === 'meeting-ends';
+const NS = String(args.n ?? (meeting ? (quick ? '50' : '200,500') : quick ? '50,200' : '50,200,500')).split(',').map(Number);
+const SECONDS = Number(args.seconds ?? (meeting ? (quick ? 20 : 75) : quick ? 15 : 25));
+const TARGETS = String(args.targets ?? (meeting ? 'uws-raw,daemon-fs,daemon-s3' : 'uws-raw,ws-baseline,daemon-fs,daemon-s3')).split(',');
+const CLIENTS = String(args.clients ?? (meeting ? 'ws' : 'sim,ws')).split(',');
+const CHUNK_OBJECTS = meeting ? Boolean(args['chunk-objects']) : !args['no-chunk-objects'];
 const CHUNK_SECONDS = 2;
 
-/** Runs one target at one N; returns a result row. */
-export async function runLive(target, n, seconds, { cpuProf = false } = {}) {
+const cpuOf = (pid) => {
+  const c = cpuSplit(pid);
+  return { total: c.user + c.system, system: c.system };
+};
+
+/** Sleeps until epoch ms `at`. */
+const until = (at) => sleep(Math.max(0, at - Date.now()));
+
+/** Runs one target at one N with one client; returns a result row. */
+export async function runLive(target, n, seconds, { cpuProf = false, client = 'sim' } = {}) {
   const staggerMs = Math.min(3000, n * 6);
   const server = await startTarget(target, cpuProf);
   try {
     await sleep(1000);
     const rss0 = rssBytes(server.pid);
+    const rss = rssSampler(server.pid, 100);
+    const tA = Date.now();
+    const cpuA = cpuOf(server.pid);
+    // setup: mint, connect
     const streams = await server.streams(n);
-    const gen = runGenerator({ streams, seconds, staggerMs });
-    await gen.started;
-    await sleep(1000);
+    const gen = runGenerator({ streams, seconds, staggerMs, client });
+    const { endAtMs } = await gen.started;
+    const { open: opened } = await gen.open;
+    await sleep(500);
+    const tS = Date.now();
+    const cpuS = cpuOf(server.pid);
+    const setupPeak = rss.peak;
+    // live: every stream open, until 1 s before the common end
+    await sleep(500);
     await server.resetLag();
-    const cpu0 = cpuSplit(server.pid);
-    const t0 = performance.now();
-    const rss = rssSampler(server.pid);
-    const windowMs = seconds * 1000 - staggerMs - 2500;
-    await sleep(windowMs);
-    const cpu1 = cpuSplit(server.pid);
-    const elapsed = (performance.now() - t0) / 1000;
-    const peak = rss.stop();
+    rss.reset();
+    const tL0 = Date.now();
+    const cpuL0 = cpuOf(server.pid);
+    await until(endAtMs - 1000);
+    const cpuL1 = cpuOf(server.pid);
+    const tL1 = Date.now();
     const live = await server.sample();
+    const livePeak = rss.peak;
+    // finalize: from the common end to the last completion
+    await until(endAtMs);
+    const cpuE = cpuOf(server.pid);
+    rss.reset();
+    const deadline = Date.now() + 180_000;
+    let fin = await server.finalized();
+    while (fin.count < n && Date.now() < deadline) {
+      await sleep(50);
+      fin = await server.finalized();
+    }
+    const tF = Date.now();
+    const cpuF = cpuOf(server.pid);
+    const finPeak = rss.stop();
     const genResult = await gen.done;
     const stored = await server.stored(n, genResult.streams);
     const sent = genResult.streams.reduce((s, x) => s + x.bytesSent, 0);
     const errors = genResult.streams.filter((s) => s.error || (s.closeCode !== 1000 && s.closeCode !== 1005));
     let lostBytes = 0;
     for (const s of genResult.streams) lostBytes += Math.max(0, s.bytesSent - (stored.get(s.id) ?? 0));
-    const cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system;
+
+    const liveSec = (tL1 - tL0) / 1000;
+    const liveCpu = cpuL1.total - cpuL0.total;
+    const livePerStreamSec = liveCpu / (n * liveSec);
+    // stream-seconds of audio already flowing during setup (stream i opened about genT0 + i·gap)
+    const genT0 = endAtMs - seconds * 1000 - staggerMs;
+    const gap = n > 1 ? staggerMs / (n - 1) : 0;
+    let setupStreamSec = 0;
+    for (let i = 0; i < n; i++) setupStreamSec += Math.max(0, tS - (genT0 + i * gap)) / 1000;
+    const setupCpu = cpuS.total - cpuA.total - livePerStreamSec * setupStreamSec;
+    const finCpu = cpuF.total - cpuE.total;
+    const wholeCpu = cpuF.total - cpuA.total;
+    const perStreamKiB = (peak) => (peak - rss0) / n / 1024;
     const row = {
       target,
+      client,
       N: n,
-      open: live.open,
-      'cpu s/stream-h': (cpu / (n * elapsed)) * 3600,
-      'kernel %': (100 * (cpu1.system - cpu0.system)) / Math.max(cpu, 1e-9),
-      'cpu %': (100 * cpu) / elapsed,
-      'RSS MiB': peak / MiB,
-      'RSS/stream KiB': ((peak - rss0) / n) / 1024,
+      open: opened,
+      'setup ms/stream': (1000 * setupCpu) / n,
+      'setup RSS KiB/stream': perStreamKiB(setupPeak),
+      'live s/stream-h': livePerStreamSec * 3600,
+      'live kernel %': (100 * (cpuL1.system - cpuL0.system)) / Math.max(liveCpu, 1e-9),
+      'live RSS KiB/stream': perStreamKiB(livePeak),
+      'finalize ms/stream': (1000 * finCpu) / n,
+      'finalize RSS KiB/stream': perStreamKiB(finPeak),
+      'finalize wall s': fin.count < n ? null : ((fin.lastAtMs ?? tF) - endAtMs) / 1000,
+      completed: fin.count,
+      failed: fin.failed ?? 0,
+      'whole ms/stream': (1000 * wholeCpu) / n,
+      'whole RSS KiB/stream': perStreamKiB(Math.max(setupPeak, livePeak, finPeak)),
+      'RSS peak MiB': Math.max(setupPeak, livePeak, finPeak) / MiB,
       'lag p99 ms': live.lagP99Ms,
       'frames lost': Math.round(lostBytes / 1920),
       'sent MiB': sent / MiB,
-      'chunk p99 ms (steady / all)': (await server.latencyP99Ms()) ?? null,
+      'chunk p99 ms (steady / all)': CHUNK_OBJECTS ? ((await server.latencyP99Ms()) ?? null) : null,
       'gen lag p99 ms': genResult.lagP99Ms,
-      'gen cpu %': (100 * genResult.cpuSec) / seconds,
+      'gen cpu %': (100 * genResult.cpuSec) / ((tF - tA) / 1000),
       errors: errors.length,
       load1: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
     };
@@ -95,11 +161,14 @@ async function startDaemonTarget(target, cpuProf) {
   const profDir = cpuProf ? tempDir(`prof-${target}`) : undefined;
   const d = await startDaemon({
     storage: s3 ? { s3: { endpoint: s3.endpoint, bucket: s3.bucket } } : 'fs',
-    config: { storage: { chunkObjects: !args['no-chunk-objects'] } },
+    config: { storage: { chunkObjects: CHUNK_OBJECTS } },
     cpuProf: profDir,
   });
   const s3c = s3 && new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
   let before = new Map();
+  const fin = { count: 0, failed: 0, lastAtMs: undefined };
+  let eventsPos = 0;
+  let eventsRest = '';
   let nStreams = 0;
   let lagP99Ms = NaN;
   let steady;
@@ -151,6 +220,39 @@ async function startDaemonTarget(target, cpuProf) {
     },
     async resetLag() {
       before = await d.metrics(); // a scrape resets prom-client's event-loop histogram
+    },
+    /** recording.completed / .failed so far (events.ndjson, read on from where it was), and the last one's time. */
+    async finalized() {
+      let fh;
+      try {
+        fh = await open(join(d.dataDir, 'events.ndjson'), 'r');
+      } catch {
+        return fin;
+      }
+      try {
+        for (;;) {
+          const buf = Buffer.alloc(1 << 20);
+          const { bytesRead } = await fh.read(buf, 0, buf.length, eventsPos);
+          if (bytesRead === 0) break;
+          const text = eventsRest + buf.toString('utf8', 0, bytesRead);
+          eventsPos += bytesRead;
+          const lines = text.split('\n');
+          eventsRest = lines.pop();
+          for (const line of lines) {
+            if (!line.includes('"recording.')) continue;
+            const e = JSON.parse(line);
+            if (e.type === 'recording.completed') fin.count++;
+            else if (e.type === 'recording.failed') {
+              fin.count++;
+              fin.failed++;
+            } else continue;
+            fin.lastAtMs = Math.max(fin.lastAtMs ?? 0, Date.parse(e.occurredAt));
+          }
+        }
+      } finally {
+        await fh.close();
+      }
+      return fin;
     },
     async sample() {
       const m = await d.metrics();
@@ -204,6 +306,8 @@ async function startBaseline(file, _unused) {
     }
   };
   let last;
+  let closedSeen = 0;
+  let lastAtMs;
   return {
     pid: child.pid,
     async streams(n) {
@@ -211,6 +315,16 @@ async function startBaseline(file, _unused) {
     },
     async resetLag() {
       child.send('reset');
+    },
+    /** Streams closed so far (the baselines have nothing to finalize but their last chunk). */
+    async finalized() {
+      const st = await ask();
+      const count = st.closed ?? 0;
+      if (count > closedSeen) {
+        closedSeen = count;
+        lastAtMs = Date.now();
+      }
+      return { count, failed: 0, lastAtMs };
     },
     async sample() {
       last = await ask();
@@ -252,20 +366,29 @@ function wavDataBytes(buf) {
 }
 
 export function summarize(rows) {
-  const at = (t, n) => rows.find((r) => r.target === t && r.N === n);
+  const at = (t, n, c) => rows.find((r) => r.target === t && r.N === n && r.client === c);
   const ratios = [];
+  const x = (a, b) => (a == null || b == null || !(b > 0) ? null : a / b);
   for (const n of [...new Set(rows.map((r) => r.N))]) {
-    const raw = at('uws-raw', n);
-    const ws = at('ws-baseline', n);
-    for (const t of ['daemon-fs', 'daemon-s3']) {
-      const d = at(t, n);
-      if (!d) continue;
-      ratios.push({
-        N: n,
-        target: t,
-        'cpu vs uws-raw (×, ≤1.5)': raw ? d['cpu s/stream-h'] / raw['cpu s/stream-h'] : null,
-        'ws-baseline / daemon cpu (×, ≥3)': ws ? ws['cpu s/stream-h'] / d['cpu s/stream-h'] : null,
-      });
+    for (const c of [...new Set(rows.map((r) => r.client))]) {
+      const raw = at('uws-raw', n, c);
+      const ws = at('ws-baseline', n, c);
+      for (const t of ['daemon-fs', 'daemon-s3']) {
+        const d = at(t, n, c);
+        if (!d) continue;
+        ratios.push({
+          N: n,
+          client: c,
+          target: t,
+          'live × raw (≤1.3)': x(d['live s/stream-h'], raw?.['live s/stream-h']),
+          'whole × raw (≤1.5)': x(d['whole ms/stream'], raw?.['whole ms/stream']),
+          'setup ms/stream (≤1)': d['setup ms/stream'],
+          'finalize ms/stream (fs ≤3)': d['finalize ms/stream'],
+          'max RSS KiB/stream (≤1024)': Math.max(d['setup RSS KiB/stream'], d['live RSS KiB/stream'], d['finalize RSS KiB/stream']),
+          'finalize wall s (500: ≤10)': d['finalize wall s'],
+          'ws-baseline / daemon live (≥3)': ws ? x(ws['live s/stream-h'], d['live s/stream-h']) : null,
+        });
+      }
     }
   }
   return ratios;
@@ -273,21 +396,26 @@ export function summarize(rows) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const rows = [];
+  const name = meeting ? 'meeting-ends' : 'live-streams';
   for (const n of NS) {
-    for (const t of TARGETS) {
-      process.stdout.write(`live-streams: ${t} N=${n} (${SECONDS} s)…\n`);
-      try {
-        rows.push(await runLive(t, n, SECONDS, { cpuProf: Boolean(args['cpu-prof']) }));
-      } catch (err) {
-        process.stdout.write(`  failed: ${err.stack ?? err}\n`);
-        rows.push({ target: t, N: n, errors: String(err.message ?? err) });
+    for (const client of CLIENTS) {
+      for (const t of TARGETS) {
+        process.stdout.write(`${name}: ${t} N=${n} client=${client} (${SECONDS} s)…\n`);
+        try {
+          rows.push(await runLive(t, n, SECONDS, { cpuProf: Boolean(args['cpu-prof']), client }));
+        } catch (err) {
+          process.stdout.write(`  failed: ${err.stack ?? err}\n`);
+          rows.push({ target: t, client, N: n, errors: String(err.message ?? err) });
+        }
+        process.stdout.write(`  ${JSON.stringify(rows.at(-1))}\n`);
+        // let the next run start on a quiet filesystem and page cache (see removeAtExit)
+        await sleep(3000);
       }
-      process.stdout.write(`  ${JSON.stringify(rows.at(-1))}\n`);
     }
   }
-  const md = printTable(`Live streams (${SECONDS} s per run, chunk ${CHUNK_SECONDS} s)`, rows);
+  const md = printTable(`${meeting ? 'Meeting ends' : 'Live streams'} (${SECONDS} s per stream, all ending together; chunk objects ${CHUNK_OBJECTS ? `on, ${CHUNK_SECONDS} s` : 'off'})`, rows);
   const ratios = summarize(rows);
-  const mdr = ratios.length ? printTable('Ratios', ratios) : '';
-  saveResults('live-streams', { seconds: SECONDS, rows, ratios }, `${md}\n${mdr}`);
+  const mdr = ratios.length ? printTable('Against the raw drain of the same run, and the targets', ratios) : '';
+  saveResults(name, { seconds: SECONDS, chunkObjects: CHUNK_OBJECTS, rows, ratios }, `${md}\n${mdr}`);
   if (args.json) await writeFile(String(args.json), JSON.stringify({ rows, ratios }, null, 2));
 }

@@ -7,6 +7,7 @@ const uWS = createRequire(import.meta.url)('uWebSockets.js');
 const lag = loopLag();
 const stored = new Map(); // trackId → bytes received
 let open = 0;
+let closed = 0;
 
 const app = uWS.App().ws('/*', {
   maxPayloadLength: 64 * 1024,
@@ -21,6 +22,7 @@ const app = uWS.App().ws('/*', {
   },
   close: (ws) => {
     open--;
+    closed++;
     const d = ws.getUserData();
     stored.set(d.trackId, d.bytes);
   },
@@ -28,6 +30,6 @@ const app = uWS.App().ws('/*', {
 app.listen('127.0.0.1', 0, (token) => process.send({ type: 'listening', port: uWS.us_socket_local_port(token) }));
 process.on('message', (msg) => {
   if (msg === 'reset') lag.reset();
-  if (msg === 'stats') process.send({ type: 'stats', open, lagP99Ms: lag.p99Ms(), latencyP99Ms: null, chunks: 0, stored: Object.fromEntries(stored) });
+  if (msg === 'stats') process.send({ type: 'stats', open, closed, lagP99Ms: lag.p99Ms(), latencyP99Ms: null, chunks: 0, stored: Object.fromEntries(stored) });
   if (msg === 'stop') process.exit(0);
 });

@@ -14,6 +14,7 @@ const lag = loopLag();
 const stored = new Map(); // trackId → bytes of PCM written
 const latencies = [];
 let open = 0;
+let closed = 0;
 
 function wavHeader(dataBytes) {
   const h = Buffer.alloc(44);
@@ -49,6 +50,7 @@ wss.on('connection', (ws, req) => {
   });
   ws.on('close', () => {
     open--;
+    closed++;
     if (buf.length > 0) flush(buf);
   });
 });
@@ -56,6 +58,6 @@ wss.on('connection', (ws, req) => {
 wss.on('listening', () => process.send({ type: 'listening', port: wss.address().port }));
 process.on('message', (msg) => {
   if (msg === 'reset') lag.reset();
-  if (msg === 'stats') process.send({ type: 'stats', open, lagP99Ms: lag.p99Ms(), latencyP99Ms: percentile(latencies, 99), chunks: latencies.length, stored: Object.fromEntries(stored) });
+  if (msg === 'stats') process.send({ type: 'stats', open, closed, lagP99Ms: lag.p99Ms(), latencyP99Ms: percentile(latencies, 99), chunks: latencies.length, stored: Object.fromEntries(stored) });
   if (msg === 'stop') process.exit(0);
 });

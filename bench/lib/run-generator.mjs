@@ -1,4 +1,4 @@
-// Runs generator.mjs as a child and exposes its two messages as promises.
+// Runs generator.mjs as a child and exposes its messages as promises.
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,22 +6,29 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from './daemon.mjs';
 
-export function runGenerator({ streams, seconds, staggerMs }) {
+/**
+ * `client`: 'sim' (the project's egress simulator) or 'ws' (a plain ws client). Every stream
+ * ends at the same moment, `started`'s `endAtMs`.
+ */
+export function runGenerator({ streams, seconds, staggerMs, client = 'sim' }) {
   const jobFile = join(tempDir('gen'), 'job.json');
-  writeFileSync(jobFile, JSON.stringify({ streams, seconds, staggerMs }));
+  writeFileSync(jobFile, JSON.stringify({ streams, seconds, staggerMs, client }));
   const child = spawn(process.execPath, ['--max-old-space-size=2048', fileURLToPath(new URL('./generator.mjs', import.meta.url)), jobFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   const rl = createInterface({ input: child.stdout });
   let onStarted;
+  let onOpen;
   let onDone;
   const started = new Promise((r) => (onStarted = r));
+  const open = new Promise((r) => (onOpen = r));
   const done = new Promise((resolve, reject) => {
     onDone = resolve;
     child.once('exit', (code) => reject(new Error(`generator exited with ${code} before reporting`)));
   });
   rl.on('line', (line) => {
     const msg = JSON.parse(line);
-    if (msg.phase === 'started') onStarted();
+    if (msg.phase === 'started') onStarted(msg);
+    else if (msg.phase === 'open') onOpen(msg);
     else onDone(msg);
   });
-  return { pid: child.pid, started, done, kill: () => child.kill('SIGKILL') };
+  return { pid: child.pid, started, open, done, kill: () => child.kill('SIGKILL') };
 }

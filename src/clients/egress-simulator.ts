@@ -37,6 +37,8 @@ export interface SimulateEgressOptions {
   extraText?: string[];
   /** Abort the stream early. */
   signal?: AbortSignal;
+  /** Told once the WebSocket is open, before the first frame. */
+  onOpen?: () => void;
 }
 
 export interface SimulateEgressResult {
@@ -114,6 +116,7 @@ export async function simulateEgress(options: SimulateEgressOptions): Promise<Si
   const frameBytes = options.frameBytes ?? (bytesPerSec / 100) | 0;
   const realtime = options.realtime ?? true;
   const ws = await connectEgress(options.url);
+  options.onOpen?.();
   const result: SimulateEgressResult = { startedAtMs: 0, bytesSent: 0, framesSent: 0, textSent: 0, closeCode: 0, closeReason: '' };
   const closed = new Promise<void>((resolve) => {
     ws.once('close', (code, reason) => {
