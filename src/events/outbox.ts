@@ -167,10 +167,10 @@ export class Outbox {
     this.logger = options.logger;
     for (const sink of options.sinks) {
       if (!SINK_NAME_RE.test(sink.name)) {
-        throw new AppError('CONFIG_INVALID', `outbox sink name "${sink.name}" must match ${SINK_NAME_RE}`);
+        throw new TypeError(`outbox sink name "${sink.name}" must match ${SINK_NAME_RE}`);
       }
       if (this.sinks.has(sink.name)) {
-        throw new AppError('CONFIG_INVALID', `outbox sink "${sink.name}" is configured twice`);
+        throw new TypeError(`outbox sink "${sink.name}" is configured twice`);
       }
       this.sinks.set(sink.name, {
         sink,

@@ -49,7 +49,7 @@ export function registerObjectRoutes(o: ObjectRoutesOptions): void {
 /** Sends a whole (small) answer once, unless the client is gone. */
 function answer(ctx: RequestContext, reply: Reply, count: (status: number, code?: string) => void): void {
   if (ctx.answered) return;
-  count(reply.status, (reply.body as { error?: { code?: string } } | undefined)?.error?.code);
+  count(reply.status, reply.errorCode);
   ctx.send(reply);
 }
 
@@ -75,7 +75,7 @@ async function serveObject(ctx: RequestContext, o: ObjectRoutesOptions, count: (
     opened.stream.destroy();
     // 416 has no code of its own in errors.ts; the status and Content-Range are what clients read
     const err = new AppError('INVALID_PARAMETER', `range not satisfiable: ${ctx.headers['range']}`);
-    answer(ctx, { status: 416, body: err.toBody(), headers: { 'Content-Range': `bytes */${size}`, 'Accept-Ranges': 'bytes' } }, count);
+    answer(ctx, { status: 416, body: err.toBody(), errorCode: err.code, headers: { 'Content-Range': `bytes */${size}`, 'Accept-Ranges': 'bytes' } }, count);
     return;
   }
   const headers: [string, string][] = [

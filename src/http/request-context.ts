@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { AppError, statusLine } from '../errors.js';
+import { AppError, type ErrorCode } from '../errors.js';
+import { statusLine } from './error-status.js';
 import { type AfterAnswer, GuardedResponse } from './guarded-response.js';
 import { RequestBody } from './request-body.js';
 import { inRequestScope, type RequestScope } from './request-scope.js';
@@ -10,6 +11,8 @@ import type { HttpRequest, HttpResponse } from './uws.js';
 export interface Reply {
   status: number;
   body?: unknown;
+  /** The error this answer reports (counted in `errors_total`); set by `errorReply`. */
+  errorCode?: ErrorCode;
   headers?: Record<string, string>;
   contentType?: string;
 }

@@ -1,6 +1,7 @@
 import { AppError, toAppError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { httpStatus } from './error-status.js';
 import { type Reply, RequestContext, type RequestLimits } from './request-context.js';
 import { inRequestScope } from './request-scope.js';
 import uws, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
@@ -101,10 +102,14 @@ export class HttpServer {
       });
   }
 
+  /** Answers a request of a route registered on `app` directly (see {@link context}) with an error. */
+  answerError(ctx: RequestContext, label: string, err: AppError): void {
+    this.reply(ctx, label, errorReply(err));
+  }
+
   private reply(ctx: RequestContext, label: string, reply: Reply): void {
     if (ctx.answered) return;
-    const code = (reply.body as { error?: { code?: string } } | undefined)?.error?.code;
-    if (code) this.options.metrics.errors.inc({ code });
+    if (reply.errorCode !== undefined) this.options.metrics.errors.inc({ code: reply.errorCode });
     this.options.metrics.httpRequests.inc({ route: label, status: String(reply.status) });
     ctx.send(reply);
   }
@@ -155,7 +160,7 @@ export class HttpServer {
 export function errorReply(err: AppError): Reply {
   const headers: Record<string, string> = {};
   if (err.retryAfterSec !== undefined) headers['Retry-After'] = String(Math.max(1, Math.ceil(err.retryAfterSec)));
-  return { status: err.status, body: err.toBody(), headers };
+  return { status: httpStatus(err.code), body: err.toBody(), headers, errorCode: err.code };
 }
 
 export function json(status: number, body: unknown, headers?: Record<string, string>): Reply {

@@ -1,6 +1,6 @@
-import { AppError, statusLine, toAppError } from '../errors.js';
+import { AppError, toAppError } from '../errors.js';
 import type { EndReason } from '../events/types.js';
-import { errorReply, type HttpServer } from '../http/server.js';
+import type { HttpServer } from '../http/server.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket } from '../http/uws.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -110,7 +110,8 @@ export class LiveKitEgressSource {
     const extensions = req.getHeader('sec-websocket-extensions');
     const query = new URLSearchParams(req.getQuery() ?? '');
     // every access to the response goes through the guard: the client may close during the checks
-    const response = this.opts.server.context(res, req, 'egress-audio').response;
+    const ctx = this.opts.server.context(res, req, 'egress-audio');
+    const response = ctx.response;
     this.pendingUpgrades += 1;
     this.admit(query)
       .then(
@@ -135,10 +136,7 @@ export class LiveKitEgressSource {
         const appErr = toAppError(err);
         if (appErr.code === 'INTERNAL') this.opts.logger.error({ err }, 'egress upgrade failed');
         else this.opts.logger.info({ code: appErr.code, reason: appErr.message }, 'egress connection refused');
-        this.opts.metrics.errors.inc({ code: appErr.code });
-        this.opts.metrics.httpRequests.inc({ route: 'egress-audio', status: String(appErr.status) });
-        const reply = errorReply(appErr);
-        response.answer(statusLine(reply.status), [['Content-Type', 'application/json'], ...Object.entries(reply.headers ?? {})], JSON.stringify(reply.body), 'keep-alive');
+        this.opts.server.answerError(ctx, 'egress-audio', appErr);
       })
       .finally(() => {
         this.pendingUpgrades -= 1;

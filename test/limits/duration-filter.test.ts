@@ -2,6 +2,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { AppError } from '../../src/errors.js';
+import { httpStatus } from '../../src/http/error-status.js';
 import {
   DEFAULT_DURATION_LIMITS,
   DURATION_STATE_FILE,
@@ -71,7 +72,7 @@ t.test('allowed ranges: min 1..300, max <= 7200, min < max', async (t) => {
     const err = (await DurationFilter.open({ defaults: defaults as never }).catch((e: unknown) => e)) as AppError;
     t.ok(err instanceof AppError, JSON.stringify(defaults));
     t.equal(err.code, 'INVALID_PARAMETER');
-    t.equal(err.status, 400);
+    t.equal(httpStatus(err.code), 400);
     t.equal(err.details?.field, field);
     t.same(err.details?.value, value);
     t.match(String(err.details?.allowed), allowed);
@@ -147,6 +148,6 @@ t.test('a rejection becomes the 422 answer', async (t) => {
   if (r.ok) throw new Error('expected a rejection');
   const err = durationRejectionError(r, 1);
   t.equal(err.code, 'DURATION_TOO_SHORT');
-  t.equal(err.status, 422);
+  t.equal(httpStatus(err.code), 422);
   t.same(err.toBody(), { error: { code: 'DURATION_TOO_SHORT', message: r.message, details: { minSec: 3, maxSec: 7200, seconds: 1 } } });
 });

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { AppError } from '../../src/errors.js';
+import { httpStatus } from '../../src/http/error-status.js';
 import { MemoryBucketStore } from '../../src/limits/memory-bucket-store.js';
 import { RateLimiter } from '../../src/limits/rate-limiter.js';
 import { RedisBucketStore } from '../../src/limits/redis-bucket-store.js';
@@ -75,7 +76,7 @@ t.test('consume throws RATE_LIMITED with Retry-After and scope', async (t) => {
   const err = (await l.consume({ tenant: 'acme', instance: 'sales' }).catch((e: unknown) => e)) as AppError;
   t.ok(err instanceof AppError);
   t.equal(err.code, 'RATE_LIMITED');
-  t.equal(err.status, 429);
+  t.equal(httpStatus(err.code), 429);
   t.equal(err.retryAfterSec, 1);
   t.same(err.details, { scope: 'instance', retryAfterSec: 1 });
 });

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { AccessToken } from 'livekit-server-sdk';
 import t from 'tap';
+import { WebSocket } from 'ws';
 import { connectEgress, EgressRefusedError, simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { metricValue, startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
 import { downmix, egressUrl, outboxEvents, randomStereo, rawToken, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
@@ -155,6 +156,29 @@ t.test('refusals happen before the upgrade, with a coded JSON error', async (t) 
   t.equal(replay.status, 401);
   t.match(replay.body, /TOKEN_REPLAYED/);
   t.equal(h.app.livekit.openStreams, 0, 'no stream left open by refusals');
+});
+
+t.test('an upgrade refusal is answered like every HTTP error: request id, shared metrics', async (t) => {
+  const h = await startTestApp();
+  t.teardown(() => h.close());
+  const errorsBefore = await metricValue(h.baseUrl, 'audio_ingestd_errors_total', 'code="UNAUTHORIZED"');
+  const requestsBefore = await metricValue(h.baseUrl, 'audio_ingestd_http_requests_total', 'route="egress-audio",status="401"');
+  const answer = await new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
+    const ws = new WebSocket(`${h.wsUrl}/egress-audio?roomName=r`, { headers: { 'x-request-id': 'egress-refusal-1' } });
+    ws.on('open', () => reject(new Error('upgraded without a token')));
+    ws.on('error', () => undefined); // the refusal below is the answer; ws reports it as an error too
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+  });
+  t.equal(answer.status, 401);
+  t.equal(answer.headers['x-request-id'], 'egress-refusal-1', 'the request id is echoed');
+  t.equal(answer.headers['content-type'], 'application/json');
+  t.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, 'UNAUTHORIZED');
+  t.equal(await metricValue(h.baseUrl, 'audio_ingestd_errors_total', 'code="UNAUTHORIZED"'), errorsBefore + 1, 'counted once in errors_total');
+  t.equal(await metricValue(h.baseUrl, 'audio_ingestd_http_requests_total', 'route="egress-audio",status="401"'), requestsBefore + 1, 'and once in http_requests_total');
 });
 
 t.test('POST /v1/egress/urls validates its body', async (t) => {
