@@ -1,5 +1,5 @@
 import type { PcmFormat } from '../audio/pcm-format.js';
-import { isAppError } from '../errors.js';
+import { isRetryable } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ObjectKeys } from '../storage/keys.js';
@@ -109,7 +109,7 @@ export class ChunkObjects implements ChunkSink {
         });
         break;
       } catch (err) {
-        if (attempt >= attempts || !isAppError(err, 'STORAGE_UNAVAILABLE')) {
+        if (attempt >= attempts || !isRetryable(err)) {
           this.opts.metrics.framesDropped.inc({ source: id.source, reason: 'chunk_store_failed' });
           this.opts.logger.error({ err, recordingId: id.recordingId, seq: job.seq }, 'chunk object not stored');
           return;

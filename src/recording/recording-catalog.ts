@@ -261,7 +261,7 @@ export class RecordingCatalog {
         } catch (err) {
           const appErr = toAppError(err);
           const delay = this.retryDelaysMs[attempt];
-          if (appErr.code === 'STORAGE_UNAVAILABLE' && delay !== undefined) {
+          if (appErr.retryable && delay !== undefined) {
             log.warn({ err, recordingId: record.recordingId, key, attempt: attempt + 1 }, 'catalog write failed: retrying');
             await new Promise((r) => setTimeout(r, delay));
             continue;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { isAppError, toAppError } from '../errors.js';
+import { isAppError, isRetryable } from '../errors.js';
 import { type AudioEvent, roomCompleted, type RoomCompletedPayload } from '../events/types.js';
 import type { Logger } from '../observability/logger.js';
 import { type ObjectKeys, sanitizeSegment } from '../storage/keys.js';
@@ -245,7 +245,7 @@ export class RoomService {
         await this.o.store.put(key, Buffer.from(JSON.stringify(rec)), { contentType: 'application/json' });
         return;
       } catch (err) {
-        if (attempt >= 3 || toAppError(err).code !== 'STORAGE_UNAVAILABLE') throw err;
+        if (attempt >= 3 || !isRetryable(err)) throw err;
         await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
       }
     }

@@ -92,7 +92,7 @@ function storeError(op: string, err: unknown): AppError {
   const unavailable = code === 'ENOSPC' || code === 'EROFS' || code === 'EACCES' || code === 'EPERM' || code === 'EIO' || code === 'EMFILE' || code === 'ENFILE';
   return new AppError(unavailable ? 'STORAGE_UNAVAILABLE' : 'STORAGE_ERROR', `fs store ${op} failed${code === undefined ? '' : ` (${code})`}`, {
     cause: err,
-    ...(unavailable ? { retryAfterSec: 5 } : {}),
+    ...(unavailable ? { retryAfterSec: 5, retryable: true } : {}),
   });
 }
 
@@ -130,7 +130,7 @@ export class FsObjectStore implements ObjectStore {
     try {
       await access(this.objectsDir, constants.W_OK);
     } catch (err) {
-      throw new AppError('STORAGE_UNAVAILABLE', 'fs store is not writable', { cause: err, retryAfterSec: 5 });
+      throw new AppError('STORAGE_UNAVAILABLE', 'fs store is not writable', { cause: err, retryAfterSec: 5, retryable: true });
     }
   }
 

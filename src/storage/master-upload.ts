@@ -27,7 +27,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { AppError } from '../errors.js';
+import { AppError, isRetryable } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { fsyncDir, writeFileAtomic } from './atomic-file.js';
 import { sanitizeSegment } from './keys.js';
@@ -56,7 +56,7 @@ export interface RetryOptions {
   baseMs?: number;
   /** Largest delay in ms (default 30 000). */
   maxMs?: number;
-  /** Attempts for errors other than STORAGE_UNAVAILABLE before giving up (default 3). */
+  /** Attempts for errors that are not retryable (an unavailable store is) before giving up (default 3). */
   maxErrorAttempts?: number;
 }
 
@@ -200,7 +200,7 @@ function isNotFound(err: unknown): boolean {
  * inconsistent). Unavailable stores and local I/O errors are worth another try.
  */
 function isPermanent(err: unknown): boolean {
-  return err instanceof AppError && err.code !== 'STORAGE_UNAVAILABLE';
+  return err instanceof AppError && !err.retryable;
 }
 
 function errorText(err: unknown): string {
@@ -924,7 +924,7 @@ export class MasterUpload {
     }
   }
 
-  /** Runs a store call, retrying STORAGE_UNAVAILABLE with backoff (bounded for recovery) and other errors a few times. */
+  /** Runs a store call, retrying an unavailable store (retryable errors) with backoff (bounded for recovery) and other errors a few times. */
   private async withRetry<T>(op: string, fn: () => Promise<T>): Promise<T> {
     let unavailable = 0;
     let errors = 0;
@@ -932,7 +932,7 @@ export class MasterUpload {
       try {
         return await fn();
       } catch (err) {
-        const isUnavailable = err instanceof AppError && err.code === 'STORAGE_UNAVAILABLE';
+        const isUnavailable = isRetryable(err);
         if (isUnavailable) unavailable++;
         else errors++;
         const give = (isUnavailable && unavailable >= this.maxUnavailableAttempts)

@@ -122,7 +122,7 @@ export function mapS3Error(op: string, err: unknown, key?: string): AppError {
   const status = (err as SdkError | null)?.$metadata?.httpStatusCode;
   const details = { op, s3: name, ...(status === undefined ? {} : { status }), ...(key === undefined ? {} : { key }) };
   if (isRetryableS3Error(err)) {
-    return new AppError('STORAGE_UNAVAILABLE', `object store unavailable during ${op}`, { cause: err, retryAfterSec: 5, details });
+    return new AppError('STORAGE_UNAVAILABLE', `object store unavailable during ${op}`, { cause: err, retryAfterSec: 5, retryable: true, details });
   }
   if (name === 'NoSuchKey' || name === 'NotFound') return new AppError('NOT_FOUND', 'object not found', { cause: err, details });
   if (name === 'InvalidRange') return new AppError('INVALID_PARAMETER', 'range not satisfiable', { cause: err, details });

@@ -412,7 +412,7 @@ function bodyFailure(err: unknown): AppError {
 /** Every storage failure is answered as retryable: WhatsApp audio is never spooled locally. */
 function storageError(err: unknown): AppError {
   if (isAppError(err, 'STORAGE_UNAVAILABLE')) {
-    return err.retryAfterSec === undefined ? new AppError('STORAGE_UNAVAILABLE', err.message, { retryAfterSec: STORAGE_RETRY_SEC, cause: err }) : err;
+    return err.retryAfterSec === undefined ? new AppError('STORAGE_UNAVAILABLE', err.message, { retryAfterSec: STORAGE_RETRY_SEC, retryable: err.retryable, cause: err }) : err;
   }
   if (err instanceof AppError) return err;
   return new AppError('STORAGE_UNAVAILABLE', 'object store unavailable', { retryAfterSec: STORAGE_RETRY_SEC, cause: err });

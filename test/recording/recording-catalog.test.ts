@@ -84,7 +84,7 @@ t.test('a store that is briefly unavailable is retried; a store error is given u
   const store = await fsStore(t);
   let failuresLeft = 2;
   const flaky = withPut(store, async (key, body, options, real) => {
-    if (failuresLeft-- > 0) throw new AppError('STORAGE_UNAVAILABLE', 'down', { retryAfterSec: 5 });
+    if (failuresLeft-- > 0) throw new AppError('STORAGE_UNAVAILABLE', 'down', { retryAfterSec: 5, retryable: true });
     return real(key, body, options);
   });
   const metrics = new Metrics();
