@@ -1,7 +1,7 @@
 import { connect, type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
-import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
+import { backoffDelay, sleep, type BackoffOptions } from '../backoff.js';
 
 export interface AmqpConnectionOptions<C extends Channel> {
   /** Broker URL, e.g. `amqp://user:pass@host:5672/vhost`. */

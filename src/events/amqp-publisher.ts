@@ -3,7 +3,7 @@ import type { ConfirmChannel, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { AmqpConnection } from './amqp-connection.js';
-import type { BackoffOptions } from './backoff.js';
+import type { BackoffOptions } from '../backoff.js';
 import type { OutboxEvent, Sink } from './outbox.js';
 import { GLOBAL_QUEUE_PRIORITY, toGlobalQueueMessage } from './types.js';
 

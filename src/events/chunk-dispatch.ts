@@ -1,6 +1,6 @@
 import { request, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
-import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
+import { backoffDelay, sleep, type BackoffOptions } from '../backoff.js';
 
 /** One chunk to send to the analysis endpoint. */
 export interface DispatchChunk {

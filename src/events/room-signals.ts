@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import type { Channel } from 'amqplib';
 import type { Logger } from 'pino';
 import { AmqpConnection } from './amqp-connection.js';
-import type { BackoffOptions } from './backoff.js';
+import type { BackoffOptions } from '../backoff.js';
 
 /** A room's end, announced to every host (LiveKit's room_finished). */
 export interface RoomFinished {

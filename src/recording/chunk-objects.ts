@@ -1,4 +1,5 @@
 import type { PcmFormat } from '../audio/pcm-format.js';
+import { backoffDelay, sleep } from '../backoff.js';
 import { isRetryable } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -20,6 +21,9 @@ export interface ChunkObjectsOptions {
   /** Attempts per chunk while the store is unavailable. */
   maxAttempts?: number;
 }
+
+/** Retries of a chunk while the store is unavailable: 200–400 ms first, at most 10 s. */
+const CHUNK_RETRY = { baseMs: 400, maxMs: 10_000 };
 
 interface Job {
   identity: RecordingIdentity;
@@ -114,7 +118,7 @@ export class ChunkObjects implements ChunkSink {
           this.opts.logger.error({ err, recordingId: id.recordingId, seq: job.seq }, 'chunk object not stored');
           return;
         }
-        await new Promise((r) => setTimeout(r, Math.min(10_000, 200 * 2 ** attempt) * (0.5 + Math.random() / 2)));
+        await sleep(backoffDelay(attempt, CHUNK_RETRY));
       }
     }
     this.opts.metrics.chunkLatency.observe((Date.now() - job.receivedAt) / 1000);

@@ -2,7 +2,7 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import { Readable } from 'node:stream';
 import { AppError, type ErrorCode } from '../errors.js';
 import { AmqpConnection } from '../events/amqp-connection.js';
-import { sleep } from '../events/backoff.js';
+import { sleep } from '../backoff.js';
 import type { Logger } from '../observability/logger.js';
 import { parseEvolutionUpsert } from '../voicenotes/evolution-envelope.js';
 import type { VoiceNoteService } from '../voicenotes/voice-note-service.js';

@@ -25,7 +25,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, unlink, wri
 import type { FileHandle } from 'node:fs/promises';
 import { createHash, randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffDelay, sleep } from '../backoff.js';
 import type { Logger } from 'pino';
 import { AppError, isRetryable } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -948,14 +948,8 @@ export class MasterUpload {
 
   /** Waits before attempt `n + 1`: exponential with jitter; false when the upload is stopping. */
   private async backoff(attempt: number): Promise<boolean> {
-    const cap = Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** Math.min(attempt - 1, 20));
-    const delay = cap / 2 + Math.random() * (cap / 2);
-    try {
-      await sleep(delay, undefined, { signal: this.stopSignal.signal });
-      return true;
-    } catch {
-      return false;
-    }
+    await sleep(backoffDelay(attempt, this.retry), this.stopSignal.signal);
+    return !this.stopSignal.signal.aborted;
   }
 
   /** Waits for the writer and uploader to stop (after a state change that stops them). */
