@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { backoffDelay, sleep, type BackoffOptions } from '../backoff.js';
+import { fsyncDir } from '../storage/atomic-file.js';
 import { CursorFile } from './cursor-file.js';
 import type { AudioEvent } from './types.js';
 
@@ -685,15 +686,6 @@ async function readLines(
       }
     }
     return { offset: pos, atEnd: pos >= limit };
-  } finally {
-    await fh.close();
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
   } finally {
     await fh.close();
   }

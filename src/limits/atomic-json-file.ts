@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../storage/atomic-file.js';
 
 /** Reads a JSON file; `undefined` when it does not exist. */
 export async function readJsonFile(path: string): Promise<unknown> {
@@ -14,32 +13,7 @@ export async function readJsonFile(path: string): Promise<unknown> {
   return JSON.parse(text) as unknown;
 }
 
-/**
- * Replaces `path` with `value` as JSON so that a crash leaves either the old or the new file:
- * write a temporary sibling, fsync it, rename it over, fsync the directory.
- */
+/** Replaces `path` with `value` as JSON so that a crash leaves either the old or the new file. */
 export async function writeJsonFileAtomic(path: string, value: unknown): Promise<void> {
-  const dir = dirname(path);
-  await mkdir(dir, { recursive: true });
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    const file = await open(tmp, 'w', 0o644);
-    try {
-      await file.writeFile(`${JSON.stringify(value, null, 2)}\n`, 'utf8');
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  const dirHandle = await open(dir, 'r');
-  try {
-    // Makes the rename itself durable.
-    await dirHandle.sync();
-  } finally {
-    await dirHandle.close();
-  }
+  await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }

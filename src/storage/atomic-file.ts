@@ -2,21 +2,24 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, mkdir, unlink } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 
+/**
+ * The one durable-write primitive of the daemon (stores, spool manifests, idempotency
+ * records, the duration filter's state, the outbox's segments and cursors). A failed fsync is
+ * an error, always: the caller must not report a write as durable that may not be.
+ */
+
 /** A temp name beside the target, so the final rename stays on one filesystem. */
 export function tempPathFor(target: string): string {
   return join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
-/** fsync a directory so a rename inside it survives a power loss; some platforms refuse, which is harmless. */
+/** fsyncs a directory, so that a file created, renamed or removed inside it survives a power loss. */
 export async function fsyncDir(dir: string): Promise<void> {
-  let fh;
+  const fh = await open(dir, 'r');
   try {
-    fh = await open(dir, 'r');
     await fh.sync();
-  } catch {
-    // directories cannot be opened for sync on every platform
   } finally {
-    await fh?.close();
+    await fh.close();
   }
 }
 
@@ -30,14 +33,14 @@ export async function writeFileAtomic(target: string, data: Buffer | string): Pr
     await fh.sync();
   } catch (err) {
     await fh.close();
-    await unlink(tmp).catch(() => undefined);
+    await unlink(tmp).catch(() => undefined); // best effort: the write's own error is the one to report
     throw err;
   }
   await fh.close();
   try {
     await rename(tmp, target);
   } catch (err) {
-    await unlink(tmp).catch(() => undefined);
+    await unlink(tmp).catch(() => undefined); // best effort, as above
     throw err;
   }
   await fsyncDir(dirname(target));
