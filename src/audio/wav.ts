@@ -8,29 +8,93 @@ export const WAV_HEADER_BYTES = 44;
 export const WAV_MAX_DATA_BYTES = 0xffffffff - 36;
 
 /**
- * The canonical 44-byte header of a 16-bit PCM WAV file holding `dataBytes` of samples.
- * Written by hand so a streamed master can have its header patched with the final size.
+ * Bytes before the first sample of every master ({@link masterHeader}). Its size is fixed
+ * before the length is known, because part 1 of a master reserves it from the first byte.
+ */
+export const MASTER_HEADER_BYTES = 80;
+
+/** Largest data size a RIFF (32-bit) master header can describe; larger is RF64. */
+export const RIFF_MAX_DATA_BYTES = 0xffffffff - (MASTER_HEADER_BYTES - 8);
+
+/**
+ * The canonical 44-byte header of a 16-bit PCM WAV file holding `dataBytes` of samples:
+ * `RIFF` · `WAVE` · `fmt ` · `data`.
  */
 export function wavHeader(format: PcmFormat, dataBytes: number): Buffer {
-  if (!Number.isInteger(dataBytes) || dataBytes < 0 || dataBytes > WAV_MAX_DATA_BYTES) {
-    throw new RangeError(`dataBytes must be an integer in 0..${WAV_MAX_DATA_BYTES}, got ${dataBytes}`);
-  }
-  const blockAlign = format.channels * BYTES_PER_SAMPLE;
+  checkHeader(format, dataBytes, WAV_MAX_DATA_BYTES, false);
   const h = Buffer.alloc(WAV_HEADER_BYTES);
   h.write('RIFF', 0, 'ascii');
   h.writeUInt32LE(36 + dataBytes, 4);
   h.write('WAVE', 8, 'ascii');
-  h.write('fmt ', 12, 'ascii');
-  h.writeUInt32LE(16, 16);
-  h.writeUInt16LE(1, 20); // WAVE_FORMAT_PCM
-  h.writeUInt16LE(format.channels, 22);
-  h.writeUInt32LE(format.sampleRate, 24);
-  h.writeUInt32LE(format.sampleRate * blockAlign, 28);
-  h.writeUInt16LE(blockAlign, 32);
-  h.writeUInt16LE(16, 34);
-  h.write('data', 36, 'ascii');
-  h.writeUInt32LE(dataBytes, 40);
+  writeFmtAndData(h, 12, format, dataBytes);
   return h;
+}
+
+/**
+ * The 80-byte header of a master of `dataBytes` of 16-bit PCM, the layout EBU Tech 3306
+ * recommends for files that may outgrow RIFF's 32-bit sizes. Up to
+ * {@link RIFF_MAX_DATA_BYTES} it is a plain RIFF/WAVE file: `RIFF` · `WAVE` · `JUNK` (28 zero
+ * bytes, the room a `ds64` chunk needs) · `fmt ` · `data`. Beyond, the same 80 bytes become
+ * RF64: `RF64` (size −1) · `WAVE` · `ds64` (64-bit RIFF size, data size and sample count) ·
+ * `fmt ` · `data` (size −1). The PCM starts at byte 80 either way, so the switch never moves
+ * a sample.
+ */
+export function masterHeader(format: PcmFormat, dataBytes: number): Buffer {
+  checkHeader(format, dataBytes, Number.MAX_SAFE_INTEGER, true);
+  const blockAlign = format.channels * BYTES_PER_SAMPLE;
+  const h = Buffer.alloc(MASTER_HEADER_BYTES);
+  const riffSize = MASTER_HEADER_BYTES - 8 + dataBytes;
+  const rf64 = dataBytes > RIFF_MAX_DATA_BYTES;
+  h.write(rf64 ? 'RF64' : 'RIFF', 0, 'ascii');
+  h.writeUInt32LE(rf64 ? 0xffffffff : riffSize, 4);
+  h.write('WAVE', 8, 'ascii');
+  h.write(rf64 ? 'ds64' : 'JUNK', 12, 'ascii');
+  h.writeUInt32LE(28, 16);
+  if (rf64) {
+    h.writeBigUInt64LE(BigInt(riffSize), 20);
+    h.writeBigUInt64LE(BigInt(dataBytes), 28);
+    h.writeBigUInt64LE(BigInt(dataBytes / blockAlign), 36);
+    // 44..47: table length 0 (no other chunk needs a 64-bit size)
+  }
+  writeFmtAndData(h, 48, format, rf64 ? 0xffffffff : dataBytes);
+  return h;
+}
+
+/**
+ * Every value must fit the header field it goes in: a positive integer rate whose byte rate
+ * fits 32 bits, 1..65535 channels, a data size in 0..`maxDataBytes` (whole frames for a
+ * master, whose sample count is in its header).
+ */
+function checkHeader(format: PcmFormat, dataBytes: number, maxDataBytes: number, wholeFrames: boolean): void {
+  const { sampleRate, channels } = format;
+  if (!Number.isInteger(channels) || channels < 1 || channels > 0xffff) {
+    throw new RangeError(`channels must be an integer in 1..65535, got ${channels}`);
+  }
+  const blockAlign = channels * BYTES_PER_SAMPLE;
+  if (!Number.isInteger(sampleRate) || sampleRate < 1 || sampleRate * blockAlign > 0xffffffff) {
+    throw new RangeError(`sampleRate must be a positive integer whose byte rate fits 32 bits, got ${sampleRate}`);
+  }
+  if (!Number.isSafeInteger(dataBytes) || dataBytes < 0 || dataBytes > maxDataBytes) {
+    throw new RangeError(`dataBytes must be an integer in 0..${maxDataBytes}, got ${dataBytes}`);
+  }
+  if (wholeFrames && dataBytes % blockAlign !== 0) {
+    throw new RangeError(`master data must be whole ${blockAlign}-byte frames, got ${dataBytes} bytes`);
+  }
+}
+
+/** `fmt ` (16-bit PCM) then the `data` chunk header, written at `at` (24 + 8 bytes). */
+function writeFmtAndData(h: Buffer, at: number, format: PcmFormat, dataSize: number): void {
+  const blockAlign = format.channels * BYTES_PER_SAMPLE;
+  h.write('fmt ', at, 'ascii');
+  h.writeUInt32LE(16, at + 4);
+  h.writeUInt16LE(1, at + 8); // WAVE_FORMAT_PCM
+  h.writeUInt16LE(format.channels, at + 10);
+  h.writeUInt32LE(format.sampleRate, at + 12);
+  h.writeUInt32LE(format.sampleRate * blockAlign, at + 16);
+  h.writeUInt16LE(blockAlign, at + 20);
+  h.writeUInt16LE(16, at + 22);
+  h.write('data', at + 24, 'ascii');
+  h.writeUInt32LE(dataSize, at + 28);
 }
 
 /** A complete WAV file: header + a copy of `pcm`. */

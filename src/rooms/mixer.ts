@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { AppError } from '../errors.js';
 import type { ObjectMetadata, ObjectStore, PartRef } from '../storage/object-store.js';
-import { masterHeader } from '../storage/wav-header.js';
+import { masterHeader } from '../audio/wav.js';
 
 /**
  * The streaming room mixer. It walks the room timeline in windows (default 2 s); for each
@@ -133,7 +133,7 @@ export async function mixToStore(o: MixOptions): Promise<MixResult> {
   const writer = new PartWriter(o.store, o.key, o.partBytes, { contentType: o.contentType ?? 'audio/wav', metadata: o.metadata ?? {} });
   await writer.open();
   try {
-    await writer.write(masterHeader(o.sampleRate, o.outChannels, o.samples * o.outChannels * 2));
+    await writer.write(masterHeader({ sampleRate: o.sampleRate, channels: o.outChannels }, o.samples * o.outChannels * 2));
     const sums = new Float64Array(window * o.outChannels);
     let next = o.samples > 0 ? fetchWindow(0) : undefined;
     for (let w0 = 0; w0 < o.samples; w0 += window) {

@@ -33,7 +33,7 @@ import { fsyncDir, writeFileAtomic } from './atomic-file.js';
 import { sanitizeSegment } from './keys.js';
 import type { ObjectMetadata, ObjectStore, PartRef } from './object-store.js';
 import type { Spool } from './spool.js';
-import { MASTER_HEADER_BYTES, masterHeader } from './wav-header.js';
+import { MASTER_HEADER_BYTES, masterHeader } from '../audio/wav.js';
 
 /** S3's smallest part size (all parts but the last). */
 export const MIN_S3_PART_SIZE = 5 * 1024 * 1024;
@@ -613,7 +613,7 @@ export class MasterUpload {
     const m = this.manifest;
     const objectBytes = m.dataOffset + dataBytes;
     const lastPart = Math.ceil(objectBytes / this.fileBytes);
-    const header = masterHeader(m.format.sampleRate, m.format.channels, dataBytes);
+    const header = masterHeader(m.format, dataBytes);
     const options = { contentType: m.contentType, metadata };
     let size: number;
     let parts = 1;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import wavefile from 'wavefile';
-import { encodeWav, parseWav, wavHeader, WAV_HEADER_BYTES } from '../../src/audio/wav.js';
+import { encodeWav, MASTER_HEADER_BYTES, masterHeader, parseWav, RIFF_MAX_DATA_BYTES, wavHeader, WAV_HEADER_BYTES } from '../../src/audio/wav.js';
 import { ENCODER_FFMPEG, speechWav } from '../helpers/audio-fixtures.js';
 
 const run = promisify(execFile);
@@ -33,6 +33,47 @@ t.test('header is the canonical 44 bytes', async (t) => {
   t.equal(h.readUInt32LE(40), 32000);
   t.throws(() => wavHeader({ sampleRate: 16000, channels: 1 }, -1), RangeError);
   t.throws(() => wavHeader({ sampleRate: 16000, channels: 1 }, 2 ** 32), RangeError);
+});
+
+t.test('the 80-byte master header: RIFF with JUNK up to 4 GiB, RF64 beyond, PCM at byte 80 either way', async (t) => {
+  const format = { sampleRate: 48000, channels: 2 };
+  const riff = masterHeader(format, 38_400);
+  t.equal(riff.length, MASTER_HEADER_BYTES);
+  t.equal(riff.toString('ascii', 0, 4), 'RIFF');
+  t.equal(riff.readUInt32LE(4), MASTER_HEADER_BYTES - 8 + 38_400);
+  t.equal(riff.toString('ascii', 8, 16), 'WAVEJUNK');
+  t.equal(riff.readUInt32LE(16), 28);
+  t.ok(riff.subarray(20, 48).every((b) => b === 0), 'JUNK is zeros');
+  t.equal(riff.toString('ascii', 48, 52), 'fmt ');
+  t.equal(riff.readUInt16LE(58), 2);
+  t.equal(riff.readUInt32LE(60), 48000);
+  t.equal(riff.readUInt32LE(64), 192_000);
+  t.equal(riff.toString('ascii', 72, 76), 'data');
+  t.equal(riff.readUInt32LE(76), 38_400);
+  const parsed = parseWav(Buffer.concat([riff, Buffer.alloc(38_400)]));
+  t.same(parsed, { format, dataOffset: MASTER_HEADER_BYTES, dataBytes: 38_400 }, 'our own reader takes it');
+
+  const big = RIFF_MAX_DATA_BYTES + 4 - ((RIFF_MAX_DATA_BYTES + 4) % 4);
+  const rf64 = masterHeader(format, big);
+  t.equal(rf64.toString('ascii', 0, 4), 'RF64');
+  t.equal(rf64.readUInt32LE(4), 0xffffffff);
+  t.equal(rf64.toString('ascii', 12, 16), 'ds64');
+  t.equal(rf64.readBigUInt64LE(20), BigInt(MASTER_HEADER_BYTES - 8 + big));
+  t.equal(rf64.readBigUInt64LE(28), BigInt(big));
+  t.equal(rf64.readBigUInt64LE(36), BigInt(big / 4));
+  t.equal(rf64.readUInt32LE(76), 0xffffffff);
+  t.equal(masterHeader(format, RIFF_MAX_DATA_BYTES - (RIFF_MAX_DATA_BYTES % 4)).toString('ascii', 0, 4), 'RIFF', 'the largest RIFF size stays RIFF');
+});
+
+t.test('both headers check every value against the field it goes in', async (t) => {
+  const format = { sampleRate: 48000, channels: 2 };
+  t.throws(() => masterHeader(format, 3), RangeError, 'a master is whole frames');
+  t.throws(() => masterHeader(format, -4), RangeError);
+  t.throws(() => masterHeader(format, 2 ** 60), RangeError, 'past a safe integer');
+  for (const bad of [{ sampleRate: 0, channels: 1 }, { sampleRate: 1.5, channels: 1 }, { sampleRate: 48000, channels: 0 }, { sampleRate: 48000, channels: 70_000 }, { sampleRate: 2 ** 31, channels: 2 }]) {
+    t.throws(() => masterHeader(bad, 0), RangeError, `master ${JSON.stringify(bad)}`);
+    t.throws(() => wavHeader(bad, 0), RangeError, `wav ${JSON.stringify(bad)}`);
+  }
 });
 
 t.test('wavefile reads our output with the same format and samples', async (t) => {

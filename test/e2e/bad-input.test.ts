@@ -11,7 +11,7 @@ import { mintEgressToken } from '../../src/sources/egress-token.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
 import { configFile, EventCollector, isolatedBroker, metric, openEgress, reportFigure } from '../helpers/reliability.js';
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 
 /** Every secret the daemon reads, each a value that cannot appear in a log line by chance. */
 const mark = (name: string): string => `SeCrEt-${name}-${randomUUID().replaceAll('-', '')}`;

@@ -5,7 +5,7 @@ import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
 import { configFile, daemonEgressUrl, metric, ndjsonEvents, openEgress, reportFigure, sendPaced } from '../helpers/reliability.js';
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 
 const IDLE_SEC = 5;
 

@@ -7,7 +7,7 @@ import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
 import { configFile, daemonEgressUrl, type FaultDecision, ndjsonEvents, openEgress, reportFigure, sendPaced, startFaultProxy } from '../helpers/reliability.js';
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 
 /** Environment of a daemon on the s3 driver (s3rver's fixed credentials), 5 MiB parts. */
 function s3Env(endpoint: string): Record<string, string> {

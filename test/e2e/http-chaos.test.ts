@@ -10,7 +10,7 @@ import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AccessToken } from 'livekit-server-sdk';
 import t from 'tap';
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { mp3, opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { startDaemon } from '../helpers/daemon.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
 import { mintEgressToken } from '../../src/sources/egress-token.js';
 import { TEST_API_KEY, TEST_EGRESS_SECRET } from '../helpers/app.js';

@@ -11,7 +11,7 @@ import { FinalizeQueue } from '../../src/recording/finalize-queue.js';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
 import { MasterUpload } from '../../src/storage/master-upload.js';
 import { Spool } from '../../src/storage/spool.js';
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import type { S3ChecksumMode } from '../../src/storage/s3-store.js';
 import { s3rverStore } from './storage-s3rver.js';
 

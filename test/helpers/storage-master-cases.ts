@@ -7,7 +7,7 @@ import { Metrics } from '../../src/observability/metrics.js';
 import { MasterUpload } from '../../src/storage/master-upload.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
 import { Spool } from '../../src/storage/spool.js';
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import type { Tap } from './storage-conformance.js';
 import { parseWav, patternBytes } from './storage-wav.js';
 

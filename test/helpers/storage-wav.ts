@@ -1,4 +1,4 @@
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 
 /** Deterministic PCM bytes: byte i of a recording depends only on i, so any prefix can be checked. */
 export function patternBytes(offset: number, length: number): Buffer {

@@ -2,7 +2,7 @@ import t from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { startTestApp } from '../helpers/app.js';
 import { downmix, egressUrl, outboxEvents, randomStereo, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 
 function peak(data: Buffer): number {
   let p = 0;

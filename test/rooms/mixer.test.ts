@@ -6,7 +6,7 @@ import { mixSampleFn, plainSample } from '../../src/rooms/mix-law.js';
 import { mixToStore } from '../../src/rooms/mixer.js';
 import { placeTracks, roomSampleOf, speakers, type TrackFacts } from '../../src/rooms/placement.js';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
-import { masterHeader } from '../../src/storage/wav-header.js';
+import { masterHeader } from '../../src/audio/wav.js';
 import { readWav } from '../helpers/egress.js';
 import type { Tap } from '../helpers/storage-conformance.js';
 import { burstPcm, referenceMix, referencePlace } from '../helpers/room-reference.js';
@@ -25,7 +25,7 @@ async function fsStore(t: Tap): Promise<FsObjectStore> {
 }
 
 function masterBytes(pcm: Int16Array): Buffer {
-  return Buffer.concat([masterHeader(RATE, 1, pcm.length * 2), Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength)]);
+  return Buffer.concat([masterHeader({ sampleRate: RATE, channels: 1 }, pcm.length * 2), Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength)]);
 }
 
 function facts(id: string, participant: string, samples: number, startedAt: string, timeline?: TrackFacts['timeline']): TrackFacts {

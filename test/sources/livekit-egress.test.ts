@@ -5,7 +5,7 @@ import { WebSocket } from 'ws';
 import { connectEgress, EgressRefusedError, simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { metricValue, startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
 import { downmix, egressUrl, outboxEvents, randomStereo, rawToken, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 
 type Ev = Record<string, unknown>;
 

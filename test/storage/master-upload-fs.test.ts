@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
 import { MasterUpload } from '../../src/storage/master-upload.js';
 import { Spool } from '../../src/storage/spool.js';
-import { MASTER_HEADER_BYTES, RIFF_MAX_DATA_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES, RIFF_MAX_DATA_BYTES } from '../../src/audio/wav.js';
 import { assertMaster, runMasterCases, tempDir, writeRecording } from '../helpers/storage-master-cases.js';
 import { parseMasterHeader, patternBytes } from '../helpers/storage-wav.js';
 
@@ -99,9 +99,9 @@ t.test('crash after the master was moved into the store: recovery finds it compl
   await upload.suspend();
   // what finish() does before it removes the spool folder: header in place, file moved
   const file = join(state, 'uploads', 'rec-moved', 'part-000001.pcm');
-  const { masterHeader } = await import('../../src/storage/wav-header.js');
+  const { masterHeader } = await import('../../src/audio/wav.js');
   const fh = await open(file, 'r+');
-  await fh.write(masterHeader(48000, 2, 38_400), 0, MASTER_HEADER_BYTES, 0);
+  await fh.write(masterHeader({ sampleRate: 48000, channels: 2 }, 38_400), 0, MASTER_HEADER_BYTES, 0);
   await fh.close();
   await store.putFile('rec/moved.wav', file, { contentType: 'audio/wav' });
   const outcomes = await MasterUpload.recover({ store, stateDir: state, spool });

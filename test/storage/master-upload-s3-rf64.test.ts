@@ -10,7 +10,7 @@ import { open, rm, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MasterUpload, type RecoveryOutcome } from '../../src/storage/master-upload.js';
 import { Spool } from '../../src/storage/spool.js';
-import { MASTER_HEADER_BYTES, RIFF_MAX_DATA_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES, RIFF_MAX_DATA_BYTES } from '../../src/audio/wav.js';
 import { startRecordingProxy } from '../helpers/storage-s3-proxy.js';
 import { s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
 import { tempDir } from '../helpers/storage-master-cases.js';

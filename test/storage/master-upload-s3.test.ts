@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { failedUploadsRoot, MasterUpload, MIN_S3_PART_SIZE, type RecoveryOutcome } from '../../src/storage/master-upload.js';
 import { Spool } from '../../src/storage/spool.js';
 import type { S3ObjectStore, S3ObjectStoreOptions } from '../../src/storage/s3-store.js';
-import { MASTER_HEADER_BYTES } from '../../src/storage/wav-header.js';
+import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import { type ProxiedRequest, type RecordingProxy, type RecordingProxyOptions, startRecordingProxy } from '../helpers/storage-s3-proxy.js';
 import { startS3rver, s3rverStore } from '../helpers/storage-s3rver.js';
 import { assertMaster, runMasterCases, tempDir, writeRecording } from '../helpers/storage-master-cases.js';
