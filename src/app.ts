@@ -52,7 +52,7 @@ import { MasterUpload, type RecoveryOutcome } from './storage/master-upload.js';
 import { MeteredObjectStore } from './storage/metered-store.js';
 import { RetentionSweeper } from './storage/retention-sweeper.js';
 import type { ObjectStore } from './storage/object-store.js';
-import { S3ObjectStore } from './storage/s3-store.js';
+import { objectSettingsOf, S3ObjectStore } from './storage/s3-store.js';
 import { Spool } from './storage/spool.js';
 import { apiKeyFromHeaders, type Tenant, TenantRegistry } from './tenants/tenant-registry.js';
 
@@ -218,6 +218,7 @@ export class App {
             bucket: config.storage.s3.bucket,
             forcePathStyle: config.storage.s3.forcePathStyle,
             checksum: config.storage.s3.checksum,
+            objects: objectSettingsOf(config.storage.s3),
           })
         : new FsObjectStore({ root: join(this.dataDir, 'store'), presign: { baseUrl: this.publicUrl, secret: this.secrets.objectUrlSecret } });
     if (driver instanceof FsObjectStore) this.fsStore = driver;
@@ -495,6 +496,7 @@ export class App {
         // In the object store: a retry that lands on another host is still recognised.
         store: this.store,
         prefix: `${this.keys.prefix}idempotency/`,
+        source: 'whatsapp',
         onWriteError: (err) => log.error({ err }, 'idempotency record not written: a repeat of this key would be stored again'),
       }),
       pool: new FfmpegPool({ maxConcurrent: wa.ffmpegConcurrency, metrics }),

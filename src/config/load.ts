@@ -26,6 +26,11 @@ export const ENV_MAP: ReadonlyArray<readonly [name: string, path: string, kind: 
   ['S3_REGION', 'storage.s3.region', 'string'],
   ['S3_FORCE_PATH_STYLE', 'storage.s3.forcePathStyle', 'bool'],
   ['S3_CHECKSUM', 'storage.s3.checksum', 'string'],
+  ['S3_SSE', 'storage.s3.sse', 'string'],
+  ['S3_SSE_KMS_KEY_ID', 'storage.s3.kmsKeyId', 'string'],
+  ['S3_SSE_BUCKET_KEY', 'storage.s3.bucketKey', 'bool'],
+  ['S3_STORAGE_CLASS', 'storage.s3.storageClass', 'string'],
+  ['S3_TAG_OBJECTS', 'storage.s3.tagObjects', 'bool'],
   ['FINALIZE_CONCURRENCY', 'storage.finalizeConcurrency', 'int'],
   ['RETENTION_DAYS', 'storage.retentionDays', 'int'],
   ['SPOOL_MAX_BYTES', 'spool.maxBytes', 'int'],
@@ -151,11 +156,28 @@ function crossCheck(config: Config, problems: string[]): void {
   if ((config.livekit.apiKey === undefined) !== (config.livekit.apiSecret === undefined)) {
     problems.push('livekit: LIVEKIT_API_KEY and LIVEKIT_API_SECRET go together (webhook verification needs both)');
   }
+  problems.push(...s3SettingProblems(config.storage.s3));
   const ev = config.events;
   if (ev.webhookUrl !== undefined || ev.monitoringWebhookUrl !== undefined) {
     if (ev.webhookSecret === undefined) problems.push('events.webhookSecret: WEBHOOK_SECRET is required when WEBHOOK_URL or MONITORING_WEBHOOK_URL is set (webhooks are always signed)');
     else problems.push(...parseWebhookSecrets(ev.webhookSignature, ev.webhookSecret).problems);
   }
+}
+
+/** S3 object settings that contradict each other or would make objects unreadable to the daemon. */
+function s3SettingProblems(s3: Config['storage']['s3']): string[] {
+  const problems: string[] = [];
+  const kms = s3.sse === 'aws:kms' || s3.sse === 'aws:kms:dsse';
+  if (s3.kmsKeyId !== undefined && !kms) {
+    problems.push(`storage.s3.kmsKeyId: a KMS key needs KMS encryption; set S3_SSE (storage.s3.sse) to aws:kms (got ${s3.sse})`);
+  }
+  if (s3.bucketKey && !kms) {
+    problems.push(`storage.s3.bucketKey: an S3 Bucket Key applies to KMS encryption only; set S3_SSE (storage.s3.sse) to aws:kms (got ${s3.sse})`);
+  }
+  if (s3.storageClass === 'GLACIER' || s3.storageClass === 'DEEP_ARCHIVE') {
+    problems.push(`storage.s3.storageClass: ${s3.storageClass} objects must be restored before they can be read, and the daemon reads its records and masters back; use a lifecycle rule to archive (env S3_STORAGE_CLASS)`);
+  }
+  return problems;
 }
 
 function envNameOf(path: string): string {

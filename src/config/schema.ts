@@ -149,6 +149,19 @@ export const configSchema = z.object({
            * trailers, for stores that read them), `none`. Env S3_CHECKSUM.
            */
           checksum: z.enum(['md5', 'crc32', 'sdk', 'none']).default('md5'),
+          /**
+           * Server-side encryption of every object: `none` (the bucket's default), `AES256` (SSE-S3),
+           * `aws:kms` (SSE-KMS) or `aws:kms:dsse` (dual-layer SSE-KMS). Env S3_SSE.
+           */
+          sse: z.enum(['none', 'AES256', 'aws:kms', 'aws:kms:dsse']).default('none'),
+          /** KMS key (id, ARN or alias) of SSE-KMS; unset uses the account's aws/s3 key. Env S3_SSE_KMS_KEY_ID. */
+          kmsKeyId: z.string().min(1).max(2048).optional(),
+          /** S3 Bucket Key for SSE-KMS (fewer KMS requests). Env S3_SSE_BUCKET_KEY. */
+          bucketKey: z.boolean().default(false),
+          /** Storage class of every object; unset is the bucket's (STANDARD). Env S3_STORAGE_CLASS. */
+          storageClass: z.enum(['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'REDUCED_REDUNDANCY', 'GLACIER', 'DEEP_ARCHIVE']).optional(),
+          /** Tag every object with `tenant` and `source` (x-amz-tagging). Env S3_TAG_OBJECTS. */
+          tagObjects: z.boolean().default(false),
         })
         .strict()
         .prefault({}),

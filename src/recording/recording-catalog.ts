@@ -256,7 +256,7 @@ export class RecordingCatalog {
     for (const [key, body, contentType] of objects) {
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.opts.store.put(key, body, { contentType, metadata: { tenant: record.tenant, 'recording-id': record.recordingId } });
+          await this.opts.store.put(key, body, { contentType, metadata: { tenant: record.tenant, 'recording-id': record.recordingId }, tags: { source: 'livekit' } });
           break;
         } catch (err) {
           const appErr = toAppError(err);

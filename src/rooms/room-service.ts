@@ -224,7 +224,7 @@ export class RoomService {
       if (w.roomName !== roomName || (tenant !== '*' && tenant !== w.tenant)) continue;
       const at = new Date(this.now()).toISOString();
       void this.o.store
-        .put(`${this.stateFolder(w.tenant, w.roomName)}finished.json`, Buffer.from(JSON.stringify({ at })), { contentType: 'application/json' })
+        .put(`${this.stateFolder(w.tenant, w.roomName)}finished.json`, Buffer.from(JSON.stringify({ at })), { contentType: 'application/json', tags: { tenant: w.tenant, source: 'livekit' } })
         .catch((err: unknown) => this.o.logger.error({ err, tenant: w.tenant, roomName }, 'room finished marker not written: the session ends after the idle window'))
         .finally(() => this.schedule(w, 0));
     }
@@ -242,7 +242,7 @@ export class RoomService {
     const key = this.trackKey(rec.tenant, rec.roomName, rec.recordingId);
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.o.store.put(key, Buffer.from(JSON.stringify(rec)), { contentType: 'application/json' });
+        await this.o.store.put(key, Buffer.from(JSON.stringify(rec)), { contentType: 'application/json', tags: { tenant: rec.tenant, source: 'livekit' } });
         return;
       } catch (err) {
         if (attempt >= 3 || !isRetryable(err)) throw err;
@@ -383,9 +383,9 @@ export class RoomService {
     if (!record) {
       record = await this.mix(tenant, roomName, sessionId, members, check, log);
       check();
-      await this.o.store.put(this.sessionKey(tenant, sessionId), Buffer.from(JSON.stringify(record)), { contentType: 'application/json' });
+      await this.o.store.put(this.sessionKey(tenant, sessionId), Buffer.from(JSON.stringify(record)), { contentType: 'application/json', tags: { tenant, source: 'livekit' } });
       const stamp = record.startedAt.replace(/[-:.]/g, '');
-      await this.o.store.put(this.indexFolder(tenant, roomName) + sanitizeSegment(`${stamp}_${sessionId}`), Buffer.from(sessionId), { contentType: 'text/plain' });
+      await this.o.store.put(this.indexFolder(tenant, roomName) + sanitizeSegment(`${stamp}_${sessionId}`), Buffer.from(sessionId), { contentType: 'text/plain', tags: { tenant, source: 'livekit' } });
     } else {
       log.warn({ sessionId }, 'room session already mixed (a previous holder stopped before tidying up): announcing it again with the same event id');
     }
@@ -430,7 +430,7 @@ export class RoomService {
     const placement = placeTracks(facts.filter((f) => f.sampleRate === rate), rate);
     const folder = this.outputFolder(tenant, roomName, sessionId);
     const mixKey = `${folder}mix.wav`;
-    const metadata = { tenant, 'session-id': sessionId, 'room-name': encodeURIComponent(roomName) };
+    const metadata = { tenant, source: 'livekit', 'session-id': sessionId, 'room-name': encodeURIComponent(roomName) };
     const common = { store: this.o.store, samples: placement.samples, sampleRate: rate, partBytes: this.cfg.partBytes, windowSamples: Math.round(this.cfg.windowSec * rate), metadata, check };
     const mixed = await mixToStore({ ...common, key: mixKey, outChannels: 1, combine: mixSampleFn(this.cfg.law), inputs: placement.tracks.map((t) => mixInput(t, 0)) });
     let dualKey: string | null = null;

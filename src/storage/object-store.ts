@@ -7,7 +7,15 @@ export interface PutOptions {
   contentType: string;
   /** Values must be printable US-ASCII (S3 user metadata); drivers refuse others. */
   metadata?: ObjectMetadata;
+  /**
+   * Object tags (S3 `x-amz-tagging`), when the store is configured to tag: they add to (and
+   * override) the `tenant` and `source` tags taken from the metadata. The fs driver ignores them.
+   */
+  tags?: ObjectTags;
 }
+
+/** Tag names and values (S3 allows letters, digits, spaces and `+ - = . _ : / @`). */
+export type ObjectTags = Record<string, string>;
 
 export interface ObjectInfo {
   key: string;

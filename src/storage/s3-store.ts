@@ -24,7 +24,7 @@ import { AppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { assertSafeKey } from './keys.js';
 import { metadataProblem } from './object-store.js';
-import type { ObjectInfo, ObjectStore, PartRef, PutOptions } from './object-store.js';
+import type { ObjectInfo, ObjectMetadata, ObjectStore, ObjectTags, PartRef, PutOptions } from './object-store.js';
 
 /** Options of {@link S3ObjectStore}. */
 export interface S3ObjectStoreOptions {
@@ -52,12 +52,86 @@ export interface S3ObjectStoreOptions {
    * - `none`: no checksum (stores that refuse both headers).
    */
   checksum?: S3ChecksumMode;
+  /** Encryption, storage class and tags of every object this store writes. */
+  objects?: S3ObjectSettings;
   logger?: Logger;
   metrics?: Metrics;
 }
 
 /** See {@link S3ObjectStoreOptions.checksum}. */
 export type S3ChecksumMode = 'md5' | 'crc32' | 'sdk' | 'none';
+
+/** Server-side encryption S3 applies: SSE-S3 (`AES256`), SSE-KMS (`aws:kms`) or dual-layer SSE-KMS. */
+export type S3Encryption = 'AES256' | 'aws:kms' | 'aws:kms:dsse';
+
+/** Storage classes whose objects can be read at once (the daemon reads its own records back). */
+export const S3_STORAGE_CLASSES = ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'REDUCED_REDUNDANCY'] as const;
+export type S3StorageClass = (typeof S3_STORAGE_CLASSES)[number];
+
+/**
+ * What every write (PutObject, CreateMultipartUpload, the CopyObject of a metadata change) carries,
+ * for every kind of object alike. UploadPart carries none of it: S3 takes it from the upload.
+ */
+export interface S3ObjectSettings {
+  /** `x-amz-server-side-encryption`; unset leaves it to the bucket's default encryption. */
+  encryption?: S3Encryption;
+  /** `x-amz-server-side-encryption-aws-kms-key-id` (KMS encryption only; unset: the account's aws/s3 key). */
+  kmsKeyId?: string;
+  /** `x-amz-server-side-encryption-bucket-key-enabled` (KMS encryption only). */
+  bucketKey?: boolean;
+  /** `x-amz-storage-class`; unset leaves it to the bucket (STANDARD). */
+  storageClass?: S3StorageClass;
+  /**
+   * Tags every object with its `tenant` and `source` (from its metadata, or PutOptions.tags)
+   * in `x-amz-tagging`, for cost allocation, lifecycle rules and access policies by tag.
+   */
+  tagObjects?: boolean;
+}
+
+/** The settings as the configuration (`storage.s3`) gives them; load.ts has refused the contradictory ones. */
+export function objectSettingsOf(s3: { sse: 'none' | S3Encryption; kmsKeyId?: string | undefined; bucketKey: boolean; storageClass?: string | undefined; tagObjects: boolean }): S3ObjectSettings {
+  if (s3.storageClass !== undefined && !(S3_STORAGE_CLASSES as readonly string[]).includes(s3.storageClass)) {
+    throw new AppError('INVALID_PARAMETER', `storage class ${s3.storageClass} cannot be read back at once`);
+  }
+  return {
+    ...(s3.sse === 'none' ? {} : { encryption: s3.sse }),
+    ...(s3.kmsKeyId === undefined ? {} : { kmsKeyId: s3.kmsKeyId }),
+    ...(s3.bucketKey ? { bucketKey: true } : {}),
+    ...(s3.storageClass === undefined ? {} : { storageClass: s3.storageClass as S3StorageClass }),
+    ...(s3.tagObjects ? { tagObjects: true } : {}),
+  };
+}
+
+/** The tag names taken from an object's metadata. */
+const TAGGED_METADATA = ['tenant', 'source'] as const;
+
+/** Characters S3 allows in tag names and values. */
+const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
+
+/** Why a tag cannot be sent, or null (S3: names 1–128 characters, values up to 256, a restricted alphabet). */
+export function tagProblem(name: string, value: string): string | null {
+  if (name.length < 1 || name.length > 128 || !TAG_TEXT.test(name) || name.startsWith('aws:')) return `tag name ${JSON.stringify(name)} is not allowed`;
+  if (value.length > 256 || !TAG_TEXT.test(value)) return `tag ${name}=${JSON.stringify(value)}: values are up to 256 letters, digits, spaces and + - = . _ : / @`;
+  return null;
+}
+
+/**
+ * The `x-amz-tagging` value of a write: `name=value` pairs joined by `&`, each part URL-encoded
+ * (encodeURIComponent: a space is %20, never `+`). Tags S3 would refuse are left out.
+ */
+export function taggingOf(metadata: ObjectMetadata | undefined, extra: ObjectTags | undefined): string | undefined {
+  const tags = new Map<string, string>();
+  for (const name of TAGGED_METADATA) {
+    const v = metadata?.[name];
+    if (v !== undefined && v !== '') tags.set(name, v);
+  }
+  for (const [name, v] of Object.entries(extra ?? {})) tags.set(name, v);
+  const pairs: string[] = [];
+  for (const [name, v] of tags) {
+    if (tagProblem(name, v) === null) pairs.push(`${encodeURIComponent(name)}=${encodeURIComponent(v)}`);
+  }
+  return pairs.length === 0 ? undefined : pairs.join('&');
+}
 
 /** Largest single PUT S3 takes. */
 export const S3_MAX_PUT_BYTES = 5 * 1024 * 1024 * 1024;
@@ -140,6 +214,7 @@ export class S3ObjectStore implements ObjectStore {
   readonly putFileMoves = false;
   readonly bucket: string;
   readonly checksum: S3ChecksumMode;
+  readonly objectSettings: Readonly<S3ObjectSettings>;
   private readonly client: S3Client;
   private readonly streamClient: S3Client;
   private readonly logger: Logger | undefined;
@@ -148,6 +223,7 @@ export class S3ObjectStore implements ObjectStore {
   constructor(options: S3ObjectStoreOptions) {
     this.bucket = options.bucket;
     this.checksum = options.checksum ?? 'md5';
+    this.objectSettings = { ...options.objects };
     this.logger = options.logger;
     this.metrics = options.metrics;
     const config = {
@@ -184,7 +260,7 @@ export class S3ObjectStore implements ObjectStore {
     if (!Buffer.isBuffer(body)) return this.putStream(key, body, options);
     const sums = this.bufferChecksum(body);
     await this.run('put', key, () => this.client.send(new PutObjectCommand({
-      Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ContentType: options.contentType, Metadata: options.metadata, ...sums,
+      Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ContentType: options.contentType, Metadata: options.metadata, ...sums, ...this.writeFields(options),
     })));
     this.metrics?.storeBytes.inc({ driver: 's3' }, body.length);
     return { key, size: body.length };
@@ -197,7 +273,7 @@ export class S3ObjectStore implements ObjectStore {
     const sums = await this.fileChecksum(path);
     // Streamed from the file at 64 KiB a time; a retry (by the caller) opens a new stream.
     await this.run('put', key, () => this.streamClient.send(new PutObjectCommand({
-      Bucket: this.bucket, Key: key, Body: createReadStream(path), ContentLength: size, ContentType: options.contentType, Metadata: options.metadata, ...sums,
+      Bucket: this.bucket, Key: key, Body: createReadStream(path), ContentLength: size, ContentType: options.contentType, Metadata: options.metadata, ...sums, ...this.writeFields(options),
     })));
     this.metrics?.storeBytes.inc({ driver: 's3' }, size);
     return { key, size };
@@ -307,7 +383,7 @@ export class S3ObjectStore implements ObjectStore {
   async createMultipart(key: string, options: PutOptions): Promise<string> {
     this.check(key, options);
     const res = await this.run('createMultipart', key, () => this.client.send(new CreateMultipartUploadCommand({
-      Bucket: this.bucket, Key: key, ContentType: options.contentType, Metadata: options.metadata,
+      Bucket: this.bucket, Key: key, ContentType: options.contentType, Metadata: options.metadata, ...this.writeFields(options),
       // parts carry CRC32: the upload must say so, and completion quotes each part's value
       ...(this.checksum === 'crc32' || this.checksum === 'sdk' ? { ChecksumAlgorithm: 'CRC32' as const } : {}),
     })));
@@ -370,7 +446,27 @@ export class S3ObjectStore implements ObjectStore {
     await this.run('replaceMetadata', key, () => this.client.send(new CopyObjectCommand({
       Bucket: this.bucket, Key: key, CopySource: `${this.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`,
       MetadataDirective: 'REPLACE', ContentType: options.contentType, Metadata: options.metadata,
+      // a copy is a new write: without them it would fall back to the bucket's encryption and
+      // class; the tags are copied (TaggingDirective COPY, S3's default)
+      ...this.encryptionFields(), ...this.classField(),
     })));
+  }
+
+  /** Encryption, class and tags of a PutObject / CreateMultipartUpload. */
+  private writeFields(options: PutOptions): { Tagging?: string } & ReturnType<S3ObjectStore['encryptionFields']> & ReturnType<S3ObjectStore['classField']> {
+    const tagging = this.objectSettings.tagObjects === true ? taggingOf(options.metadata, options.tags) : undefined;
+    return { ...this.encryptionFields(), ...this.classField(), ...(tagging === undefined ? {} : { Tagging: tagging }) };
+  }
+
+  private encryptionFields(): { ServerSideEncryption?: S3Encryption; SSEKMSKeyId?: string; BucketKeyEnabled?: boolean } {
+    const { encryption, kmsKeyId, bucketKey } = this.objectSettings;
+    if (encryption === undefined) return {};
+    if (encryption === 'AES256') return { ServerSideEncryption: encryption };
+    return { ServerSideEncryption: encryption, ...(kmsKeyId === undefined ? {} : { SSEKMSKeyId: kmsKeyId }), ...(bucketKey === true ? { BucketKeyEnabled: true } : {}) };
+  }
+
+  private classField(): { StorageClass?: S3StorageClass } {
+    return this.objectSettings.storageClass === undefined ? {} : { StorageClass: this.objectSettings.storageClass };
   }
 
   /** Checksum fields of a request whose body is `body` (nothing for `sdk`/`none`: the SDK or no one adds them). */

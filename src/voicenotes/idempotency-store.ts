@@ -14,6 +14,8 @@ export type IdempotencyStoreOptions = IdempotencyLocation & {
   ttlSec?: number;
   /** Told when a record could not be written; the answer still goes out (the note is stored). */
   onWriteError?: (err: unknown) => void;
+  /** `source` tag of records kept in the object store (with their tenant), when the store tags objects. */
+  source?: string;
 };
 
 /**
@@ -47,10 +49,12 @@ export class IdempotencyStore<T> {
   private readonly ttlMs: number;
   private readonly inflight = new Map<string, Promise<T>>();
   private readonly onWriteError: ((err: unknown) => void) | undefined;
+  private readonly source: string | undefined;
 
   constructor(options: IdempotencyStoreOptions) {
     this.location = 'dir' in options ? { dir: options.dir } : { store: options.store, prefix: options.prefix };
     this.onWriteError = options.onWriteError;
+    this.source = options.source;
     this.ttlMs = (options.ttlSec ?? 7 * 24 * 3600) * 1000;
   }
 
@@ -114,7 +118,7 @@ export class IdempotencyStore<T> {
   private async record(id: string, tenant: string, key: string, body: T): Promise<void> {
     const rec: IdempotencyRecord<T> = { version: 1, tenant, key, createdAt: new Date().toISOString(), body };
     try {
-      await this.write(id, `${JSON.stringify(rec)}\n`);
+      await this.write(id, tenant, `${JSON.stringify(rec)}\n`);
     } catch (err) {
       // failing the request now would make the client send the stored note again
       this.onWriteError?.(err);
@@ -138,10 +142,11 @@ export class IdempotencyStore<T> {
     }
   }
 
-  private async write(id: string, text: string): Promise<void> {
+  private async write(id: string, tenant: string, text: string): Promise<void> {
     const loc = this.location;
     if ('dir' in loc) await writeFileAtomic(this.pathOf(loc.dir, id), text);
-    else await loc.store.put(`${loc.prefix}${id}.json`, Buffer.from(text), { contentType: 'application/json' });
+    // tags, not metadata: the fs store would give the record a sidecar (and two fsyncs) for it
+    else await loc.store.put(`${loc.prefix}${id}.json`, Buffer.from(text), { contentType: 'application/json', tags: { tenant, ...(this.source === undefined ? {} : { source: this.source }) } });
   }
 
   private pathOf(dir: string, id: string): string {
