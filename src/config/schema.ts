@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { WEBHOOK_SCHEMES } from '../events/webhook-signing.js';
+import { groupSecondsSchema } from '../sources/egress-params.js';
 
 /**
  * The whole configuration, validated once at start. Every key has a default so that
@@ -85,7 +86,7 @@ export const configSchema = z.object({
       /** LiveKit API secret. Secret: env LIVEKIT_API_SECRET. */
       apiSecret: z.string().min(1).optional(),
       /** Chunk length in seconds when the URL gives none. Env GROUP_SECONDS. */
-      groupSeconds: z.number().min(0.1).max(600).default(2),
+      groupSeconds: groupSecondsSchema.default(2),
       /** Seconds without any frame (audio, text or ping) before a stream ends with `timeout`. */
       idleTimeoutSec: z.number().int().min(1).max(960).default(90),
       /** Largest WebSocket message accepted; larger closes the stream (counted). */

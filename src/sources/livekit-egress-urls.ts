@@ -2,20 +2,13 @@ import { z } from 'zod';
 import { AppError } from '../errors.js';
 import { json, type HttpServer } from '../http/server.js';
 import type { Tenant } from '../tenants/tenant-registry.js';
+import { egressParamsSchema } from './egress-params.js';
 import { mintEgressToken } from './egress-token.js';
 
-const idField = z.string().regex(/^[\p{L}\p{N}._:@+-]{1,128}$/u, '1–128 letters, digits or . _ : @ + -');
-
-export const egressUrlRequestSchema = z
-  .object({
-    roomName: idField,
-    trackId: idField.optional(),
-    participant: idField.optional(),
-    meetingId: idField.optional(),
-    groupSeconds: z.number().min(0.1).max(600).optional(),
-    ttlSeconds: z.number().int().min(10).max(7 * 24 * 3600).optional(),
-  })
-  .strict();
+/** The egress parameters plus the lifetime of the URL. */
+export const egressUrlRequestSchema = egressParamsSchema.extend({
+  ttlSeconds: z.number().int().min(10).max(7 * 24 * 3600).optional(),
+});
 
 export type EgressUrlRequest = z.infer<typeof egressUrlRequestSchema>;
 

@@ -7,12 +7,12 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Recording } from '../recording/recording.js';
 import type { RecordingService } from '../recording/recording-service.js';
 import type { Tenant, TenantRegistry } from '../tenants/tenant-registry.js';
+import { EGRESS_ID_PATTERN, EGRESS_ID_RULE, GROUP_SECONDS, groupSecondsSchema } from './egress-params.js';
 import { type ReplayGuard, verifyEgressToken } from './egress-token.js';
 
 /** Query keys egress URLs may carry (seed-compatible); anything else is refused. */
 const QUERY_KEYS = new Set(['token', 'roomName', 'participant', 'trackId', 'meetingId', 'tenant', 'sampleRate', 'channels', 'groupSeconds']);
 const SAMPLE_RATES = new Set([8000, 12000, 16000, 22050, 24000, 32000, 44100, 48000]);
-const ID_PATTERN = /^[\p{L}\p{N}._:@+-]{1,128}$/u;
 
 export interface LiveKitEgressOptions {
   server: HttpServer;
@@ -176,14 +176,14 @@ export class LiveKitEgressSource {
     if (!roomName) throw new AppError('MISSING_PARAMETER', 'roomName is required');
     const ids = { roomName, participant: claims?.participant ?? q('participant'), trackId: claims?.trackId ?? q('trackId'), meetingId: claims?.meetingId ?? q('meetingId') };
     for (const [k, v] of Object.entries(ids)) {
-      if (v !== undefined && !ID_PATTERN.test(v)) throw new AppError('INVALID_PARAMETER', `${k} must be 1–128 letters, digits or . _ : @ + -`);
+      if (v !== undefined && !EGRESS_ID_PATTERN.test(v)) throw new AppError('INVALID_PARAMETER', `${k} must be ${EGRESS_ID_RULE}`);
     }
     const sampleRate = intParam(q('sampleRate'), 48000, 'sampleRate');
     if (!SAMPLE_RATES.has(sampleRate)) throw new AppError('INVALID_PARAMETER', `sampleRate ${sampleRate} is not supported`, { details: { allowed: [...SAMPLE_RATES] } });
     const channels = intParam(q('channels'), 2, 'channels');
     if (channels !== 1 && channels !== 2) throw new AppError('INVALID_PARAMETER', 'channels must be 1 or 2');
     const groupRaw = claims?.groupSeconds ?? (q('groupSeconds') !== undefined ? Number(q('groupSeconds')) : o.defaultGroupSeconds);
-    if (!Number.isFinite(groupRaw) || groupRaw < 0.1 || groupRaw > 600) throw new AppError('INVALID_PARAMETER', 'groupSeconds must be a number from 0.1 to 600');
+    if (!groupSecondsSchema.safeParse(groupRaw).success) throw new AppError('INVALID_PARAMETER', `groupSeconds must be a number from ${GROUP_SECONDS.min} to ${GROUP_SECONDS.max}`);
 
     if (this.sockets.size + this.pendingUpgrades > o.maxStreams) {
       throw new AppError('TOO_MANY_CONNECTIONS', `this host already carries ${this.sockets.size} streams`, { retryAfterSec: 5 });
