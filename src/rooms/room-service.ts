@@ -180,7 +180,6 @@ export class RoomService {
     }
     if (event.type !== 'recording.completed' && event.type !== 'recording.failed') return;
     if (event.platform !== 'livekit' || !event.room_name) return;
-    const e = event as typeof event & Record<string, unknown>;
     const tenant = event.tenant_id;
     const roomName = event.room_name;
     const id = event.recording_id;
@@ -190,7 +189,7 @@ export class RoomService {
       const prior = known ?? (await this.getJson<RoomTrackRecord>(this.trackKey(tenant, roomName, id)));
       const durationSec = event.duration_sec;
       const endedAt = event.completed_at;
-      const sample0 = typeof e['started_at'] === 'string' ? (e['started_at'] as string) : undefined;
+      const sample0 = event.started_at ?? undefined;
       const rec: RoomTrackRecord = {
         recordingId: id,
         tenant,
@@ -205,10 +204,10 @@ export class RoomService {
         seenAt: new Date(this.now()).toISOString(),
         endedAt,
         mutes: event.mute_intervals.map((m) => ({ start: m.start_sample, end: m.end_sample })),
-        driftPpm: typeof e['drift_ppm'] === 'number' ? (e['drift_ppm'] as number) : null,
-        speech: Array.isArray(e['speech']) ? (e['speech'] as { start: number; end: number }[]).map((s) => ({ start: s.start, end: s.end })) : [],
+        driftPpm: event.drift_ppm ?? null,
+        speech: (event.speech ?? []).map((s) => ({ start: s.start, end: s.end })),
       };
-      if (Array.isArray(e['timeline'])) rec.timeline = (e['timeline'] as TimelineRun[]).map((r) => ({ start: r.start, samples: r.samples, wall_clock: r.wall_clock }));
+      if (event.timeline) rec.timeline = event.timeline.map((r) => ({ start: r.start, samples: r.samples, wall_clock: r.wall_clock }));
       if (prior?.channel) rec.channel = prior.channel;
       await this.putTrack(rec);
     });
