@@ -32,6 +32,11 @@ import { MemoryReplayGuard, RedisReplayGuard, type ReplayGuard } from './sources
 import { Redis } from 'ioredis';
 import { registerEgressUrlRoute } from './sources/livekit-egress-urls.js';
 import { LiveKitEgressSource } from './sources/livekit-egress.js';
+import { HistoryReader } from './live/history.js';
+import { RedisLiveDirectory } from './live/live-directory.js';
+import { LiveHub } from './live/live-hub.js';
+import { registerLiveRoutes } from './live/live-route.js';
+import type { Recording } from './recording/recording.js';
 import { registerLiveKitWebhook } from './sources/livekit-webhook.js';
 import { WhatsAppAmqpConsumer } from './sources/whatsapp-amqp.js';
 import { registerWhatsAppHttp } from './sources/whatsapp-http.js';
@@ -88,6 +93,9 @@ export class App {
   /** Periodic retention sweep, when storage.retentionDays > 0. */
   retention: RetentionSweeper | undefined;
   livekit!: LiveKitEgressSource;
+  /** Live audio out (GET /v1/live). */
+  live!: LiveHub;
+  private liveDirectory: RedisLiveDirectory | undefined;
   roomSignals!: RoomSignals;
   /** Room sessions (mix, manifest, room.completed); undefined when rooms.enabled is false. */
   rooms: RoomService | undefined;
@@ -244,6 +252,7 @@ export class App {
       : new LocalRoomSignals();
     this.roomSignals.onRoomFinished(({ tenant, roomName }) => {
       this.rooms?.roomFinished(tenant, roomName);
+      this.live.roomFinished(tenant, roomName);
       const n = this.livekit.finishRoom(tenant, roomName);
       if (n > 0) log.info({ tenant, roomName, streams: n }, 'room finished: streams on this host ended');
     });
@@ -290,9 +299,12 @@ export class App {
       muteFill: config.livekit.muteFill,
       finalizeConcurrency: config.storage.finalizeConcurrency,
       catalog: this.catalog,
+      onOpened: (r) => this.liveOpened(r),
       logger: log,
       metrics,
     });
+    this.live.start();
+    this.liveDirectory?.start();
     await this.livekit.start();
     await this.startVoiceNotes();
 
@@ -311,6 +323,39 @@ export class App {
       defaultTtlSec: config.livekit.tokenTtlSec,
       maxBodyBytes: config.server.maxJsonBytes,
     });
+    const replayGuard = this.createReplayGuard();
+    this.live = new LiveHub({
+      history: {
+        reader: new HistoryReader({ store: () => this.store, stateDir: this.dataDir, fileBytes: config.storage.driver === 'fs' ? 0 : config.storage.partSizeMiB * 1024 * 1024 }),
+      },
+      queueSeconds: config.live.queueSeconds,
+      pingSec: config.live.pingSec,
+      idleSec: config.live.idleSec,
+      roomIdleSec: config.live.roomIdleSec,
+      logger: log,
+      metrics,
+    });
+    if (this.redis) {
+      this.liveDirectory = new RedisLiveDirectory({ redis: this.redis, selfUrl: () => this.publicUrl, ttlSec: config.live.directoryTtlSec, recordings: () => this.recordings?.all() ?? [], logger: log });
+    }
+    registerLiveRoutes({
+      server: this.http,
+      hub: this.live,
+      authenticate: (h) => this.authenticate(h),
+      tenants: { get: (id) => this.tenants.get(id) },
+      recordings: { get: (id) => this.recordings?.get(id), inRoom: (t, r) => this.recordings?.inRoom(t, r) ?? [] },
+      catalog: () => this.catalog,
+      directory: this.liveDirectory,
+      replayGuard,
+      tokenSecret: () => this.secrets.egressTokenSecret,
+      baseUrl: () => this.publicUrl,
+      defaultTtlSec: config.live.tokenTtlSec,
+      maxSubscribersPerTenant: config.live.maxSubscribersPerTenant,
+      maxBodyBytes: config.server.maxJsonBytes,
+      admitting: () => this.stateValue === 'running',
+      logger: log,
+      metrics,
+    });
     this.livekit = new LiveKitEgressSource({
       server: this.http,
       recordings: {
@@ -319,7 +364,7 @@ export class App {
         settle: () => this.recordings?.settle() ?? Promise.resolve(),
       },
       tenants: { get: (id) => this.tenants.get(id), acquireStream: (t) => this.tenants.acquireStream(t) },
-      replayGuard: this.createReplayGuard(),
+      replayGuard,
       tokenSecret: () => this.secrets.egressTokenSecret,
       requireToken: config.livekit.requireToken,
       defaultTenant: config.auth.defaultTenant,
@@ -364,6 +409,12 @@ export class App {
     registerWhatsAppHttp({ ...whatsapp, filter: () => this.durationFilter, maxJsonBytes: config.server.maxJsonBytes });
     registerWhatsAppMessages(whatsapp);
     this.http.fallback();
+  }
+
+  /** A recording opened: room subscriptions of its room get it; other hosts learn where it is. */
+  private liveOpened(recording: Recording): void {
+    this.live.opened(recording);
+    this.liveDirectory?.announce(recording);
   }
 
   /** Egress token ids are single-use across hosts when Redis is configured, per host otherwise. */
@@ -571,6 +622,9 @@ export class App {
       }
     };
     if (this.livekit) await step('livekit', () => this.livekit.stop());
+    // after the recordings ended, so their subscribers had the end messages
+    if (this.live) await step('live', async () => this.live.stop());
+    this.liveDirectory?.stop();
     if (this.retention) await step('retention', () => this.retention!.stop());
     if (this.catalog) await step('catalog', () => this.catalog.settle());
     if (this.rooms) await step('rooms', () => this.rooms!.stop());

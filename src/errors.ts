@@ -12,6 +12,9 @@ export const ERROR_CODES = [
   'INVALID_JSON',
   'NOT_FOUND',
   'METHOD_NOT_ALLOWED',
+  // live audio out: the recording has ended (replay needs from=), or the audio asked for is gone
+  'RECORDING_ENDED',
+  'RESUME_UNAVAILABLE',
   // authentication / authorization
   'UNAUTHORIZED',
   'INVALID_API_KEY',

@@ -59,6 +59,15 @@ function downmixStereoWords(src: Int32Array, from: number, dst32: Int32Array | u
 /** Receives each full chunk (and the final partial one); the Buffer is the receiver's to keep. */
 export type ChunkHandler = (pcm: Buffer, firstFrame: number) => void;
 
+/**
+ * Sees every output frame as soon as it is in the chunk being filled (before the chunk is
+ * full): `samples[offset…]` holds `frames` frames (output channels interleaved) whose first
+ * is output frame `firstFrame`. The view is only valid during the call.
+ */
+export interface PipelineTap {
+  audio(samples: Int16Array, offset: number, frames: number, firstFrame: number): void;
+}
+
 /** Options of {@link LivePcmPipeline}. */
 export interface LivePcmPipelineOptions {
   /** Format of the bytes given to push() (LiveKit egress: 48000 Hz, 2 channels). */
@@ -109,6 +118,8 @@ export class LivePcmPipeline {
   private fill = 0;
   private emitted = 0;
   private ended = false;
+  /** Live audio out; undefined (one check per step) while nobody listens. */
+  tap: PipelineTap | undefined;
 
   constructor(opts: LivePcmPipelineOptions) {
     assertPcmFormat(opts.input, 'input');
@@ -135,6 +146,21 @@ export class LivePcmPipeline {
   /** Output frames produced so far (emitted chunks plus the chunk being filled). */
   get outputFrames(): number {
     return this.emitted + this.fill;
+  }
+
+  /** Output frame of the first frame of the chunk being filled (what no chunk handed over holds yet). */
+  get pendingStart(): number {
+    return this.emitted;
+  }
+
+  /**
+   * The frames of the chunk being filled from output frame `from` (≥ {@link pendingStart}) on,
+   * as a view valid until the next push; empty when there are none.
+   */
+  pendingFrom(from: number): Int16Array {
+    const skip = from - this.emitted;
+    if (this.chunkI16 === undefined || skip < 0 || skip >= this.fill) return new Int16Array(0);
+    return this.chunkI16.subarray(skip * this.outCh, this.fill * this.outCh);
   }
 
   /** Bytes of an incomplete input frame waiting for the next push. */
@@ -230,6 +256,7 @@ export class LivePcmPipeline {
       } else {
         remixFrames(src16!, done * this.inCh, this.inCh, dst, this.fill * this.outCh, this.outCh, take);
       }
+      if (this.tap !== undefined) this.tap.audio(dst, this.fill * this.outCh, take, this.emitted + this.fill);
       done += take;
       this.fill += take;
       if (this.fill === this.chunkFrames) this.handOver(this.chunkFrames);
@@ -289,6 +316,7 @@ export class LivePcmPipeline {
       if (this.chunkI16 === undefined) this.newChunk();
       const take = Math.min(frames - done, this.chunkFrames - this.fill);
       remixFrames(src, done * this.midCh, this.midCh, this.chunkI16!, this.fill * this.outCh, this.outCh, take);
+      if (this.tap !== undefined) this.tap.audio(this.chunkI16!, this.fill * this.outCh, take, this.emitted + this.fill);
       done += take;
       this.fill += take;
       if (this.fill === this.chunkFrames) this.handOver(this.chunkFrames);

@@ -166,6 +166,29 @@ export class Resampler {
   }
 
   /**
+   * Positions a fresh state so that the next output is frame `outputFrame` of the signal that
+   * starts at input frame 0 — bit-exactly what a resampler fed from frame 0 would emit from
+   * there. Returns the input frame the next {@link processInto} must start with (at most half
+   * a filter before the output's input time); input before it is never read.
+   */
+  startAt(outputFrame: number): number {
+    if (!Number.isSafeInteger(outputFrame) || outputFrame < 0) throw new RangeError(`Resampler startAt needs a non-negative integer, got ${String(outputFrame)}`);
+    if (this.filter === undefined) return outputFrame;
+    this.reset();
+    const { up, down, half } = this.filter;
+    const base = Math.floor((outputFrame * down) / up);
+    const first = base - half;
+    if (first > 0) {
+      this.bufStart = first;
+      this.bufFrames = 0;
+      this.inCount = first;
+    }
+    this.base = base;
+    this.phase = outputFrame * down - base * up;
+    return Math.max(0, first);
+  }
+
+  /**
    * Resamples `frames` interleaved frames from `src[srcOff]` into `dst[dstOff]`; returns the
    * frames written. `dst` needs room for {@link maxOutputFrames}(frames). Allocates only when
    * the call is larger than any before it (the history buffer grows).

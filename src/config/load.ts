@@ -47,6 +47,8 @@ export const ENV_MAP: ReadonlyArray<readonly [name: string, path: string, kind: 
   ['ROOMS_LEASE_SEC', 'rooms.leaseSec', 'number'],
   ['ROOMS_DUAL_LEFT', 'rooms.dual.left', 'string'],
   ['ROOMS_DUAL_RIGHT', 'rooms.dual.right', 'string'],
+  ['LIVE_QUEUE_SECONDS', 'live.queueSeconds', 'number'],
+  ['LIVE_MAX_SUBSCRIBERS_PER_TENANT', 'live.maxSubscribersPerTenant', 'int'],
 ];
 
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../../config/default.json', import.meta.url));

@@ -98,6 +98,25 @@ export const configSchema = z.object({
     })
     .strict()
     .prefault({}),
+  live: z
+    .object({
+      /** Live audio a subscriber's queue holds (summed over its tracks) before it is closed with 4008. Env LIVE_QUEUE_SECONDS. */
+      queueSeconds: z.number().min(0.1).max(60).default(2),
+      /** Concurrent `GET /v1/live` subscribers per tenant on this host. Env LIVE_MAX_SUBSCRIBERS_PER_TENANT. */
+      maxSubscribersPerTenant: positiveInt.max(100_000).default(200),
+      /** Seconds between pings to a subscriber. */
+      pingSec: z.number().int().min(1).max(300).default(30),
+      /** A subscriber that answers no ping for this long is closed (1001). */
+      idleSec: z.number().int().min(2).max(960).default(75),
+      /** Default lifetime of tokens minted by POST /v1/live/urls. */
+      tokenTtlSec: positiveInt.max(3600).default(300),
+      /** Seconds a room subscription stays open after its last track ended (closed at once on room_finished). */
+      roomIdleSec: z.number().int().min(0).max(3600).default(30),
+      /** Lease of the Redis entry that tells other hosts where a live recording is (REDIS_URL set). */
+      directoryTtlSec: z.number().int().min(3).max(3600).default(30),
+    })
+    .strict()
+    .prefault({}),
   output: z
     .object({
       /** Output sample rate; unset keeps the source rate (48 kHz LiveKit, 16 kHz voice notes). */

@@ -94,6 +94,29 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // live audio out (GET /v1/live)
+  readonly liveSubscribers = new Gauge({
+    name: 'audio_ingestd_live_subscribers',
+    help: 'Open live audio subscriptions (GET /v1/live)',
+    registers: [this.registry],
+  });
+  readonly liveBytesSent = new Counter({
+    name: 'audio_ingestd_live_bytes_sent_total',
+    help: 'Bytes of live audio messages handed to subscribers\' sockets (headers included)',
+    registers: [this.registry],
+  });
+  readonly liveOverflows = new Counter({
+    name: 'audio_ingestd_live_overflows_total',
+    help: 'Subscribers closed with 4008 because their queue of live audio was full',
+    registers: [this.registry],
+  });
+  readonly liveDeliveryLatency = new Histogram({
+    name: 'audio_ingestd_live_delivery_latency_seconds',
+    help: 'From a live frame\'s arrival to its audio being handed to a subscriber\'s socket (live edge only)',
+    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    registers: [this.registry],
+  });
+
   // voice notes
   readonly voiceNotes = new Counter({
     name: 'audio_ingestd_voicenotes_total',

@@ -25,6 +25,8 @@ export interface RecordingServiceOptions {
   finalizeConcurrency?: number;
   /** Told when a recording opens and when it has ended; its writes never block or fail a recording. */
   catalog?: Pick<RecordingCatalog, 'opened' | 'finished'>;
+  /** Told of every recording opened (live audio out adds it to room subscriptions). */
+  onOpened?: (recording: Recording) => void;
   logger: Logger;
   metrics: Metrics;
 }
@@ -96,6 +98,9 @@ export class RecordingService {
       write: (pcm) => opened.write(pcm),
       finish: (extra) => this.finalizing.run(() => opened.finish(extra)),
       abort: () => opened.abort(),
+      get stats() {
+        return opened.stats;
+      },
     };
     const recording = new Recording({
       identity,
@@ -128,6 +133,7 @@ export class RecordingService {
       startedAt: new Date(recording.startedAt),
     });
     this.opts.logger.info({ recordingId, tenant: identity.tenant, roomName: identity.roomName, trackId: identity.trackId, participant: identity.participant, key }, 'recording started');
+    this.opts.onOpened?.(recording);
     return recording;
   }
 

@@ -1,4 +1,4 @@
-import { LivePcmPipeline } from '../audio/live-pipeline.js';
+import { LivePcmPipeline, type PipelineTap } from '../audio/live-pipeline.js';
 import { StreamingNormalizer } from '../audio/normalize.js';
 import { bytesPerFrame, framesToSeconds, type PcmFormat } from '../audio/pcm-format.js';
 import { encodeWav } from '../audio/wav.js';
@@ -26,6 +26,17 @@ export interface MasterWriter {
   write(pcm: Buffer): boolean | void;
   finish(extraMetadata?: ObjectMetadata): Promise<{ key: string; size: number; dataBytes: number; droppedBytes: number }>;
   abort(): Promise<void>;
+  /** PCM bytes in the spool files so far (live audio out reads what has passed from there). */
+  readonly stats?: { spooledBytes: number; droppedBytes: number };
+}
+
+/**
+ * Live audio out (`src/live/`): sees the output audio frame by frame, mute changes and the end,
+ * all at output-frame offsets. Undefined while nobody subscribes.
+ */
+export interface RecordingTap extends PipelineTap {
+  mute(muted: boolean, frame: number): void;
+  end(endReason: EndReason, frames: number): void;
 }
 
 /** Optional per-chunk outputs (chunk objects, analysis dispatch); both never block. */
@@ -104,6 +115,7 @@ export class Recording {
   private finishing: Promise<RecordingResult> | undefined;
   private readonly started: Promise<void>;
   private readonly timeline: Timeline;
+  private tapRef: RecordingTap | undefined;
 
   constructor(opts: RecordingOptions) {
     this.opts = opts;
@@ -144,6 +156,48 @@ export class Recording {
 
   get isMuted(): boolean {
     return this.muted;
+  }
+
+  /** Live audio out's hook (set while someone subscribes); costs one check per step when unset. */
+  get tap(): RecordingTap | undefined {
+    return this.tapRef;
+  }
+
+  set tap(tap: RecordingTap | undefined) {
+    this.tapRef = tap;
+    this.pipeline.tap = tap;
+  }
+
+  get outputFormat(): PcmFormat {
+    return this.opts.output;
+  }
+
+  get masterKey(): string {
+    return this.opts.masterKey;
+  }
+
+  /** Output frame where the current mute began (meaningful while {@link isMuted}). */
+  get mutedAt(): number {
+    return this.mutedAtFrame;
+  }
+
+  /** Mute intervals closed so far. */
+  get muteIntervals(): readonly MuteInterval[] {
+    return this.mutes;
+  }
+
+  /** Master PCM bytes in the spool files, and dropped ones (undefined: the master cannot tell). */
+  get masterStats(): { spooledBytes: number; droppedBytes: number } | undefined {
+    return this.opts.master.stats;
+  }
+
+  /** Output frame of the chunk being filled, and its frames from `from` on (a view valid until the next push). */
+  get pendingStart(): number {
+    return this.pipeline.pendingStart;
+  }
+
+  pendingFrom(from: number): Int16Array {
+    return this.pipeline.pendingFrom(from);
   }
 
   /** Milliseconds since the last audio or control frame. */
@@ -188,9 +242,11 @@ export class Recording {
       this.mutedSince = now;
       this.mutedAtFrame = this.pipeline.outputFrames;
       if (this.opts.muteFill === 'none') this.timeline.cut();
+      this.tapRef?.mute(true, this.mutedAtFrame);
       return;
     }
     this.closeMute(now);
+    this.tapRef?.mute(false, this.pipeline.outputFrames);
   }
 
   private closeMute(now: number): void {
@@ -248,11 +304,15 @@ export class Recording {
   private async doFinish(endReason: EndReason, beforeAnnounce?: (result: RecordingResult) => Promise<void>): Promise<RecordingResult> {
     this.state = 'finishing';
     const now = this.now();
-    if (this.muted) this.closeMute(now);
+    if (this.muted) {
+      this.closeMute(now);
+      this.tapRef?.mute(false, this.pipeline.outputFrames);
+    }
     this.pipeline.flush();
     const leftover = this.pipeline.carryBytes;
     const id = this.identity;
     const frames = this.pipeline.outputFrames;
+    this.tapRef?.end(endReason, frames);
     const durationSec = round3(framesToSeconds(frames, this.opts.output));
     const timeline = this.timeline.result(frames, this.opts.output.sampleRate);
     const log = this.opts.logger.child({ recordingId: id.recordingId });

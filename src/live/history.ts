@@ -1,0 +1,84 @@
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AppError } from '../errors.js';
+import { sanitizeSegment } from '../storage/keys.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { MASTER_HEADER_BYTES } from '../audio/wav.js';
+
+/**
+ * Reads a recording's master PCM by sample frame, for the audio a subscriber asks for that has
+ * already passed. Frame `f` of a master with `c` channels is byte `80 + 2·c·f` of the object
+ * (the header has a fixed size, {@link MASTER_HEADER_BYTES}), and the spool lays the object out
+ * the same way (`storage/master-upload.ts`): byte `o` is at `o − (k−1)·S` of
+ * `uploads/<recordingId>/part-<k>.pcm`, `k = ⌊o/S⌋ + 1`, S the part size (one file when the store
+ * takes files by moving them). So the spool is read while it exists, the stored object after.
+ */
+export interface MasterLocation {
+  recordingId: string;
+  key: string;
+  channels: number;
+}
+
+export interface HistoryReaderOptions {
+  store: () => ObjectStore;
+  /** The daemon's state directory (DATA_DIR). */
+  stateDir: string;
+  /** Bytes per spool file; 0 = one file (fs store). */
+  fileBytes: number;
+}
+
+export class HistoryReader {
+  constructor(private readonly opts: HistoryReaderOptions) {}
+
+  /**
+   * Frames `[from, from + count)` of the master as interleaved s16le. Tries the spool files,
+   * then the stored object; throws RESUME_UNAVAILABLE when neither has them (yet).
+   */
+  async read(m: MasterLocation, from: number, count: number): Promise<Buffer> {
+    const frameBytes = 2 * m.channels;
+    const start = MASTER_HEADER_BYTES + from * frameBytes;
+    const len = count * frameBytes;
+    const spooled = await this.readSpool(m.recordingId, start, len);
+    if (spooled !== undefined) return spooled;
+    let got: Buffer;
+    try {
+      got = await this.opts.store().getRange(m.key, start, start + len - 1);
+    } catch (err) {
+      throw new AppError('RESUME_UNAVAILABLE', 'the audio asked for is neither spooled nor stored', { cause: err });
+    }
+    if (got.length !== len) throw new AppError('RESUME_UNAVAILABLE', `the stored master holds ${got.length} of the ${len} bytes asked for`);
+    return got;
+  }
+
+  /** Undefined when a needed spool file is gone (uploaded, or the master moved into the store). */
+  private async readSpool(recordingId: string, start: number, len: number): Promise<Buffer | undefined> {
+    const dir = join(this.opts.stateDir, 'uploads', sanitizeSegment(recordingId));
+    const S = this.opts.fileBytes;
+    const out = Buffer.allocUnsafe(len);
+    let done = 0;
+    while (done < len) {
+      const o = start + done;
+      const part = S === 0 ? 1 : Math.floor(o / S) + 1;
+      const pos = S === 0 ? o : o - (part - 1) * S;
+      const n = S === 0 ? len - done : Math.min(len - done, S - pos);
+      let fh;
+      try {
+        fh = await open(join(dir, `part-${String(part).padStart(6, '0')}.pcm`), 'r');
+      } catch {
+        return undefined;
+      }
+      try {
+        let got = 0;
+        while (got < n) {
+          const { bytesRead } = await fh.read(out, done + got, n - got, pos + got);
+          if (bytesRead === 0) return undefined;
+          got += bytesRead;
+        }
+      } finally {
+        await fh.close();
+      }
+      done += n;
+    }
+    return out;
+  }
+}
