@@ -343,7 +343,7 @@ export class App {
       hub: this.live,
       authenticate: (h) => this.authenticate(h),
       tenants: { get: (id) => this.tenants.get(id) },
-      recordings: { get: (id) => this.recordings?.get(id), inRoom: (t, r) => this.recordings?.inRoom(t, r) ?? [] },
+      recordings: { get: (id) => this.recordings?.getLiveOrEnding(id), inRoom: (t, r) => this.recordings?.inRoom(t, r) ?? [] },
       catalog: () => this.catalog,
       directory: this.liveDirectory,
       replayGuard,

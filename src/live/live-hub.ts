@@ -576,7 +576,7 @@ export class LiveHub {
     if (t === undefined) {
       this.tracks.set(id, (t = new LiveTrack(this, { recording })));
       // ended between the upgrade's checks and now: what it has is read back, and its end told
-      if (!recording.isLive) t.end('normal', recording.frames);
+      if (!recording.isLive) t.end(recording.endReason ?? 'normal', recording.frames);
     }
     return t;
   }

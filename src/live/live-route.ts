@@ -257,10 +257,11 @@ async function findRecording(
   const known = o.hub.known(recordingId);
   if (known !== undefined && known.info.tenant === tenant && (known.ended === undefined || replay)) return { track: known, lazy: () => o.hub.known(recordingId) ?? known };
   const rec = o.recordings.get(recordingId);
-  if (rec !== undefined && rec.identity.tenant === tenant && rec.isLive) {
+  if (rec !== undefined && rec.identity.tenant === tenant && (rec.isLive || replay)) {
     // a look at it for the checks; the hub's track (the tap) is made only if the upgrade happens
     return { track: new LiveTrack(o.hub, { recording: rec }), lazy: () => o.hub.trackOf(rec) };
   }
+  if (rec !== undefined && rec.identity.tenant === tenant) throw new AppError('RECORDING_ENDED', 'the recording has ended; give from= to replay it');
   if (known !== undefined && known.info.tenant === tenant) throw new AppError('RECORDING_ENDED', 'the recording has ended; give from= to replay it');
   const elsewhere = await o.directory?.whereIsRecording(tenant, recordingId);
   if (elsewhere !== undefined) return { redirect: elsewhere };

@@ -46,6 +46,8 @@ export class RecordingService {
   private readonly live = new Map<string, Recording>();
   private readonly byRoom = new Map<string, Set<Recording>>();
   private readonly finishing = new Set<Promise<RecordingResult>>();
+  /** Recordings ended and not finalized yet, by id. */
+  private readonly ending = new Map<string, Recording>();
   private readonly idleWaiters: (() => void)[] = [];
   /** Chunk buffers, handed from each recording's pipeline to its master and back. */
   private readonly pool = new BufferPool();
@@ -66,6 +68,11 @@ export class RecordingService {
 
   get(recordingId: string): Recording | undefined {
     return this.live.get(recordingId);
+  }
+
+  /** A live recording, or one still being finalized (its spool is still there). */
+  getLiveOrEnding(recordingId: string): Recording | undefined {
+    return this.live.get(recordingId) ?? this.ending.get(recordingId);
   }
 
   async open(request: OpenRecording): Promise<Recording> {
@@ -153,8 +160,10 @@ export class RecordingService {
     // event finds the recording completed.
     const done = recording.finish(reason, catalog ? (result) => catalog.finished(id, result) : undefined);
     this.finishing.add(done);
+    this.ending.set(id.recordingId, recording);
     void done.finally(() => {
       this.finishing.delete(done);
+      if (this.ending.get(id.recordingId) === recording) this.ending.delete(id.recordingId);
       this.notifyIdle();
     });
     return done;

@@ -116,6 +116,7 @@ export class Recording {
   private readonly started: Promise<void>;
   private readonly timeline: Timeline;
   private tapRef: RecordingTap | undefined;
+  private endReasonValue: EndReason | undefined;
 
   constructor(opts: RecordingOptions) {
     this.opts = opts;
@@ -156,6 +157,11 @@ export class Recording {
 
   get isMuted(): boolean {
     return this.muted;
+  }
+
+  /** Why the recording ended, once it has. */
+  get endReason(): EndReason | undefined {
+    return this.endReasonValue;
   }
 
   /** Live audio out's hook (set while someone subscribes); costs one check per step when unset. */
@@ -303,6 +309,7 @@ export class Recording {
 
   private async doFinish(endReason: EndReason, beforeAnnounce?: (result: RecordingResult) => Promise<void>): Promise<RecordingResult> {
     this.state = 'finishing';
+    this.endReasonValue = endReason;
     const now = this.now();
     if (this.muted) {
       this.closeMute(now);
