@@ -29,6 +29,7 @@ import { backoffDelay, sleep } from '../backoff.js';
 import type { Logger } from 'pino';
 import { AppError, isRetryable } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
+import { FinalizeQueue } from '../recording/finalize-queue.js';
 import { fsyncDir, writeFileAtomic } from './atomic-file.js';
 import { sanitizeSegment } from './keys.js';
 import type { ObjectMetadata, ObjectStore, PartRef } from './object-store.js';
@@ -40,6 +41,17 @@ export const MIN_S3_PART_SIZE = 5 * 1024 * 1024;
 
 /** S3's largest part number: a master uploaded in parts holds at most this many × partSize bytes. */
 export const MAX_PARTS = 10_000;
+
+/**
+ * Part uploads of recordings still live, process-wide. Streams that began together fill their
+ * parts together (a meeting's streams all reach 5 MiB within the same second): unbounded, their
+ * uploads (checksum pass, file reads, request bodies) would take every libuv thread from the
+ * spool writes of the live audio and hold a socket and stream buffers each. A few at a time
+ * keep up with the audio (a 5 MiB part per ~55 s per stream) and leave the spool its threads.
+ * The final parts are bounded by the finalize queue instead.
+ */
+export const LIVE_PART_UPLOADS = 4;
+const livePartUploads = new FinalizeQueue(LIVE_PART_UPLOADS);
 
 /** Largest object S3's CopyObject takes; a larger master keeps the metadata it was created with. */
 const MAX_COPY_BYTES = 5 * 1024 * 1024 * 1024;
@@ -906,7 +918,10 @@ export class MasterUpload {
         const uploadId = this.manifest.uploadId;
         const path = partFile(this.dir, part);
         // From the file: the part never sits in memory.
-        const ref = await this.withRetry('uploadPart', () => this.store.uploadPartFile(this.key, uploadId, part, path));
+        const upload = (): Promise<PartRef & { size: number }> => this.withRetry('uploadPart', () => this.store.uploadPartFile(this.key, uploadId, part, path));
+        // while the recording is live, its parts wait for one of the few process-wide slots
+        const ref = this.state === 'open' ? await livePartUploads.run(async () => (this.isStopped() ? null : upload())) : await upload();
+        if (ref === null) return; // stopped while waiting for its slot
         this.manifest.parts.push({ partNumber: part, etag: ref.etag, ...(ref.checksum === undefined ? {} : { checksum: ref.checksum }), dataBytes: ref.size });
         this.manifest.parts.sort((a, b) => a.partNumber - b.partNumber);
         await this.saveManifest();
@@ -922,6 +937,11 @@ export class MasterUpload {
         return;
       }
     }
+  }
+
+  private isStopped(): boolean {
+    const state = this.state as State;
+    return state === 'aborted' || state === 'suspended' || state === 'failed';
   }
 
   /** Runs a store call, retrying an unavailable store (retryable errors) with backoff (bounded for recovery) and other errors a few times. */

@@ -42,6 +42,8 @@ export interface RecordingProxyOptions {
 export interface RecordingProxy {
   endpoint: string;
   requests: ProxiedRequest[];
+  /** Most UploadPart requests in flight at once (from the request's arrival to its answer's end). */
+  readonly peakPartsInFlight: number;
   close(): Promise<void>;
 }
 
@@ -60,6 +62,8 @@ export async function startRecordingProxy(target: string, options: RecordingProx
   /** Bytes of the last UploadPart of each `<uploadId>/<partNumber>` that the store accepted. */
   const partBytes = new Map<string, number>();
   const hash = options.hashBodies !== false;
+  let partsInFlight = 0;
+  let peakPartsInFlight = 0;
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://proxy');
     const entry: ProxiedRequest = {
@@ -80,6 +84,11 @@ export async function startRecordingProxy(target: string, options: RecordingProx
     });
     const isComplete = entry.method === 'POST' && url.searchParams.has('uploadId');
     const isPart = entry.method === 'PUT' && url.searchParams.has('uploadId') && url.searchParams.has('partNumber');
+    if (isPart) {
+      partsInFlight++;
+      peakPartsInFlight = Math.max(peakPartsInFlight, partsInFlight);
+      res.once('close', () => partsInFlight--);
+    }
     const finishBody = (): void => {
       entry.bodyMd5 = md5.digest('base64');
       const b = Buffer.alloc(4);
@@ -133,6 +142,9 @@ export async function startRecordingProxy(target: string, options: RecordingProx
   return {
     endpoint: `http://127.0.0.1:${port}`,
     requests,
+    get peakPartsInFlight() {
+      return peakPartsInFlight;
+    },
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());

@@ -3,7 +3,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { failedUploadsRoot, MasterUpload, MIN_S3_PART_SIZE, type RecoveryOutcome } from '../../src/storage/master-upload.js';
+import { failedUploadsRoot, LIVE_PART_UPLOADS, MasterUpload, MIN_S3_PART_SIZE, type RecoveryOutcome } from '../../src/storage/master-upload.js';
 import { Spool } from '../../src/storage/spool.js';
 import type { S3ObjectStore, S3ObjectStoreOptions } from '../../src/storage/s3-store.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
@@ -236,4 +236,20 @@ t.test('store outage mid-stream: audio spools, nothing is lost', async (t) => {
   t.equal(res.dataBytes, total, 'every byte written is in the master');
   t.equal(res.droppedBytes, 0);
   await assertMaster(t, s3.store, 'rec/outage.wav', total);
+});
+
+t.test('parts of live recordings are uploaded a few at a time process-wide, however many fill at once (a meeting\'s streams)', async (t) => {
+  const { store, proxy } = await proxiedStore();
+  const n = 3 * LIVE_PART_UPLOADS;
+  const uploads = await Promise.all(Array.from({ length: n }, (_, i) => newUpload(store, `rec-herd-${i}`)));
+  // every recording fills parts 2 and 3 at about the same moment, and stays live while they go up
+  const total = Math.ceil((PART * 3.1) / 3840) * 3840;
+  await Promise.all(uploads.map(({ upload }) => writeRecording(upload, total)));
+  while (uploads.some(({ upload }) => upload.stats.uploadedParts < 2)) await new Promise((r) => setTimeout(r, 20));
+  const live = proxy.peakPartsInFlight;
+  t.ok(live <= LIVE_PART_UPLOADS, `at most ${LIVE_PART_UPLOADS} part uploads in flight while live (saw ${live})`);
+  t.ok(live >= 2, 'but more than one');
+  const results = await Promise.all(uploads.map(({ upload }) => upload.finish()));
+  t.same(results.map((r) => r.parts), Array.from({ length: n }, () => 4), 'every master complete');
+  for (let i = 0; i < n; i++) await assertMaster(t, store, `rec/rec-herd-${i}.wav`, total);
 });
