@@ -257,7 +257,8 @@ export class App {
       if (n > 0) log.info({ tenant, roomName, streams: n }, 'room finished: streams on this host ended');
     });
     await this.roomSignals.start();
-    for (const sink of sinks) this.checks.push({ name: `events:${sink.name}`, check: () => assertReady(sink.ready?.() ?? true, sink.name) });
+    // the outbox's view: the sink says it is reachable and its last delivery did not fail (an NDJSON log that cannot be written is not ready either)
+    for (const sink of sinks) this.checks.push({ name: `events:${sink.name}`, check: () => assertReady(this.outbox.ready(sink.name), sink.name) });
 
     if (config.rooms.enabled) this.startRooms();
 
