@@ -200,8 +200,7 @@ export async function retentionCommand(args: string[], io: CommandIo = processIo
     const store: ObjectStore =
       storage.driver === 's3'
         ? new S3ObjectStore(s3)
-        : // this store never presigns: the secret only satisfies the constructor
-          new FsObjectStore({ root: join(resolve(config.dataDir), 'store'), presign: { baseUrl: 'http://127.0.0.1', secret: 'unused' } });
+        : new FsObjectStore({ root: join(resolve(config.dataDir), 'store') }); // only deletes: no presigning
     await store.start();
     try {
       const deleted = await sweepRetention(store, prefix, storage.retentionDays);

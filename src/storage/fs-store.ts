@@ -23,8 +23,11 @@ import type { ObjectInfo, ObjectMetadata, ObjectStore, PartRef, PutOptions } fro
 export interface FsObjectStoreOptions {
   /** Data directory of the store (created on start). */
   root: string;
-  /** How presigned URLs are made; served by the HTTP route `GET /v1/objects/<key>`. */
-  presign: {
+  /**
+   * How presigned URLs are made; served by the HTTP route `GET /v1/objects/<key>`. Without it
+   * (a CLI command that only deletes) `presign()` throws.
+   */
+  presign?: {
     /** Public base URL of the daemon, e.g. `http://127.0.0.1:8080` (no trailing slash needed). */
     baseUrl: string;
     /** HMAC key of the signatures. */
@@ -104,18 +107,16 @@ export class FsObjectStore implements ObjectStore {
   private readonly metaDir: string;
   private readonly uploadsDir: string;
   private readonly tmpDir: string;
-  private readonly baseUrl: string;
-  private readonly secret: string;
+  private readonly presigning: { baseUrl: string; secret: string } | undefined;
 
   constructor(options: FsObjectStoreOptions) {
-    if (options.presign.secret.length === 0) throw new RangeError('fs store presign.secret must not be empty');
+    if (options.presign?.secret.length === 0) throw new RangeError('fs store presign.secret must not be empty');
     this.root = resolve(options.root);
     this.objectsDir = join(this.root, 'objects');
     this.metaDir = join(this.root, '.meta');
     this.uploadsDir = join(this.root, '.uploads');
     this.tmpDir = join(this.root, '.tmp');
-    this.baseUrl = options.presign.baseUrl.replace(/\/+$/, '');
-    this.secret = options.presign.secret;
+    this.presigning = options.presign && { baseUrl: options.presign.baseUrl.replace(/\/+$/, ''), secret: options.presign.secret };
   }
 
   async start(): Promise<void> {
@@ -277,8 +278,10 @@ export class FsObjectStore implements ObjectStore {
 
   async presign(key: string, ttlSec: number): Promise<string> {
     assertSafeKey(key);
+    if (this.presigning === undefined) throw new TypeError('this fs store was opened without presign options');
+    const { baseUrl, secret } = this.presigning;
     const expires = Math.floor(Date.now() / 1000) + Math.max(1, Math.floor(ttlSec));
-    return `${this.baseUrl}/v1/objects/${encodeKeyPath(key)}?expires=${expires}&signature=${signObjectUrl(this.secret, key, expires)}`;
+    return `${baseUrl}/v1/objects/${encodeKeyPath(key)}?expires=${expires}&signature=${signObjectUrl(secret, key, expires)}`;
   }
 
   async createMultipart(key: string, options: PutOptions): Promise<string> {
