@@ -50,6 +50,7 @@ export class LiveKitEgressSource {
   private sweepTimer: NodeJS.Timeout | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   private pendingUpgrades = 0;
+  private readonly noStreamWaiters: (() => void)[] = [];
   // Hot-path counters, folded into prom-client once a second (a labelled inc per frame is costly).
   private frames = 0;
   private bytes = 0;
@@ -140,6 +141,7 @@ export class LiveKitEgressSource {
       })
       .finally(() => {
         this.pendingUpgrades -= 1;
+        this.wakeIfNoStreams();
       });
   }
 
@@ -207,6 +209,7 @@ export class LiveKitEgressSource {
 
   private onClose(ws: WebSocket<StreamData>, code: number): void {
     this.sockets.delete(ws);
+    this.wakeIfNoStreams();
     const data = ws.getUserData();
     data.closed = true;
     data.release();
@@ -244,9 +247,15 @@ export class LiveKitEgressSource {
     return n;
   }
 
-  /** Resolves when no stream is open (the drain window). */
-  async whenNoStreams(): Promise<void> {
-    while (this.sockets.size > 0 || this.pendingUpgrades > 0) await new Promise((r) => setTimeout(r, 100));
+  /** Resolves when no stream is open and no upgrade is being checked (the drain window). */
+  whenNoStreams(): Promise<void> {
+    if (this.sockets.size === 0 && this.pendingUpgrades === 0) return Promise.resolve();
+    return new Promise((resolve) => this.noStreamWaiters.push(resolve));
+  }
+
+  private wakeIfNoStreams(): void {
+    if (this.sockets.size > 0 || this.pendingUpgrades > 0) return;
+    for (const wake of this.noStreamWaiters.splice(0)) wake();
   }
 
   /** Ends every remaining stream with `shutdown` and waits until each recording is finalized. */
