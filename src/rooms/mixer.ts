@@ -162,8 +162,8 @@ function mixWindow(sums: Float64Array, n: number, outCh: number, pieces: Piece[]
   sums.fill(0, 0, n * outCh);
   for (const p of pieces) {
     const frames = p.data.length / (p.channels * 2);
-    // the range may start at an odd offset in its buffer: read through a DataView-free copy only when needed
-    const pcm = p.data.byteOffset % 2 === 0 ? new Int16Array(p.data.buffer, p.data.byteOffset, p.data.length >> 1) : new Int16Array(Uint8Array.from(p.data).buffer);
+    // an Int16Array view needs an even offset: a buffer that starts at an odd one is copied first
+    const pcm = int16View(p.data);
     let j = p.at * outCh + p.out;
     if (p.channels === 1) {
       for (let i = 0; i < frames; i++, j += outCh) sums[j]! += pcm[i]!;
@@ -180,6 +180,13 @@ function mixWindow(sums: Float64Array, n: number, outCh: number, pieces: Piece[]
   const o16 = new Int16Array(out.buffer, out.byteOffset, n * outCh);
   for (let i = 0; i < n * outCh; i++) o16[i] = combine(sums[i]!);
   return out;
+}
+
+function int16View(b: Buffer): Int16Array {
+  if (b.byteOffset % 2 === 0) return new Int16Array(b.buffer, b.byteOffset, b.length >> 1);
+  const copy = Buffer.allocUnsafeSlow(b.length);
+  b.copy(copy);
+  return new Int16Array(copy.buffer, copy.byteOffset, copy.length >> 1);
 }
 
 /** Appends bytes to a multipart upload in parts of exactly `partBytes` (the last shorter). */
