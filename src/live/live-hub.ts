@@ -238,6 +238,7 @@ export class TrackFeed {
     if (mutedAtStart !== undefined) this.sendMute(mutedAtStart[0], true);
     if (from === undefined && this.track.ended === undefined && this.cursor >= rec!.pendingStart) {
       this.feedPending();
+      this.sendDueMutes();
       this.mode = 'live';
       return;
     }
@@ -265,6 +266,7 @@ export class TrackFeed {
       const t = this.track;
       if (t.ended === undefined && t.recording !== undefined && this.cursor >= t.recording.pendingStart) {
         this.feedPending();
+        this.sendDueMutes();
         this.mode = 'live';
         return;
       }
@@ -281,7 +283,16 @@ export class TrackFeed {
         let n = Math.min(readable - this.cursor, CATCHUP_BLOCK_FRAMES);
         const nextMute = this.mutes[0];
         if (nextMute !== undefined && nextMute[0] > this.cursor) n = Math.min(n, nextMute[0] - this.cursor);
-        const bytes = await reader.read({ recordingId: t.info.recordingId, key: t.info.key, channels: t.info.masterChannels }, this.cursor, n);
+        let bytes: Buffer;
+        const storedBefore = t.stored;
+        try {
+          bytes = await reader.read({ recordingId: t.info.recordingId, key: t.info.key, channels: t.info.masterChannels }, this.cursor, n);
+        } catch (err) {
+          // the spool moving into the store at the end: neither has it for a moment
+          if (storedBefore || t.failed || Date.now() - lastProgress > CATCHUP_STALL_MS) throw err;
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
         if (this.mode !== 'catchup') return;
         let samples = (bytes.byteOffset & 1) === 0 ? new Int16Array(bytes.buffer, bytes.byteOffset, bytes.length >> 1) : new Int16Array(Uint8Array.from(bytes).buffer);
         if (t.info.masterChannels === 2) samples = downmix(samples);
