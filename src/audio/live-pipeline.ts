@@ -1,5 +1,6 @@
 import { HOST_IS_LITTLE_ENDIAN, type PcmFormat, assertPcmFormat, bytesPerFrame } from './pcm-format.js';
 import { Resampler } from './resample.js';
+import { simdDownmix } from './downmix-simd.js';
 
 /**
  * Copies `frames` interleaved frames from `inCh` to `outCh` channels with explicit offsets and
@@ -240,6 +241,19 @@ export class LivePcmPipeline {
     const frames = Math.floor(bytes / this.inFrameBytes);
     if (frames === 0) return bytes;
     const stereoToMono = this.inCh === 2 && this.outCh === 1;
+    if (stereoToMono && simdDownmix !== null) {
+      // WebAssembly SIMD, any alignment: 8 frames per step
+      let done = 0;
+      while (done < frames) {
+        if (this.chunk === undefined) this.newChunk();
+        const take = Math.min(frames - done, this.chunkFrames - this.fill);
+        simdDownmix(buffer, offset + done * 4, take, this.chunk!, this.fill * 2);
+        done += take;
+        this.fill += take;
+        if (this.fill === this.chunkFrames) this.handOver(this.chunkFrames);
+      }
+      return bytes - frames * this.inFrameBytes;
+    }
     // Int32 reads need 4-byte alignment (a WebSocket message's ArrayBuffer starts at 0); Int16 reads need 2
     if ((offset & (stereoToMono ? 3 : 1)) !== 0) return bytes;
     const src32 = stereoToMono ? new Int32Array(buffer, offset, frames) : undefined;
