@@ -18,8 +18,9 @@ t.test('a consumer that never reads is closed with 4008 after an overflow messag
   const reader = new LiveConsumer(`${h.wsUrl}/v1/live?recordingId=${id}&rate=48000`);
   await reader.opened;
   // ten times real time: faster than egress, slow enough for the spool of a loaded test machine
-  await sendFrames(egress, pcm.subarray(1920 * 10), 1920, 10, 10);
-  await waitFor(async () => ((await metricValue(h.baseUrl, 'audio_ingestd_live_overflows_total')) >= 1 ? true : undefined), 30_000, 'an overflow');
+  const sending = sendFrames(egress, pcm.subarray(1920 * 10), 1920, 10, 10);
+  // watched in-process and resumed at once: a peer that reads nothing for long after the close is cut (uWS's close timeout)
+  await waitFor(async () => (((await h.app.metrics.liveOverflows.get()).values[0]?.value ?? 0) >= 1 ? true : undefined), 30_000, 'an overflow');
   t.equal(stalled.closeCode, 0, 'not closed yet as far as the consumer knows');
   stalled.ws.resume();
   await stalled.closed;
@@ -33,6 +34,7 @@ t.test('a consumer that never reads is closed with 4008 after an overflow messag
   // resuming there continues without gap or overlap
   const resumed = new LiveConsumer(`${h.wsUrl}/v1/live?recordingId=${id}&rate=48000&from=${received}`);
   await resumed.opened;
+  await sending;
   await endEgress(egress);
   await Promise.all([resumed.closed, reader.closed]);
   const ev = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === id), 30_000, 'completed');
@@ -45,6 +47,7 @@ t.test('a consumer that never reads is closed with 4008 after an overflow messag
   const want = master.subarray(start * 2);
   t.ok(joined.equals(want), 'overflowed + resumed = the master from the first offset on');
   t.equal(reader.closeCode, 1000, 'the consumer that reads is unaffected');
+  t.equal(await metricValue(h.baseUrl, 'audio_ingestd_live_overflows_total'), 1, 'one overflow counted');
   t.ok(reader.pcm().equals(master.subarray(reader.firstOffset.get(0)! * 2)), 'and got every sample');
   t.same(reader.problems, []);
 });
