@@ -152,9 +152,12 @@ t.test('three participants joining at 0, 2.3 s and 7.1 s, one muted 3 s, one sta
   t.same(list.sessions.map((s) => s.sessionId), [m.sessionId]);
   t.equal((await fetch(`${h.baseUrl}/v1/rooms/nope`, { headers: { apikey: TEST_API_KEY } })).status, 404);
   t.equal((await fetch(`${h.baseUrl}/v1/rooms/${m.sessionId}`)).status, 401, 'API key required');
-  const state: string[] = [];
-  for await (const o of h.app.store.list(`rooms-state/default/${room}/`)) state.push(o.key);
-  t.same(state, [], "the session's track records are gone once it is announced");
+  const state = async (): Promise<string[] | undefined> => {
+    const keys: string[] = [];
+    for await (const o of h.app.store.list(`rooms-state/default/${room}/`)) keys.push(o.key);
+    return keys.length === 0 ? keys : undefined;
+  };
+  t.same(await waitFor(state, 10_000, 'track records removed'), [], "the session's track records are removed once it is announced");
 });
 
 t.test('two daemons, a room split across them: one mix, one room.completed; a claim held by a dead host is taken over when its lease expires', async (t) => {
@@ -201,4 +204,27 @@ t.test('two daemons, a room split across them: one mix, one room.completed; a cl
   t.ok(Date.parse(ev2.occurredAt as string) >= expires, 'mixed only after the dead host\'s lease expired');
   await sleep(3000);
   t.equal(roomEvents(a, b).filter((e) => e.room_name === dead).length, 1, 'and only once');
+});
+
+t.test('room_finished ends the session at once, with streams still open and a long idle window', async (t) => {
+  const { storage } = await s3Setup(t);
+  const h = await startTestApp({ storage, rooms: { idleSec: 600 } } as never);
+  t.teardown(() => h.close());
+  const room = `finished-${Date.now()}`;
+  const open = await Promise.all(
+    ['ann', 'ben'].map(async (p, i) => simulateEgress({ url: await egressUrl(h, { roomName: room, trackId: `TR_${i}`, participant: p }), pcm: stereo(burstPcm(RATE * 2, 30 + i)), end: 'none' })),
+  );
+  await h.app.roomSignals.publishRoomFinished({ tenant: '*', roomName: room });
+  const ev = await waitFor(() => roomEvents(h).find((e) => e.room_name === room), 30_000, 'room.completed after room_finished');
+  for (const o of open) o.socket?.close();
+  const completed = outboxEvents(h).filter((e) => e.type === 'recording.completed' && e.room_name === room);
+  t.same(completed.map((e) => e.end_reason), ['room_finished', 'room_finished'], 'the streams ended by room_finished');
+  t.same((ev.tracks as { participant: string }[]).map((x) => x.participant).sort(), ['ann', 'ben'], 'both in the session, without waiting 600 s');
+  // the event is appended first, then the session's state is tidied up
+  const left = async (): Promise<string[]> => {
+    const keys: string[] = [];
+    for await (const o of h.app.store.list(`rooms-state/default/${room}/`)) keys.push(o.key);
+    return keys;
+  };
+  t.same(await waitFor(async () => ((await left()).length === 0 ? [] : undefined), 10_000, 'state tidied'), [], 'the finished marker and track records are consumed with the session');
 });
