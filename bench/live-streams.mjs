@@ -120,6 +120,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
       'live kernel %': (100 * (cpuL1.system - cpuL0.system)) / Math.max(liveCpu, 1e-9),
       'live RSS KiB/stream': perStreamKiB(livePeak),
       'finalize ms/stream': (1000 * finCpu) / n,
+      'finalize kernel %': (100 * (cpuF.system - cpuE.system)) / Math.max(finCpu, 1e-9),
       'finalize RSS KiB/stream': perStreamKiB(finPeak),
       'finalize wall s': fin.count < n ? null : ((fin.lastAtMs ?? tF) - endAtMs) / 1000,
       completed: fin.count,
@@ -129,6 +130,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
       'RSS peak MiB': Math.max(setupPeak, livePeak, finPeak) / MiB,
       'lag p99 ms': live.lagP99Ms,
       'frames lost': Math.round(lostBytes / 1920),
+      'drops (live window)': live.drops ?? null,
       'sent MiB': sent / MiB,
       'chunk p99 ms (steady / all)': CHUNK_OBJECTS ? ((await server.latencyP99Ms()) ?? null) : null,
       'gen lag p99 ms': genResult.lagP99Ms,
@@ -258,7 +260,8 @@ async function startDaemonTarget(target, cpuProf) {
       const m = await d.metrics();
       lagP99Ms = m.get('audio_ingestd_nodejs_eventloop_lag_p99_seconds') * 1000;
       steady = histogramQuantile(m, 'audio_ingestd_chunk_store_latency_seconds', 0.99, before);
-      return { open: metricSum(m, 'audio_ingestd_streams_active'), lagP99Ms };
+      const drops = [...m].filter(([k, v]) => k.startsWith('audio_ingestd_frames_dropped_total{') && v > 0).map(([k, v]) => `${/reason="([^"]+)"/.exec(k)?.[1]}:${v}`);
+      return { open: metricSum(m, 'audio_ingestd_streams_active'), lagP99Ms, drops: drops.join(' ') || null };
     },
     /** Data bytes of each stream's master, in input bytes (mono output: ×2). Waits for every master. */
     async stored(n) {
