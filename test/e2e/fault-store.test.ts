@@ -117,8 +117,8 @@ t.test('object store answering 500/503 and slowly: masters complete and exact', 
   const long = randomStereo(48000 * 115, 12); // multipart: 3 parts
   const short = randomStereo(48000 * 3, 13); // single PUT
   const [sentLong, sentShort] = await Promise.all([stream(d, 'store-flaky-long', long, 10), stream(d, 'store-flaky-short', short, 1)]);
-  const a = await checkMaster(t, d, s3.endpoint, 'store-flaky-long', long, sentLong, 50_000);
-  const b = await checkMaster(t, d, s3.endpoint, 'store-flaky-short', short, sentShort, 50_000);
+  const a = await checkMaster(t, d, s3.endpoint, 'store-flaky-long', long, sentLong, 120_000);
+  const b = await checkMaster(t, d, s3.endpoint, 'store-flaky-short', short, sentShort, 120_000);
   const injected = proxy.counts.injected > 0 && proxy.counts.delayed > 0;
   t.ok(injected, `faults injected: ${JSON.stringify(proxy.counts)}`);
   d.child.kill('SIGTERM');
