@@ -232,6 +232,9 @@ export class App {
     if (driver instanceof FsObjectStore) this.fsStore = driver;
     this.store = new MeteredObjectStore(driver, metrics);
     await this.store.start();
+    // chunk objects acknowledged before a crash, from the fs store's group-commit journal
+    const restored = await this.fsStore?.recoverJournal();
+    if (restored) log.info({ objects: restored }, 'chunk objects restored from the store journal');
     this.checks.push({ name: 'store', check: () => this.store.ping() });
     this.catalog = new RecordingCatalog({ store: this.store, keys: this.keys, logger: log, metrics });
     if (config.storage.retentionDays > 0) {
@@ -270,10 +273,13 @@ export class App {
       expiresAt: new Date(Date.now() + config.storage.presignTtlSec * 1000),
     });
     const chunkSinks: ChunkSink[] = [];
-    if (config.storage.chunkObjects) chunkSinks.push(new ChunkObjects({ store: this.store, keys: this.keys, events: this.outbox, presign, logger: log, metrics }));
+    if (config.storage.chunkObjects) chunkSinks.push(new ChunkObjects({ store: this.store, keys: this.keys, events: this.outbox, presign, urls: config.storage.chunkUrls, logger: log, metrics }));
     if (config.chunkDispatch.url) {
       const cd = config.chunkDispatch;
-      this.chunkDispatcher = new ChunkDispatcher({ url: cd.url!, apiKey: cd.apiKey, timeoutMs: cd.timeoutMs, maxAttempts: cd.maxAttempts, logger: log });
+      this.chunkDispatcher = new ChunkDispatcher({
+        url: cd.url!, apiKey: cd.apiKey, timeoutMs: cd.timeoutMs, maxAttempts: cd.maxAttempts, logger: log,
+        onSent: (c) => { if (c.cutAt !== undefined) metrics.chunkDispatchLatency.observe((Date.now() - c.cutAt) / 1000); },
+      });
       chunkSinks.push(new ChunkDispatchSink(this.chunkDispatcher, cd.format, metrics));
     }
     this.recordings = new RecordingService({

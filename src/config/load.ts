@@ -31,6 +31,7 @@ export const ENV_MAP: ReadonlyArray<readonly [name: string, path: string, kind: 
   ['S3_SSE_BUCKET_KEY', 'storage.s3.bucketKey', 'bool'],
   ['S3_STORAGE_CLASS', 'storage.s3.storageClass', 'string'],
   ['S3_TAG_OBJECTS', 'storage.s3.tagObjects', 'bool'],
+  ['CHUNK_URLS', 'storage.chunkUrls', 'bool'],
   ['FINALIZE_CONCURRENCY', 'storage.finalizeConcurrency', 'int'],
   ['RETENTION_DAYS', 'storage.retentionDays', 'int'],
   ['SPOOL_MAX_BYTES', 'spool.maxBytes', 'int'],

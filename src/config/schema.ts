@@ -149,6 +149,8 @@ export const configSchema = z.object({
       finalizeConcurrency: z.number().int().min(1).max(1024).default(16),
       /** Also store every chunk as its own object. */
       chunkObjects: z.boolean().default(false),
+      /** Presign a URL into every `recording.chunk`; false leaves `url` null (cheaper per chunk). Env CHUNK_URLS. */
+      chunkUrls: z.boolean().default(true),
       /** Lifetime of presigned GET URLs. */
       presignTtlSec: positiveInt.max(7 * 24 * 3600).default(3600),
       /** Delete objects older than this many days (0 = keep). */

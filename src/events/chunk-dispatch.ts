@@ -12,6 +12,8 @@ export interface DispatchChunk {
   format: 'wav' | 'l16';
   sampleRate: number;
   channels: number;
+  /** `Date.now()` when the chunk was cut (its last frame arrived), for the latency metric. */
+  cutAt?: number;
 }
 
 export interface ChunkDispatcherOptions {
@@ -19,9 +21,9 @@ export interface ChunkDispatcherOptions {
   url: string;
   /** Sent as `Authorization: Bearer <apiKey>` when set. */
   apiKey?: string;
-  /** Chunks waiting beyond this are dropped (and counted). Default 100. */
+  /** Chunks waiting beyond this are dropped (and counted). Default 256 (≈ 48 MiB of 2 s 48 kHz mono chunks). */
   maxQueue?: number;
-  /** Requests in flight at once. Default 4. */
+  /** Requests in flight at once. Default 16 (one per connection: a slow answer holds one, not the queue). */
   concurrency?: number;
   /** Attempts per chunk (network errors, 408, 429, 5xx). Default 4. */
   maxAttempts?: number;
@@ -31,6 +33,8 @@ export interface ChunkDispatcherOptions {
   retry?: BackoffOptions;
   dispatcher?: Dispatcher;
   logger?: Logger;
+  /** Told of every chunk the endpoint accepted (2xx). */
+  onSent?: (chunk: DispatchChunk) => void;
 }
 
 export interface ChunkDispatchStats {
@@ -66,7 +70,7 @@ export class ChunkDispatcher {
 
   /** Queues a chunk; false when it was dropped because the queue is full or dispatch stopped. */
   enqueue(chunk: DispatchChunk): boolean {
-    if (this.stopController.signal.aborted || this.queue.length >= (this.options.maxQueue ?? 100)) {
+    if (this.stopController.signal.aborted || this.queue.length >= (this.options.maxQueue ?? 256)) {
       this.dropped++;
       return false;
     }
@@ -96,7 +100,7 @@ export class ChunkDispatcher {
   }
 
   private pump(): void {
-    while (this.inFlight < (this.options.concurrency ?? 4) && this.queue.length > 0) {
+    while (this.inFlight < (this.options.concurrency ?? 16) && this.queue.length > 0) {
       const chunk = this.queue.shift()!;
       this.inFlight++;
       void this.send(chunk).finally(() => {
@@ -118,6 +122,7 @@ export class ChunkDispatcher {
         const status = await this.post(chunk);
         if (status >= 200 && status < 300) {
           this.sent++;
+          this.options.onSent?.(chunk);
           return;
         }
         outcome = `HTTP ${status}`;

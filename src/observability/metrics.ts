@@ -90,7 +90,13 @@ export class Metrics {
   readonly chunkLatency = new Histogram({
     name: 'audio_ingestd_chunk_store_latency_seconds',
     help: 'From a chunk\'s last frame to its bytes being stored',
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly chunkDispatchLatency = new Histogram({
+    name: 'audio_ingestd_chunk_dispatch_latency_seconds',
+    help: 'From a chunk\'s last frame to the analysis endpoint\'s 2xx answer to it',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
 

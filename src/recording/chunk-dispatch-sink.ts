@@ -26,6 +26,7 @@ export class ChunkDispatchSink implements ChunkSink {
       format: this.format,
       sampleRate: pcmFormat.sampleRate,
       channels: pcmFormat.channels,
+      cutAt: Date.now(),
     });
     if (!queued) this.metrics.framesDropped.inc({ source: identity.source, reason: 'dispatch_queue_full' });
   }

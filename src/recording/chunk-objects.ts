@@ -4,7 +4,7 @@ import { isRetryable } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ObjectKeys } from '../storage/keys.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import type { ObjectStore, PutOptions } from '../storage/object-store.js';
 import { chunkEvent, type ChunkSink, type EventAppender, type RecordingIdentity } from './recording.js';
 
 export interface ChunkObjectsOptions {
@@ -20,6 +20,10 @@ export interface ChunkObjectsOptions {
   concurrency?: number;
   /** Attempts per chunk while the store is unavailable. */
   maxAttempts?: number;
+  /** Presign each chunk's URL into its `recording.chunk` (`url`); false leaves it null and saves the signing. Default true. */
+  urls?: boolean;
+  /** Most chunks in one group commit of a store with `putBatch` (default 128). */
+  batchMax?: number;
 }
 
 /** Retries of a chunk while the store is unavailable: 200–400 ms first, at most 10 s. */
@@ -70,59 +74,100 @@ export class ChunkObjects implements ChunkSink {
   }
 
   private pump(): void {
-    const concurrency = this.opts.concurrency ?? 8;
+    const batching = this.opts.store.putBatch !== undefined;
+    // group commit: while a batch is being made durable, the next chunks gather for the next one
+    const concurrency = batching ? 2 : (this.opts.concurrency ?? 8);
     while (this.running < concurrency && this.queue.length > 0) {
-      const job = this.queue.shift()!;
+      const jobs = this.queue.splice(0, batching ? (this.opts.batchMax ?? 128) : 1);
       this.running += 1;
-      void this.store(job).finally(() => {
+      void (batching ? this.storeBatch(jobs) : this.store(jobs[0]!)).finally(() => {
         this.running -= 1;
-        this.pendingBytes -= job.wav.length;
-        const entry = this.perRecording.get(job.identity.recordingId);
-        if (entry) {
-          entry.count -= 1;
-          if (entry.count === 0) {
-            this.perRecording.delete(job.identity.recordingId);
-            for (const w of entry.waiters) w();
-          }
-        }
+        for (const job of jobs) this.settled(job);
         this.pump();
       });
     }
   }
 
-  private async store(job: Job): Promise<void> {
-    const { identity: id } = job;
-    const key = this.opts.keys.chunk(
+  private settled(job: Job): void {
+    this.pendingBytes -= job.wav.length;
+    const entry = this.perRecording.get(job.identity.recordingId);
+    if (entry) {
+      entry.count -= 1;
+      if (entry.count === 0) {
+        this.perRecording.delete(job.identity.recordingId);
+        for (const w of entry.waiters) w();
+      }
+    }
+  }
+
+  private keyOf(job: Job): string {
+    const id = job.identity;
+    return this.opts.keys.chunk(
       { tenant: id.tenant, meetingId: id.meetingId, roomName: id.roomName, participant: id.participant ?? '_', trackId: id.trackId ?? '_', recordingId: id.recordingId },
       job.seq,
     );
+  }
+
+  private putOptions(job: Job): PutOptions {
+    const id = job.identity;
+    return {
+      contentType: 'audio/wav',
+      metadata: {
+        tenant: id.tenant,
+        source: id.source,
+        'recording-id': id.recordingId,
+        'sample-rate': String(job.format.sampleRate),
+        channels: String(job.format.channels),
+        'duration-sec': String(job.frames / job.format.sampleRate),
+        seq: String(job.seq),
+      },
+    };
+  }
+
+  /** One group commit for many chunks (retried whole while the store is unavailable), then their events. */
+  private async storeBatch(jobs: Job[]): Promise<void> {
+    const items = jobs.map((job) => ({ key: this.keyOf(job), body: job.wav, options: this.putOptions(job) }));
     const attempts = this.opts.maxAttempts ?? 5;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.opts.store.put(key, job.wav, {
-          contentType: 'audio/wav',
-          metadata: {
-            tenant: id.tenant,
-            source: id.source,
-            'recording-id': id.recordingId,
-            'sample-rate': String(job.format.sampleRate),
-            channels: String(job.format.channels),
-            'duration-sec': String(job.frames / job.format.sampleRate),
-            seq: String(job.seq),
-          },
-        });
+        await this.opts.store.putBatch!(items);
         break;
       } catch (err) {
         if (attempt >= attempts || !isRetryable(err)) {
-          this.opts.metrics.framesDropped.inc({ source: id.source, reason: 'chunk_store_failed' });
-          this.opts.logger.error({ err, recordingId: id.recordingId, seq: job.seq }, 'chunk object not stored');
+          for (const job of jobs) this.opts.metrics.framesDropped.inc({ source: job.identity.source, reason: 'chunk_store_failed' });
+          this.opts.logger.error({ err, chunks: jobs.length }, 'chunk objects not stored');
           return;
         }
         await sleep(backoffDelay(attempt, CHUNK_RETRY));
       }
     }
+    await Promise.all(jobs.map((job, i) => this.announce(job, items[i]!.key)));
+  }
+
+  private async store(job: Job): Promise<void> {
+    const key = this.keyOf(job);
+    const attempts = this.opts.maxAttempts ?? 5;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.opts.store.put(key, job.wav, this.putOptions(job));
+        break;
+      } catch (err) {
+        if (attempt >= attempts || !isRetryable(err)) {
+          this.opts.metrics.framesDropped.inc({ source: job.identity.source, reason: 'chunk_store_failed' });
+          this.opts.logger.error({ err, recordingId: job.identity.recordingId, seq: job.seq }, 'chunk object not stored');
+          return;
+        }
+        await sleep(backoffDelay(attempt, CHUNK_RETRY));
+      }
+    }
+    await this.announce(job, key);
+  }
+
+  /** Stored: the latency, then `recording.chunk` (the outbox group-commits the appends of one tick). */
+  private async announce(job: Job, key: string): Promise<void> {
+    const id = job.identity;
     this.opts.metrics.chunkLatency.observe((Date.now() - job.receivedAt) / 1000);
-    const link = await this.opts.presign(key).catch(() => null);
+    const link = this.opts.urls === false ? null : await this.opts.presign(key).catch(() => null);
     await this.opts.events
       .append(chunkEvent(id, job.seq, key, job.format, job.startFrame, job.frames, job.wav.length, link))
       .catch((err: unknown) => this.opts.logger.error({ err, recordingId: id.recordingId }, 'recording.chunk could not be written to the outbox'));

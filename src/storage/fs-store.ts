@@ -1,7 +1,8 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { ReadStream } from 'node:fs';
-import { access, copyFile, link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, constants } from 'node:fs/promises';
+import { access, copyFile, link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile, constants } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,7 +11,7 @@ import { AppError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from './atomic-file.js';
 import { assertSafeKey } from './keys.js';
 import { metadataProblem } from './object-store.js';
-import type { ObjectInfo, ObjectMetadata, ObjectStore, PartRef, PutOptions } from './object-store.js';
+import type { BatchItem, ObjectInfo, ObjectMetadata, ObjectStore, PartRef, PutOptions } from './object-store.js';
 
 /**
  * The embedded object store: objects under `<root>/objects/<key>`, their content type and
@@ -33,12 +34,36 @@ export interface FsObjectStoreOptions {
     /** HMAC key of the signatures. */
     secret: string;
   };
+  /** How long a journal segment of {@link FsObjectStore.putBatch} is appended to before its checkpoint (default 5 000 ms). */
+  journalSegmentMs?: number;
 }
 
 interface Sidecar {
   contentType: string;
   metadata: ObjectMetadata;
 }
+
+/** A journal record's header (then `size` body bytes). */
+interface JournalHeader {
+  key: string;
+  contentType: string;
+  metadata: ObjectMetadata;
+  size: number;
+}
+
+/** The journal segment being appended to. */
+interface Segment {
+  fh: FileHandle;
+  path: string;
+  bytes: number;
+  openedAt: number;
+  /** Objects its records cover (for the per-file fallback of a checkpoint). */
+  keys: string[];
+}
+
+/** A segment is closed and checkpointed after this long (or this size). */
+const SEGMENT_MS = 5_000;
+const SEGMENT_BYTES = 64 * 1024 * 1024;
 
 interface UploadRecord {
   key: string;
@@ -108,6 +133,14 @@ export class FsObjectStore implements ObjectStore {
   private readonly uploadsDir: string;
   private readonly tmpDir: string;
   private readonly presigning: { baseUrl: string; secret: string } | undefined;
+  private readonly journalDir: string;
+  private segment: Segment | null = null;
+  /** Closed segments waiting for a checkpoint, with the keys they cover. */
+  private retired: { path: string; keys: string[] }[] = [];
+  private journalTail: Promise<void> = Promise.resolve();
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  private checkpointing: Promise<void> | null = null;
+  private readonly segmentMs: number;
 
   constructor(options: FsObjectStoreOptions) {
     if (options.presign?.secret.length === 0) throw new RangeError('fs store presign.secret must not be empty');
@@ -117,14 +150,180 @@ export class FsObjectStore implements ObjectStore {
     this.uploadsDir = join(this.root, '.uploads');
     this.tmpDir = join(this.root, '.tmp');
     this.presigning = options.presign && { baseUrl: options.presign.baseUrl.replace(/\/+$/, ''), secret: options.presign.secret };
+    this.journalDir = join(this.root, '.journal');
+    this.segmentMs = options.journalSegmentMs ?? SEGMENT_MS;
   }
 
   async start(): Promise<void> {
-    for (const dir of [this.objectsDir, this.metaDir, this.uploadsDir, this.tmpDir]) await mkdir(dir, { recursive: true });
+    for (const dir of [this.objectsDir, this.metaDir, this.uploadsDir, this.tmpDir, this.journalDir]) await mkdir(dir, { recursive: true });
   }
 
   async stop(): Promise<void> {
-    // nothing held open between calls
+    if (this.checkpointTimer !== null) clearInterval(this.checkpointTimer);
+    this.checkpointTimer = null;
+    await this.rotate(true);
+  }
+
+  /**
+   * Group commit: every object of the batch is appended to one journal segment with one
+   * fdatasync, then written into place (temp file and rename) without an fsync of its own.
+   * The journal is what makes the objects durable: a crash after this resolved replays it at
+   * the next start. A segment is retired every 5 s and deleted after a checkpoint has flushed
+   * the objects it covers (`sync -f` of the store's filesystem, or else an fsync of each).
+   */
+  async putBatch(items: BatchItem[]): Promise<void> {
+    if (items.length === 0) return;
+    for (const it of items) {
+      this.objectPath(it.key);
+      this.checkMetadata(it.options);
+    }
+    try {
+      const bufs: Buffer[] = [];
+      for (const it of items) {
+        const header = Buffer.from(JSON.stringify({ key: it.key, contentType: it.options.contentType, metadata: { ...it.options.metadata }, size: it.body.length } satisfies JournalHeader));
+        const len = Buffer.allocUnsafe(4);
+        len.writeUInt32BE(header.length, 0);
+        bufs.push(len, header, it.body);
+      }
+      await this.appendJournal(bufs, items.map((i) => i.key));
+      await Promise.all(items.map((it) => this.place(it.key, it.body, it.options)));
+    } catch (err) {
+      throw storeError('putBatch', err);
+    }
+  }
+
+  /** Appends records to the open segment (one at a time: concurrent batches queue), one fdatasync. */
+  private appendJournal(bufs: Buffer[], keys: string[]): Promise<void> {
+    const run = this.journalTail.then(async () => {
+      const seg = this.segment ?? (this.segment = await this.openSegment());
+      const total = bufs.reduce((n, b) => n + b.length, 0);
+      let written = (await seg.fh.writev(bufs, seg.bytes)).bytesWritten;
+      if (written < total) {
+        const all = Buffer.concat(bufs);
+        while (written < total) written += (await seg.fh.write(all, written, total - written, seg.bytes + written)).bytesWritten;
+      }
+      await seg.fh.datasync();
+      seg.bytes += total;
+      seg.keys.push(...keys);
+    });
+    this.journalTail = run.catch(async () => {
+      // the segment may end in a partial record now: later batches go to a fresh one
+      await this.closeSegment();
+    });
+    return run;
+  }
+
+  private async openSegment(): Promise<Segment> {
+    if (this.checkpointTimer === null) {
+      this.checkpointTimer = setInterval(() => void this.rotate(false), Math.min(this.segmentMs, SEGMENT_MS));
+      this.checkpointTimer.unref();
+    }
+    const path = join(this.journalDir, `${Date.now().toString().padStart(15, '0')}-${randomBytes(4).toString('hex')}.log`);
+    const fh = await open(path, 'w');
+    await fsyncDir(this.journalDir); // the segment's name must survive a crash too
+    return { fh, path, bytes: 0, openedAt: Date.now(), keys: [] };
+  }
+
+  private async closeSegment(): Promise<void> {
+    const seg = this.segment;
+    this.segment = null;
+    if (seg === null) return;
+    await seg.fh.close().catch(() => undefined);
+    this.retired.push({ path: seg.path, keys: seg.keys });
+  }
+
+  /** Retires the open segment when due (or `now`), then checkpoints every retired one. */
+  private rotate(now: boolean): Promise<void> {
+    const run = this.journalTail.then(async () => {
+      const seg = this.segment;
+      if (seg !== null && (now || Date.now() - seg.openedAt >= this.segmentMs || seg.bytes >= SEGMENT_BYTES)) await this.closeSegment();
+    });
+    this.journalTail = run.catch(() => undefined);
+    return run
+      .then(() => this.checkpoint())
+      .then(() => (now && this.retired.length > 0 ? this.checkpoint() : undefined))
+      .catch(() => undefined);
+  }
+
+  /** Flushes the objects of retired segments to disk, then deletes the segments. */
+  private checkpoint(): Promise<void> {
+    if (this.checkpointing !== null) return this.checkpointing;
+    const todo = this.retired.splice(0);
+    if (todo.length === 0) return Promise.resolve();
+    this.checkpointing = (async () => {
+      try {
+        await this.flushObjects(todo.flatMap((s) => s.keys));
+        for (const s of todo) await unlink(s.path).catch(() => undefined);
+      } catch {
+        this.retired.unshift(...todo); // the next checkpoint tries again; the journal still has them
+      } finally {
+        this.checkpointing = null;
+      }
+    })();
+    return this.checkpointing;
+  }
+
+  /** Makes written objects durable: syncfs(2) of the store's filesystem by `sync -f`, or an fsync of each file and folder. */
+  private async flushObjects(keys: string[]): Promise<void> {
+    const synced = await new Promise<boolean>((resolve) => {
+      execFile('sync', ['-f', this.objectsDir], { timeout: 60_000 }, (err) => resolve(err === null));
+    });
+    if (synced) return;
+    const dirs = new Set<string>();
+    for (const key of new Set(keys)) {
+      for (const file of [this.objectPath(key), this.sidecarPath(key)]) {
+        await syncFile(file).then(() => dirs.add(dirname(file)), (err: unknown) => { if (!isNotFound(err)) throw err; });
+      }
+    }
+    for (const d of dirs) await fsyncDir(d);
+  }
+
+  /**
+   * At the daemon's start, before any putBatch (not by another process on the same store, e.g.
+   * a CLI command): every object a journal segment holds is written into place again, flushed,
+   * and the segment deleted. Returns how many objects were restored.
+   */
+  async recoverJournal(): Promise<number> {
+    const names = (await readdir(this.journalDir).catch((err: unknown) => (isNotFound(err) ? [] : Promise.reject(err)))).filter((n) => n.endsWith('.log')).sort();
+    if (names.length === 0) return 0;
+    const keys: string[] = [];
+    for (const name of names) {
+      const data = await readFile(join(this.journalDir, name));
+      for (let off = 0; off + 4 <= data.length;) {
+        const hlen = data.readUInt32BE(off);
+        if (off + 4 + hlen > data.length) break; // a record cut by the crash: it was never acknowledged
+        let header: JournalHeader;
+        try {
+          header = JSON.parse(data.toString('utf8', off + 4, off + 4 + hlen)) as JournalHeader;
+        } catch {
+          break;
+        }
+        const start = off + 4 + hlen;
+        if (start + header.size > data.length) break;
+        await this.place(header.key, data.subarray(start, start + header.size), { contentType: header.contentType, metadata: header.metadata });
+        keys.push(header.key);
+        off = start + header.size;
+      }
+    }
+    await this.flushObjects(keys);
+    for (const name of names) await unlink(join(this.journalDir, name));
+    await fsyncDir(this.journalDir);
+    return keys.length;
+  }
+
+  /** Writes an object and its sidecar into place, temp file and rename, without fsync (the journal has them). */
+  private async place(key: string, body: Buffer, options: PutOptions): Promise<void> {
+    const metadata = options.metadata ?? {};
+    if (Object.keys(metadata).length === 0 && options.contentType === contentTypeOf(key)) {
+      await unlink(this.sidecarPath(key)).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
+    } else {
+      const sideTmp = this.tempPath();
+      await writeFile(sideTmp, sidecarJson(options));
+      await renameMakingDir(sideTmp, this.sidecarPath(key));
+    }
+    const tmp = this.tempPath();
+    await writeFile(tmp, body);
+    await renameMakingDir(tmp, this.objectPath(key));
   }
 
   async ping(): Promise<void> {

@@ -1,11 +1,11 @@
 import type { Readable } from 'node:stream';
 import { isAppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { ObjectInfo, ObjectStore, PartRef, PutOptions } from './object-store.js';
+import type { BatchItem, ObjectInfo, ObjectStore, PartRef, PutOptions } from './object-store.js';
 
 /** Operations that are timed and counted (every I/O method of the interface). */
 const OPS = [
-  'ping', 'put', 'putFile', 'get', 'getRange', 'head', 'delete', 'list', 'presign', 'createMultipart', 'uploadPart',
+  'ping', 'put', 'putBatch', 'putFile', 'get', 'getRange', 'head', 'delete', 'list', 'presign', 'createMultipart', 'uploadPart',
   'uploadPartFile', 'completeMultipart', 'abortMultipart', 'replaceMetadata',
 ] as const;
 type Op = (typeof OPS)[number];
@@ -18,6 +18,8 @@ type Op = (typeof OPS)[number];
  */
 export class MeteredObjectStore implements ObjectStore {
   readonly driver: 'fs' | 's3';
+  /** Present when the driver has it. */
+  readonly putBatch?: (items: BatchItem[]) => Promise<void>;
 
   constructor(
     private readonly inner: ObjectStore,
@@ -25,6 +27,10 @@ export class MeteredObjectStore implements ObjectStore {
   ) {
     this.driver = inner.driver;
     for (const op of OPS) metrics.storeOps.inc({ driver: this.driver, op, outcome: 'error' }, 0);
+    if (inner.putBatch !== undefined) {
+      const batch = inner.putBatch.bind(inner);
+      this.putBatch = (items) => this.timed('putBatch', () => batch(items));
+    }
   }
 
   get putFileMoves(): boolean {

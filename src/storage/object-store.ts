@@ -17,6 +17,13 @@ export interface PutOptions {
 /** Tag names and values (S3 allows letters, digits, spaces and `+ - = . _ : / @`). */
 export type ObjectTags = Record<string, string>;
 
+/** One object of {@link ObjectStore.putBatch}. */
+export interface BatchItem {
+  key: string;
+  body: Buffer;
+  options: PutOptions;
+}
+
 export interface ObjectInfo {
   key: string;
   size: number;
@@ -50,6 +57,12 @@ export interface ObjectStore {
   ping(): Promise<void>;
 
   put(key: string, body: Buffer | Readable, options: PutOptions): Promise<{ key: string; size: number }>;
+  /**
+   * Stores many small objects with one durable write (group commit), when the driver can do
+   * better than one `put` each (the fs driver: one journal append and one fdatasync for the
+   * whole batch). Resolves when every object is durable and readable; all or none on error.
+   */
+  putBatch?(items: BatchItem[]): Promise<void>;
   /**
    * Stores a local file as the object without reading it into memory: the fs driver moves it into
    * place (rename, no copy), S3 streams it in one PUT (≤ 5 GiB). The caller gives the file up:

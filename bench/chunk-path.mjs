@@ -1,0 +1,129 @@
+// The per-chunk path: N live streams with per-chunk objects and per-chunk dispatch to a local
+// analysis receiver, against the same N streams with the master only, in the same run.
+//
+//   node bench/chunk-path.mjs [--quick] [--n 100,200,500] [--seconds 20] [--storage fs|s3]
+//        [--chunk-seconds 2] [--config '{"storage":{"chunkUrls":true}}']
+//
+// Per N and mode: daemon CPU over the steady window (every stream open, until 1 s before the
+// common end) in cores and per stream-hour; chunk latency p50/p99 from a chunk's last frame to
+// its object being stored (audio_ingestd_chunk_store_latency_seconds) and to the receiver's
+// 200 (audio_ingestd_chunk_dispatch_latency_seconds), steady window, as upper bucket bounds;
+// chunks stored / delivered / dropped over the whole run. Then the CPU ratio chunks ÷ master.
+import http from 'node:http';
+import { histogramQuantile, metricSum, removeAtExit, saveResults, startDaemon } from './lib/daemon.mjs';
+import { cpuSeconds, sleep } from './lib/proc.mjs';
+import { runGenerator } from './lib/run-generator.mjs';
+import { startS3rver } from './lib/s3rver.mjs';
+import { parseArgs, printTable } from './lib/table.mjs';
+
+const args = parseArgs();
+const quick = Boolean(args.quick);
+const NS = String(args.n ?? (quick ? '100' : '100,200,500')).split(',').map(Number);
+const SECONDS = Number(args.seconds ?? (quick ? 12 : 20));
+const STORAGE = String(args.storage ?? 'fs');
+const CHUNK_SECONDS = Number(args['chunk-seconds'] ?? 2);
+const EXTRA = args.config ? JSON.parse(String(args.config)) : {};
+
+/** A local analysis endpoint: reads each body, answers 200, counts. */
+async function startReceiver() {
+  let requests = 0;
+  let bytes = 0;
+  const server = http.createServer((req, res) => {
+    let n = 0;
+    req.on('data', (c) => (n += c.length));
+    req.on('end', () => {
+      requests++;
+      bytes += n;
+      res.writeHead(200, { 'content-length': '0' });
+      res.end();
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/analyze`,
+    get requests() { return requests; },
+    get bytes() { return bytes; },
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+  };
+}
+
+const q = (m, name, p, before) => {
+  const r = histogramQuantile(m, name, p, before);
+  return r.count === 0 ? '—' : r.le === Infinity ? '>10000' : `≤${Math.round(r.le * 1000)}`;
+};
+
+async function runOne(mode, n) {
+  const receiver = await startReceiver();
+  const s3 = STORAGE === 's3' ? await startS3rver() : null;
+  const chunks = mode === 'chunks';
+  const d = await startDaemon({
+    storage: s3 ? { s3: { endpoint: s3.endpoint, bucket: s3.bucket } } : 'fs',
+    config: {
+      livekit: { groupSeconds: CHUNK_SECONDS, maxStreams: 5000 },
+      ...(chunks ? { chunkDispatch: { url: receiver.url, maxAttempts: 2 } } : {}),
+      ...EXTRA,
+      storage: { ...(chunks ? { chunkObjects: true } : {}), ...(EXTRA.storage ?? {}) },
+    },
+  });
+  try {
+    await sleep(1000);
+    const streams = [];
+    for (let i = 0; i < n; i++) streams.push({ id: `s${i}`, url: await d.egressUrl(`room-${i % 50}`, `TR_${i}`, `p${i}`) });
+    const gen = runGenerator({ streams, seconds: SECONDS, staggerMs: Math.min(3000, n * 6), client: 'ws' });
+    const { endAtMs } = await gen.started;
+    await gen.open;
+    await sleep(1000);
+    const before = await d.metrics();
+    const t0 = Date.now();
+    const c0 = cpuSeconds(d.pid);
+    await sleep(Math.max(0, endAtMs - 1000 - Date.now()));
+    const c1 = cpuSeconds(d.pid);
+    const t1 = Date.now();
+    const steady = await d.metrics();
+    const genResult = await gen.done;
+    // every chunk of the end stored and delivered (or given up)
+    await sleep(3000);
+    const end = await d.metrics();
+    const cores = (c1 - c0) / ((t1 - t0) / 1000);
+    const dropped = [...end].filter(([k, v]) => k.startsWith('audio_ingestd_frames_dropped_total{') && v > 0).map(([k, v]) => `${/reason="([^"]+)"/.exec(k)?.[1]}:${v}`).join(' ') || 0;
+    return {
+      mode,
+      N: n,
+      'open': metricSum(before, 'audio_ingestd_streams_active'),
+      'cpu cores': cores,
+      'cpu s/stream-h': (cores * 3600) / n,
+      'stored p50 ms': chunks ? q(steady, 'audio_ingestd_chunk_store_latency_seconds', 0.5, before) : '—',
+      'stored p99 ms': chunks ? q(steady, 'audio_ingestd_chunk_store_latency_seconds', 0.99, before) : '—',
+      'delivered p50 ms': chunks ? q(steady, 'audio_ingestd_chunk_dispatch_latency_seconds', 0.5, before) : '—',
+      'delivered p99 ms': chunks ? q(steady, 'audio_ingestd_chunk_dispatch_latency_seconds', 0.99, before) : '—',
+      chunks: metricSum(end, 'audio_ingestd_chunks_total'),
+      stored: chunks ? metricSum(end, 'audio_ingestd_chunk_store_latency_seconds_count') : 0,
+      delivered: receiver.requests,
+      dropped,
+      'lag p99 ms': steady.get('audio_ingestd_nodejs_eventloop_lag_p99_seconds') * 1000,
+      'gen errors': genResult.streams.filter((s) => s.error).length,
+    };
+  } finally {
+    await d.stop();
+    await receiver.close();
+    await s3?.stop();
+    removeAtExit(d.dataDir);
+    removeAtExit(s3?.directory);
+  }
+}
+
+const rows = [];
+const ratios = [];
+for (const n of NS) {
+  const master = await runOne('master', n);
+  rows.push(master);
+  await sleep(2000);
+  const chunk = await runOne('chunks', n);
+  rows.push(chunk);
+  ratios.push({ N: n, 'cpu ratio chunks/master': chunk['cpu cores'] / master['cpu cores'] });
+  await sleep(2000);
+}
+const title = `chunk path: ${STORAGE}, ${CHUNK_SECONDS} s chunks, ${SECONDS} s streams${Object.keys(EXTRA).length ? `, config ${JSON.stringify(EXTRA)}` : ''}`;
+const md = `${printTable(title, rows)}\n${printTable('CPU ratio (same run)', ratios)}`;
+saveResults('chunk-path', { rows, ratios, storage: STORAGE, seconds: SECONDS, chunkSeconds: CHUNK_SECONDS, extra: EXTRA }, md);
