@@ -248,6 +248,7 @@ export class LivePcmPipeline {
         if (this.chunk === undefined) this.newChunk();
         const take = Math.min(frames - done, this.chunkFrames - this.fill);
         simdDownmix(buffer, offset + done * 4, take, this.chunk!, this.fill * 2);
+        if (this.tap !== undefined) this.tap.audio(this.chunkI16!, this.fill, take, this.emitted + this.fill);
         done += take;
         this.fill += take;
         if (this.fill === this.chunkFrames) this.handOver(this.chunkFrames);

@@ -1,0 +1,178 @@
+#!/usr/bin/env node
+// Live audio out: what GET /v1/live costs the daemon.
+//
+//   node bench/live-out.mjs [--streams 200] [--seconds 20] [--rate 16000]
+//
+// One daemon (fs store), N egress streams paced in real time (10 ms frames of 48 kHz stereo).
+// Phase A: the streams with no subscriber; phase B: the same streams, each with one subscriber
+// at --rate from its live edge. Both phases run in the same daemon in the same run, so the CPU
+// ratio B/A compares like with like. Reported: daemon CPU per phase and their ratio, the
+// daemon's delivery latency histogram (frame arrival → handed to the subscriber's socket, p50/p99
+// as bucket bounds), the consumers' own end-to-end latency (frame sent by egress → audio of that
+// frame received), overflows, and whether every consumer's offsets stayed contiguous.
+import { setTimeout as sleep } from 'node:timers/promises';
+import WebSocket from 'ws';
+import { histogramQuantile, metricSum, removeAtExit, saveResults, startDaemon } from './lib/daemon.mjs';
+import { cpuSeconds, percentile } from './lib/proc.mjs';
+import { parseArgs, printTable } from './lib/table.mjs';
+
+const args = parseArgs();
+const N = Number(args.streams ?? 200);
+const SECONDS = Number(args.seconds ?? 20);
+const RATE = Number(args.rate ?? 16000);
+const FRAME_BYTES = 1920; // 10 ms of 48 kHz stereo
+const WARMUP_MS = 3000;
+
+function toneFrames(count) {
+  const frames = [];
+  for (let k = 0; k < count; k++) {
+    const b = Buffer.alloc(FRAME_BYTES);
+    for (let i = 0; i < 480; i++) {
+      const v = Math.round(8000 * Math.sin((2 * Math.PI * 440 * (k * 480 + i)) / 48000));
+      b.writeInt16LE(v, i * 4);
+      b.writeInt16LE(v, i * 4 + 2);
+    }
+    frames.push(b);
+  }
+  return frames;
+}
+
+const daemon = await startDaemon({ config: { live: { maxSubscribersPerTenant: 100_000 } } });
+removeAtExit(daemon.dataDir);
+const frames = toneFrames(100);
+
+// egress streams, paced by one timer as LiveKit would (catching up after a late tick)
+const streams = [];
+for (let i = 0; i < N; i++) {
+  const url = await daemon.egressUrl('bench-live', `TR_${i}`, `p${i}`);
+  const ws = new WebSocket(url, { headers: { 'Content-Type': 'audio/x-raw' }, perMessageDeflate: false });
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  ws.on('error', () => undefined);
+  streams.push({ ws, sent: 0, sentAt: [] });
+}
+const t0 = performance.now();
+const ticker = setInterval(() => {
+  const due = Math.floor((performance.now() - t0) / 10);
+  for (const s of streams) {
+    while (s.sent < due) {
+      s.ws.send(frames[s.sent % frames.length], { binary: true });
+      s.sentAt.push(performance.now());
+      s.sent++;
+    }
+  }
+}, 5);
+
+async function recordingIds() {
+  // the catalog API lists the room's recordings; fall back to waiting until every stream is there
+  for (let tries = 0; tries < 100; tries++) {
+    const r = await fetch(`${daemon.base}/v1/recordings?roomName=bench-live&limit=1000`, { headers: { apikey: daemon.apiKey } });
+    if (r.ok) {
+      const body = await r.json();
+      const list = body.recordings ?? body.items ?? body;
+      if (Array.isArray(list) && list.length >= N) return new Map(list.map((x) => [x.trackId ?? x.track_id, x.recordingId ?? x.recording_id ?? x.id]));
+    }
+    await sleep(200);
+  }
+  throw new Error('the recordings of the streams did not appear in the catalog');
+}
+
+async function phase(name, ms) {
+  const m0 = await daemon.metrics();
+  const c0 = cpuSeconds(daemon.pid);
+  const w0 = performance.now();
+  await sleep(ms);
+  const c1 = cpuSeconds(daemon.pid);
+  const w1 = performance.now();
+  const m1 = await daemon.metrics();
+  return { name, cpuSec: c1 - c0, wallSec: (w1 - w0) / 1000, m0, m1 };
+}
+
+await sleep(WARMUP_MS);
+const a = await phase('no subscribers', SECONDS * 1000);
+
+// one subscriber per stream, from its live edge
+const ids = await recordingIds();
+const half = 0; // end-to-end latency is computed from the last sample's source frame (lookahead ignored: < 3 ms)
+const e2e = [];
+let problems = 0;
+let closedEarly = 0;
+const consumers = [];
+for (let i = 0; i < N; i++) {
+  const id = ids.get(`TR_${i}`);
+  const s = streams[i];
+  const ws = new WebSocket(`${daemon.base.replace('http', 'ws')}/v1/live?recordingId=${id}&rate=${RATE}`, { headers: { apikey: daemon.apiKey }, perMessageDeflate: false });
+  const c = { ws, next: undefined, measuring: false };
+  ws.on('message', (data, isBinary) => {
+    if (!isBinary) return;
+    const offset = Number(data.readBigUInt64LE(4));
+    const n = (data.length - 12) / 2;
+    if (c.next !== undefined && c.next !== offset) problems++;
+    c.next = offset + n;
+    if (!c.measuring) return;
+    // the egress frame whose arrival let the daemon send this message's last sample
+    const k = Math.floor((((offset + n) * 48000) / RATE + half) / 480) - 1;
+    const sentAt = s.sentAt[k];
+    if (sentAt !== undefined) e2e.push(performance.now() - sentAt);
+  });
+  ws.on('close', () => {
+    if (!c.stopping) closedEarly++;
+  });
+  ws.on('error', () => undefined);
+  consumers.push(c);
+}
+await Promise.all(consumers.map((c) => new Promise((resolve, reject) => {
+  c.ws.once('open', resolve);
+  c.ws.once('error', reject);
+})));
+await sleep(WARMUP_MS);
+for (const c of consumers) c.measuring = true;
+const b = await phase('one subscriber each', SECONDS * 1000);
+for (const c of consumers) c.measuring = false;
+
+clearInterval(ticker);
+for (const c of consumers) c.stopping = true;
+for (const s of streams) s.ws.close();
+await sleep(2000);
+for (const c of consumers) c.ws.terminate();
+await daemon.stop();
+
+const hist = 'audio_ingestd_live_delivery_latency_seconds';
+const p50 = histogramQuantile(b.m1, hist, 0.5, b.m0);
+const p99 = histogramQuantile(b.m1, hist, 0.99, b.m0);
+const overflows = metricSum(b.m1, 'audio_ingestd_live_overflows_total') - metricSum(b.m0, 'audio_ingestd_live_overflows_total');
+const sentBytes = metricSum(b.m1, 'audio_ingestd_live_bytes_sent_total') - metricSum(b.m0, 'audio_ingestd_live_bytes_sent_total');
+const ratio = b.cpuSec / b.wallSec / (a.cpuSec / a.wallSec);
+const rows = [
+  { phase: a.name, streams: N, 'daemon CPU %': ((100 * a.cpuSec) / a.wallSec).toFixed(1), 'ms CPU / stream·s': ((1000 * a.cpuSec) / a.wallSec / N).toFixed(3) },
+  { phase: b.name, streams: N, 'daemon CPU %': ((100 * b.cpuSec) / b.wallSec).toFixed(1), 'ms CPU / stream·s': ((1000 * b.cpuSec) / b.wallSec / N).toFixed(3) },
+];
+const summary = {
+  streams: N,
+  seconds: SECONDS,
+  rate: RATE,
+  cpuRatio: Number(ratio.toFixed(3)),
+  deliveryP50Ms: p50.le * 1000,
+  deliveryP99Ms: p99.le * 1000,
+  deliveryMessages: p99.count,
+  endToEndP50Ms: Number(percentile(e2e, 50).toFixed(2)),
+  endToEndP99Ms: Number(percentile(e2e, 99).toFixed(2)),
+  overflows,
+  offsetGaps: problems,
+  closedEarly,
+  liveMBps: Number((sentBytes / b.wallSec / 1e6).toFixed(3)),
+};
+printTable(`live audio out: ${N} streams, ${SECONDS} s per phase, subscribers at ${RATE} Hz`, rows);
+console.log(JSON.stringify(summary, null, 2));
+const md = [
+  `| phase | streams | daemon CPU % | ms CPU per stream·s |`,
+  `|---|---:|---:|---:|`,
+  ...rows.map((r) => `| ${r.phase} | ${r.streams} | ${r['daemon CPU %']} | ${r['ms CPU / stream·s']} |`),
+  '',
+  `CPU ratio (with ÷ without subscribers): **${summary.cpuRatio}×** (target ≤ 1.5×). Delivery latency in the daemon (frame arrival → send), p50 ≤ ${summary.deliveryP50Ms} ms, p99 ≤ ${summary.deliveryP99Ms} ms (bucket bounds, ${summary.deliveryMessages} messages; target ≤ 50 ms). End to end (egress send → consumer receive, same machine): p50 ${summary.endToEndP50Ms} ms, p99 ${summary.endToEndP99Ms} ms. Overflows at steady state: ${overflows}; offset gaps: ${problems}; consumers closed early: ${closedEarly}; live audio out ${summary.liveMBps} MB/s.`,
+].join('\n');
+saveResults('live-out', summary, md);
+console.log(md);
+process.exit(0);
