@@ -27,6 +27,7 @@ import { Metrics } from './observability/metrics.js';
 import { ChunkObjects } from './recording/chunk-objects.js';
 import type { ChunkSink } from './recording/recording.js';
 import { RecordingService } from './recording/recording-service.js';
+import { VadPool } from './recording/vad-pool.js';
 import { RecordingCatalog } from './recording/recording-catalog.js';
 import { MemoryReplayGuard, RedisReplayGuard, type ReplayGuard } from './sources/egress-token.js';
 import { Redis } from 'ioredis';
@@ -104,6 +105,7 @@ export class App {
   private redis: Redis | undefined;
   voiceNotes!: VoiceNoteService;
   private opusWorkers: OpusWorkerPool | undefined;
+  private vad: VadPool | undefined;
   rateLimiter!: RateLimiter;
   durationFilter!: DurationFilter;
   whatsappAmqp: WhatsAppAmqpConsumer | undefined;
@@ -282,6 +284,10 @@ export class App {
       });
       chunkSinks.push(new ChunkDispatchSink(this.chunkDispatcher, cd.format, metrics));
     }
+    const v = config.vad;
+    if (v.enabled) {
+      this.vad = new VadPool({ workers: v.workers, settings: { mode: v.mode, frameMs: v.frameMs, minSpeechMs: v.minSpeechMs, minSilenceMs: v.minSilenceMs, live: v.liveEvents }, logger: log });
+    }
     this.recordings = new RecordingService({
       keys: this.keys,
       events: { append: (e) => this.appendEvent(e) },
@@ -307,6 +313,7 @@ export class App {
       finalizeConcurrency: config.storage.finalizeConcurrency,
       catalog: this.catalog,
       onOpened: (r) => this.liveOpened(r),
+      vad: this.vad,
       logger: log,
       metrics,
     });
@@ -632,6 +639,7 @@ export class App {
     // after the recordings ended, so their subscribers had the end messages
     if (this.live) await step('live', async () => this.live.stop());
     this.liveDirectory?.stop();
+    if (this.vad) await step('vad', () => this.vad!.close());
     if (this.retention) await step('retention', () => this.retention!.stop());
     if (this.catalog) await step('catalog', () => this.catalog.settle());
     if (this.rooms) await step('rooms', () => this.rooms!.stop());

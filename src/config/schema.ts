@@ -130,6 +130,25 @@ export const configSchema = z.object({
     })
     .strict()
     .prefault({}),
+  vad: z
+    .object({
+      /** Voice-activity detection of every live master (WebRTC VAD on worker threads). Env VAD_ENABLED. */
+      enabled: z.boolean().default(true),
+      /** fvad mode: 0 quality, 1 low bitrate, 2 aggressive, 3 very aggressive (fewer non-speech frames called speech). Env VAD_MODE. */
+      mode: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(2),
+      /** VAD frame length in ms (10, 20 or 30). */
+      frameMs: z.union([z.literal(10), z.literal(20), z.literal(30)]).default(10),
+      /** Speech shorter than this is dropped (after bridging pauses). Env VAD_MIN_SPEECH_MS. */
+      minSpeechMs: z.number().int().min(0).max(10_000).default(200),
+      /** Pauses shorter than this inside speech are bridged. Env VAD_MIN_SILENCE_MS. */
+      minSilenceMs: z.number().int().min(10).max(10_000).default(300),
+      /** Worker threads the VAD runs on. Env VAD_WORKERS. */
+      workers: z.number().int().min(1).max(64).default(1),
+      /** Also send `recording.speech` (`on`/`off`) events while recordings run. Env VAD_LIVE_EVENTS. */
+      liveEvents: z.boolean().default(false),
+    })
+    .strict()
+    .prefault({}),
   storage: z
     .object({
       /** `fs` (embedded, under DATA_DIR/objects) or `s3`. Env STORAGE_DRIVER. */

@@ -12,6 +12,7 @@ export const RECORDING_EVENT_TYPES = [
   'recording.chunk',
   'recording.completed',
   'recording.failed',
+  'recording.speech',
 ] as const;
 export const VOICENOTE_EVENT_TYPES = ['voicenote.stored', 'voicenote.rejected'] as const;
 export const ROOM_EVENT_TYPES = ['room.completed'] as const;
@@ -134,6 +135,21 @@ export interface RecordingEndPayload {
   url_expires_at: string | null;
 }
 
+/** A live speech edge of a recording (optional, `vad.liveEvents`). */
+export interface RecordingSpeechPayload {
+  recording_id: string;
+  tenant_id: string;
+  user_id: string;
+  room_name: string;
+  track_id: string | null;
+  /** `on`: speech started at `offset`; `off`: it ended at `offset` (exclusive). */
+  speech: 'on' | 'off';
+  /** In the master's output samples (the same timeline as `speech` in recording.completed). */
+  offset: number;
+  offset_sec: number;
+  sample_rate: number;
+}
+
 export interface VoiceNoteStoredPayload {
   voicenote_id: string;
   tenant_id: string;
@@ -245,6 +261,7 @@ export interface EventPayloads {
   'recording.chunk': RecordingChunkPayload;
   'recording.completed': RecordingEndPayload & { status: 'completed' };
   'recording.failed': RecordingEndPayload & { status: 'failed' };
+  'recording.speech': RecordingSpeechPayload;
   'voicenote.stored': VoiceNoteStoredPayload;
   'voicenote.rejected': VoiceNoteRejectedPayload;
   'room.completed': RoomCompletedPayload;
@@ -286,6 +303,10 @@ export function makeEvent<T extends EventType>(
 
 export function recordingStarted(p: RecordingStartedPayload, meta?: EventMeta): EventOf<'recording.started'> {
   return makeEvent('recording.started', p.tenant_id, p, meta);
+}
+
+export function recordingSpeech(p: RecordingSpeechPayload, meta?: EventMeta): EventOf<'recording.speech'> {
+  return makeEvent('recording.speech', p.tenant_id, p, meta);
 }
 
 export function recordingChunk(p: RecordingChunkPayload, meta?: EventMeta): EventOf<'recording.chunk'> {

@@ -9,6 +9,7 @@ import type { ObjectMetadata } from '../storage/object-store.js';
 import { type ChunkSink, type EventAppender, type MasterWriter, Recording, type RecordingIdentity, type RecordingResult } from './recording.js';
 import type { RecordingCatalog } from './recording-catalog.js';
 import { FinalizeQueue } from './finalize-queue.js';
+import type { VadPool } from './vad-pool.js';
 
 export interface RecordingServiceOptions {
   keys: ObjectKeys;
@@ -27,6 +28,8 @@ export interface RecordingServiceOptions {
   catalog?: Pick<RecordingCatalog, 'opened' | 'finished'>;
   /** Told of every recording opened (live audio out adds it to room subscriptions). */
   onOpened?: (recording: Recording) => void;
+  /** Voice-activity detection of every recording (none: `speech` is null). */
+  vad?: VadPool | undefined;
   logger: Logger;
   metrics: Metrics;
 }
@@ -124,6 +127,7 @@ export class RecordingService {
       logger: this.opts.logger,
       metrics: this.opts.metrics,
       allocate: (bytes) => this.pool.acquire(bytes),
+      vad: this.opts.vad,
     });
     this.live.set(recordingId, recording);
     const roomKey = roomKeyOf(identity.tenant, identity.roomName);

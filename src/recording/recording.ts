@@ -3,11 +3,13 @@ import { StreamingNormalizer } from '../audio/normalize.js';
 import { bytesPerFrame, framesToSeconds, type PcmFormat } from '../audio/pcm-format.js';
 import { encodeWav } from '../audio/wav.js';
 import { toAppError } from '../errors.js';
-import { type EndReason, type MuteInterval, type TimelineSegment, recordingChunk, recordingCompleted, recordingFailed, recordingStarted, type AudioEvent } from '../events/types.js';
+import { type EndReason, type MuteInterval, type TimelineSegment, recordingChunk, recordingCompleted, recordingFailed, recordingSpeech, recordingStarted, type AudioEvent } from '../events/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ObjectMetadata } from '../storage/object-store.js';
+import type { SpeechInterval } from './speech.js';
 import { Timeline, type TimelineResult } from './timeline.js';
+import type { VadPool, VadStream } from './vad-pool.js';
 
 /** Who a live recording belongs to and what it is of (from the signed egress token). */
 export interface RecordingIdentity {
@@ -71,6 +73,8 @@ export interface RecordingOptions {
   allocate?: (bytes: number) => Buffer;
   /** Timeline tuning (see timeline.ts): residual jump taken as a gap, and how long it is watched. */
   timeline?: { gapMs?: number; confirmMs?: number };
+  /** Voice-activity detection of the master's chunks (worker threads); none: `speech` is null. */
+  vad?: VadPool | undefined;
 }
 
 export interface RecordingResult {
@@ -85,6 +89,8 @@ export interface RecordingResult {
   error: string | null;
   /** Wall-clock placement of the stored samples (runs in master samples). */
   timeline?: TimelineResult;
+  /** Speech intervals in master samples; null when the VAD did not run or could not follow. */
+  speech?: SpeechInterval[] | null;
 }
 
 type State = 'live' | 'finishing' | 'done';
@@ -117,6 +123,7 @@ export class Recording {
   private readonly timeline: Timeline;
   private tapRef: RecordingTap | undefined;
   private endReasonValue: EndReason | undefined;
+  private readonly vad: VadStream | undefined;
 
   constructor(opts: RecordingOptions) {
     this.opts = opts;
@@ -138,6 +145,8 @@ export class Recording {
       ...(opts.allocate ? { allocate: opts.allocate } : {}),
     });
     const id = opts.identity;
+    const vad = opts.vad;
+    this.vad = vad?.open(opts.output.sampleRate, opts.output.channels, vad.settings.live ? (on, offset) => this.speechEdge(on, offset) : undefined);
     this.started = opts.events
       .append(
         recordingStarted({
@@ -294,8 +303,32 @@ export class Recording {
         }
       }
     }
+    // The VAD gets its own copy, and only of what the master keeps: its offsets are the master's.
+    const forVad = this.vad === undefined ? undefined : (pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength) as ArrayBuffer);
     // Last: the master takes ownership of `pcm`.
     if (this.opts.master.write(pcm) === false) this.timeline.dropped(firstFrame, frames);
+    else if (forVad !== undefined) this.vad!.push(forVad);
+  }
+
+  /** A live speech edge from the VAD (only when `vad.liveEvents` is on). */
+  private speechEdge(on: boolean, offset: number): void {
+    const id = this.identity;
+    const rate = this.opts.output.sampleRate;
+    void this.opts.events
+      .append(
+        recordingSpeech({
+          recording_id: id.recordingId,
+          tenant_id: id.tenant,
+          user_id: id.participant ?? '',
+          room_name: id.roomName,
+          track_id: id.trackId ?? null,
+          speech: on ? 'on' : 'off',
+          offset,
+          offset_sec: round3(offset / rate),
+          sample_rate: rate,
+        }),
+      )
+      .catch((err: unknown) => this.opts.logger.error({ err, recordingId: id.recordingId }, 'recording.speech could not be written to the outbox'));
   }
 
   /**
@@ -322,6 +355,7 @@ export class Recording {
     this.tapRef?.end(endReason, frames);
     const durationSec = round3(framesToSeconds(frames, this.opts.output));
     const timeline = this.timeline.result(frames, this.opts.output.sampleRate);
+    const speech = this.vad?.finish() ?? Promise.resolve(null);
     const log = this.opts.logger.child({ recordingId: id.recordingId });
     let result: RecordingResult;
     try {
@@ -340,6 +374,7 @@ export class Recording {
         muteIntervals: this.mutes,
         error: null,
         timeline,
+        speech: await speech,
       };
       await beforeAnnounce?.(result);
       await this.opts.events.append(
@@ -366,6 +401,7 @@ export class Recording {
         droppedBytes: leftover,
         muteIntervals: this.mutes,
         timeline,
+        speech: await speech,
         error: appErr.code === 'INTERNAL' ? String((err as Error)?.message ?? err) : appErr.message,
       };
       await beforeAnnounce?.(result).catch(() => undefined);
@@ -398,7 +434,7 @@ export class Recording {
       mute_intervals: result.muteIntervals,
       dropped_bytes: result.droppedBytes,
       ...timelineFields(result.timeline),
-      speech: null,
+      speech: result.speech ?? null,
     };
   }
 

@@ -7,8 +7,9 @@
  *
  * A *segment* is a contiguous run of samples whose residuals agree: a mute without fill starts
  * a new one (explicitly), and so does a stall after which the sender resumes at its live edge
- * (the residual jumps and stays up). A stall after which the sender catches up in a burst is no
- * gap: the residual jumps, then falls back within `confirmMs`, and the segment goes on.
+ * (the residual jumps and stays up for `confirmMs`). A stall after which the sender catches up in
+ * a burst is no gap: the residual jumps, then falls back, and the segment goes on; so is a jump
+ * that the end of the stream (or a mute) cuts short before it is confirmed.
  *
  * Drift: per `blockMs` of samples the frame with the smallest residual is kept as a point
  * (sample count, arrival time); a least-squares line through the points of every segment (one
@@ -107,7 +108,7 @@ export class Timeline {
   constructor(opts: TimelineOptions) {
     this.rate = opts.inputRate;
     this.gapMs = opts.gapMs ?? 150;
-    this.confirmMs = opts.confirmMs ?? 400;
+    this.confirmMs = opts.confirmMs ?? 1000;
     this.blockSamples = Math.max(1, Math.round(((opts.blockMs ?? 1000) * opts.inputRate) / 1000));
     this.minDriftSamples = (opts.minDriftSec ?? 5) * opts.inputRate;
   }
@@ -154,7 +155,7 @@ export class Timeline {
   /** A mute without fill began: the next frame starts a new segment. */
   cut(): void {
     if (this.fresh) return;
-    if (this.pending) this.resolvePending();
+    this.pending = false; // not confirmed in time: no gap
     this.closeSegment();
     this.fresh = true;
   }
@@ -171,7 +172,7 @@ export class Timeline {
    * in stored samples (dropped ranges taken out, later runs moved up), empty runs left out.
    */
   result(totalOut: number, outputRate: number): TimelineResult {
-    if (this.pending) this.resolvePending();
+    this.pending = false; // a jump not confirmed before the end is lateness, not a gap
     if (!this.fresh) this.closeSegment();
     const first = this.segments[0];
     if (first !== undefined && first.outStart > 0) {
