@@ -33,10 +33,6 @@ function oneOfEach(): AudioEvent[] {
       start_sample: 0, sample_count: 96_000, size_bytes: 192_044, sample_rate: 48_000, channels: 1, url: null, url_expires_at: null,
     }),
     completedEvent(1),
-    recordingSpeech({
-      recording_id: 'r1', tenant_id: 't1', user_id: 'alice', room_name: 'room', track_id: 'TR_1', speech: 'on', offset: 48_000,
-      offset_sec: 1, sample_rate: 48_000,
-    }),
     recordingFailed({
       recording_id: 'r2', s3_key_master: null, tenant_id: 't1', user_id: 'bob', platform: 'livekit', duration_sec: 0,
       size_bytes: 0, completed_at: at, end_reason: 'aborted', url: null, url_expires_at: null, error: 'storage unavailable',
@@ -62,6 +58,10 @@ function oneOfEach(): AudioEvent[] {
       manifest_key: 'rooms/t1/weekly/s1/manifest.json', mix_key: 'rooms/t1/weekly/s1/mix.wav', dual_key: null,
       url: 'https://s3.example/rooms/t1/weekly/s1/manifest.json?sig', mix_url: 'https://s3.example/rooms/t1/weekly/s1/mix.wav?sig',
       dual_url: null, url_expires_at: at,
+    }),
+    recordingSpeech({
+      recording_id: 'r1', tenant_id: 't1', user_id: 'alice', room_name: 'room', track_id: 'TR_1', speech: 'on', offset: 48_000,
+      offset_sec: 1, sample_rate: 48_000,
     }),
   ];
 }

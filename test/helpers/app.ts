@@ -38,6 +38,10 @@ export async function startTestApp(overrides: DeepPartial<ConfigInput> = {}): Pr
       livekit: { egressTokenSecret: TEST_EGRESS_SECRET },
       shutdown: { drainSeconds: 0 },
       log: { level: 'debug' },
+      // In-process daemons run the sources through the TypeScript loader, which takes seconds to
+      // start a VAD worker thread; tests that look at speech turn it on (`vad: { enabled: true }`).
+      // Daemons of test/helpers/daemon.ts run dist/ and keep the default (on).
+      vad: { enabled: false },
     },
     overrides as Record<string, unknown>,
   );

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { fvadHangoverMs, SpeechSegmenter, type SpeechEdge } from '../../src/recording/speech.js';
+import { configSchema } from '../../src/config/schema.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { downmix, egressUrl, outboxEvents, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
@@ -89,7 +90,7 @@ t.test('SpeechSegmenter: pauses under minSilence are bridged, then speech under 
 });
 
 t.test('speech intervals in recording.completed match speech with pauses of known length within 100 ms', async (t) => {
-  const h = await startTestApp({ vad: { liveEvents: true } });
+  const h = await startTestApp({ vad: { enabled: true, liveEvents: true } });
   t.teardown(() => h.close());
   const { pcm, speech } = await fixture();
   const url = await egressUrl(h, { roomName: 'room-vad', trackId: 'TR_vad', participant: 'alice' });
@@ -123,7 +124,7 @@ t.test('speech intervals in recording.completed match speech with pauses of know
   });
 });
 
-t.test('VAD off: speech is null, and no recording.speech events by default', async (t) => {
+t.test('VAD off: speech is null; on without live events: intervals, no recording.speech', async (t) => {
   const h = await startTestApp({ vad: { enabled: false } });
   t.teardown(() => h.close());
   const { pcm } = await fixture();
@@ -131,11 +132,13 @@ t.test('VAD off: speech is null, and no recording.speech events by default', asy
   await simulateEgress({ url, pcm: pcm.subarray(0, RATE * 4 * 3), realtime: false });
   const ev = await waitFor(() => completed(h, 'TR_off'), 60_000, 'completed');
   t.equal(ev.speech, null);
-  const h2 = await startTestApp();
+  t.equal(configSchema.parse({}).vad.enabled, true, 'the VAD is on by default');
+  t.equal(configSchema.parse({}).vad.liveEvents, false, 'live speech events are off by default');
+  const h2 = await startTestApp({ vad: { enabled: true } });
   t.teardown(() => h2.close());
   const url2 = await egressUrl(h2, { roomName: 'room-default', trackId: 'TR_on' });
   await simulateEgress({ url: url2, pcm: pcm.subarray(0, RATE * 4 * 3), realtime: false });
   const ev2 = await waitFor(() => completed(h2, 'TR_on'), 60_000, 'completed');
-  t.ok(Array.isArray(ev2.speech) && (ev2.speech as Interval[]).length === 1, `on by default: ${JSON.stringify(ev2.speech)}`);
-  t.equal(outboxEvents(h2).filter((e) => e.type === 'recording.speech').length, 0, 'live events are off by default');
+  t.ok(Array.isArray(ev2.speech) && (ev2.speech as Interval[]).length === 1, `speech found: ${JSON.stringify(ev2.speech)}`);
+  t.equal(outboxEvents(h2).filter((e) => e.type === 'recording.speech').length, 0, 'no live events unless asked for');
 });
