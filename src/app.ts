@@ -503,7 +503,9 @@ export class App {
   /** Recording events go to the outbox, then to the rooms (which remember each room's tracks). */
   private async appendEvent(e: AudioEvent): Promise<void> {
     await this.outbox.append(e);
-    this.rooms?.observe(e);
+    // the dual.wav channel an egress URL claimed travels with the recording, not in its events
+    const channel = e.type === 'recording.started' ? this.recordings?.get(e.recording_id)?.identity.dualChannel : undefined;
+    this.rooms?.observe(e, { channel });
   }
 
   /** Room sessions; their claims are shared through Redis when REDIS_URL is set. */

@@ -19,6 +19,8 @@ export interface RecordingIdentity {
   meetingId?: string | undefined;
   participant?: string | undefined;
   trackId?: string | undefined;
+  /** Channel of the room's dual.wav claimed by the egress URL (README, Rooms). */
+  dualChannel?: 'left' | 'right' | undefined;
   source: 'livekit';
 }
 

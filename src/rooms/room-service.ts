@@ -153,7 +153,7 @@ export class RoomService {
   // ---- what the recordings say ----
 
   /** Takes every event of this host's recordings (started, completed, failed) and remembers the room's tracks. */
-  observe(event: AudioEvent): void {
+  observe(event: AudioEvent, extra: { channel?: 'left' | 'right' | undefined } = {}): void {
     if (this.stopped) return;
     if (event.type === 'recording.started') {
       if (event.platform !== 'livekit') return;
@@ -171,8 +171,7 @@ export class RoomService {
         seenAt: new Date(this.now()).toISOString(),
         endedAt: null,
       };
-      const channel = (event as { channel?: unknown }).channel;
-      if (channel === 'left' || channel === 'right') rec.channel = channel;
+      if (extra.channel) rec.channel = extra.channel;
       this.local.set(rec.recordingId, rec);
       this.enqueue(rec.recordingId, () => this.putTrack(rec));
       this.watch(rec.tenant, rec.roomName, this.cfg.leaseSec * 1000);

@@ -24,6 +24,8 @@ export const egressParamsSchema = z
     participant: egressIdSchema.optional(),
     meetingId: egressIdSchema.optional(),
     groupSeconds: groupSecondsSchema.optional(),
+    /** Channel of the room's dual.wav this participant goes to (README, Rooms). */
+    channel: z.enum(['left', 'right']).optional(),
   })
   .strict();
 

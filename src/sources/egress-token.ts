@@ -14,6 +14,8 @@ export interface EgressClaims {
   participant?: string | undefined;
   meetingId?: string | undefined;
   groupSeconds?: number | undefined;
+  /** Channel of the room's dual.wav (README, Rooms). */
+  channel?: 'left' | 'right' | undefined;
 }
 
 export interface VerifiedEgressToken extends EgressClaims {
@@ -29,7 +31,7 @@ export async function mintEgressToken(secret: string, claims: EgressClaims, ttlS
   const iat = Math.floor(now / 1000);
   const exp = iat + ttlSec;
   const payload: Record<string, unknown> = { tenant: claims.tenant, roomName: claims.roomName };
-  for (const k of ['trackId', 'participant', 'meetingId', 'groupSeconds'] as const) {
+  for (const k of ['trackId', 'participant', 'meetingId', 'groupSeconds', 'channel'] as const) {
     if (claims[k] !== undefined) payload[k] = claims[k];
   }
   const token = await new SignJWT(payload)
@@ -69,6 +71,7 @@ export async function verifyEgressToken(secret: string, token: string, now = Dat
     roomName,
     trackId: str('trackId'),
     participant: str('participant'),
+    channel: payload.channel === 'left' || payload.channel === 'right' ? payload.channel : undefined,
     meetingId: str('meetingId'),
     groupSeconds,
     jti: payload.jti as string,

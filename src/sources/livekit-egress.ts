@@ -11,7 +11,7 @@ import { EGRESS_ID_PATTERN, EGRESS_ID_RULE, GROUP_SECONDS, groupSecondsSchema } 
 import { type ReplayGuard, verifyEgressToken } from './egress-token.js';
 
 /** Query keys egress URLs may carry (seed-compatible); anything else is refused. */
-const QUERY_KEYS = new Set(['token', 'roomName', 'participant', 'trackId', 'meetingId', 'tenant', 'sampleRate', 'channels', 'groupSeconds']);
+const QUERY_KEYS = new Set(['token', 'roomName', 'participant', 'trackId', 'meetingId', 'tenant', 'sampleRate', 'channels', 'groupSeconds', 'channel']);
 const SAMPLE_RATES = new Set([8000, 12000, 16000, 22050, 24000, 32000, 44100, 48000]);
 
 export interface LiveKitEgressOptions {
@@ -122,7 +122,7 @@ export class LiveKitEgressSource {
             return;
           }
           const recording = await this.opts.recordings.open({
-            identity: { tenant: admitted.tenant.id, roomName: admitted.roomName, meetingId: admitted.meetingId, participant: admitted.participant, trackId: admitted.trackId, source: 'livekit' },
+            identity: { tenant: admitted.tenant.id, roomName: admitted.roomName, meetingId: admitted.meetingId, participant: admitted.participant, trackId: admitted.trackId, dualChannel: admitted.dualChannel, source: 'livekit' },
             input: { sampleRate: admitted.sampleRate, channels: admitted.channels },
             groupSeconds: admitted.groupSeconds,
           });
@@ -152,6 +152,7 @@ export class LiveKitEgressSource {
     participant: string | undefined;
     trackId: string | undefined;
     meetingId: string | undefined;
+    dualChannel: 'left' | 'right' | undefined;
     sampleRate: number;
     channels: number;
     groupSeconds: number;
@@ -180,6 +181,9 @@ export class LiveKitEgressSource {
     for (const [k, v] of Object.entries(ids)) {
       if (v !== undefined && !EGRESS_ID_PATTERN.test(v)) throw new AppError('INVALID_PARAMETER', `${k} must be ${EGRESS_ID_RULE}`);
     }
+    const dualRaw = claims?.channel ?? q('channel');
+    if (dualRaw !== undefined && dualRaw !== 'left' && dualRaw !== 'right') throw new AppError('INVALID_PARAMETER', 'channel must be left or right');
+    const dualChannel = dualRaw;
     const sampleRate = intParam(q('sampleRate'), 48000, 'sampleRate');
     if (!SAMPLE_RATES.has(sampleRate)) throw new AppError('INVALID_PARAMETER', `sampleRate ${sampleRate} is not supported`, { details: { allowed: [...SAMPLE_RATES] } });
     const channels = intParam(q('channels'), 2, 'channels');
@@ -193,7 +197,7 @@ export class LiveKitEgressSource {
     // Consume the token only once everything else passed, so a refusal for another reason does not burn it.
     if (claims && !(await o.replayGuard.claim(claims.jti, claims.exp))) throw new AppError('TOKEN_REPLAYED', 'this egress token was already used');
     const release = o.tenants.acquireStream(tenant);
-    return { tenant, ...ids, sampleRate, channels, groupSeconds: groupRaw, release };
+    return { tenant, ...ids, dualChannel, sampleRate, channels, groupSeconds: groupRaw, release };
   }
 
   private onText(recording: Recording, message: ArrayBuffer): void {

@@ -212,7 +212,8 @@ t.test('room_finished ends the session at once, with streams still open and a lo
   t.teardown(() => h.close());
   const room = `finished-${Date.now()}`;
   const open = await Promise.all(
-    ['ann', 'ben'].map(async (p, i) => simulateEgress({ url: await egressUrl(h, { roomName: room, trackId: `TR_${i}`, participant: p }), pcm: stereo(burstPcm(RATE * 2, 30 + i)), end: 'none' })),
+    // the egress URLs claim the channels of dual.wav (no rooms.dual config here)
+    ['ann', 'ben'].map(async (p, i) => simulateEgress({ url: await egressUrl(h, { roomName: room, trackId: `TR_${i}`, participant: p, channel: i === 0 ? 'right' : 'left' }), pcm: stereo(burstPcm(RATE * 2, 30 + i)), end: 'none' })),
   );
   await h.app.roomSignals.publishRoomFinished({ tenant: '*', roomName: room });
   const ev = await waitFor(() => roomEvents(h).find((e) => e.room_name === room), 30_000, 'room.completed after room_finished');
@@ -227,4 +228,21 @@ t.test('room_finished ends the session at once, with streams still open and a lo
     return keys;
   };
   t.same(await waitFor(async () => ((await left()).length === 0 ? [] : undefined), 10_000, 'state tidied'), [], 'the finished marker and track records are consumed with the session');
+  const m = JSON.parse((await h.app.store.get(ev.manifest_key as string)).toString('utf8')) as Manifest;
+  t.ok(m.dual, 'dual.wav from the channel claims');
+  const dual = readWav(await h.app.store.get(m.dual!.key));
+  const frames = dual.data.length / 4;
+  const side = (c: number): Buffer => {
+    const out = new Int16Array(frames);
+    for (let i = 0; i < frames; i++) out[i] = dual.data.readInt16LE(i * 4 + c * 2);
+    return Buffer.from(out.buffer);
+  };
+  const placed = async (p: string): Promise<Buffer> => {
+    const x = m.tracks.find((y) => y.participant === p)!;
+    return Buffer.from(referencePlace({ pcm: int16(readWav(await h.app.store.get(x.key)).data), runs: x.timeline }, frames).buffer);
+  };
+  t.ok(side(0).equals(await placed('ben')), 'left is ben, who claimed left');
+  t.ok(side(1).equals(await placed('ann')), 'right is ann, who claimed right');
+  const bad = await fetch(`${h.baseUrl}/v1/egress/urls`, { method: 'POST', headers: { apikey: TEST_API_KEY, 'content-type': 'application/json' }, body: JSON.stringify({ roomName: room, channel: 'middle' }) });
+  t.equal(bad.status, 400, 'channel is left or right');
 });
