@@ -53,6 +53,9 @@ export const MAX_PARTS = 10_000;
 export const LIVE_PART_UPLOADS = 4;
 const livePartUploads = new FinalizeQueue(LIVE_PART_UPLOADS);
 
+/** The same for the window syncs of masters assembled in one file (fs): two at a time, two libuv threads left. */
+const windowSyncs = new FinalizeQueue(2);
+
 /** Largest object S3's CopyObject takes; a larger master keeps the metadata it was created with. */
 const MAX_COPY_BYTES = 5 * 1024 * 1024 * 1024;
 
@@ -269,6 +272,8 @@ export class MasterUpload {
   private spooled = 0;
   /** One file only: part-sized windows of the object made durable so far. */
   private syncedWindows = 0;
+  /** One file only: the window sync in flight (it runs beside the writer). */
+  private windowSync: Promise<void> | null = null;
 
   // store side (uploader)
   private readonly readyParts: number[] = [];
@@ -387,7 +392,7 @@ export class MasterUpload {
 
   /** Resolves once every byte accepted so far is in the spool files. */
   async flush(): Promise<void> {
-    while (this.writing !== null) await this.writing;
+    while (this.writing !== null || this.windowSync !== null) await (this.writing ?? this.windowSync);
   }
 
   /**
@@ -812,7 +817,7 @@ export class MasterUpload {
           this.kickUploader();
         }
       } else if (this.fileBytes === Number.POSITIVE_INFINITY) {
-        await this.syncWindows(filled);
+        this.scheduleWindowSync(filled);
       }
     }
     if (this.qHead > 0) {
@@ -829,12 +834,24 @@ export class MasterUpload {
    * on its bytes count as stored (as an uploaded part's would), so the spool budget treats both
    * layouts alike: the first window is held until the end, like part 1 on S3.
    */
-  private async syncWindows(filled: number): Promise<void> {
+  private scheduleWindowSync(filled: number): void {
+    // one at a time per upload; a window completed meanwhile is synced after the next write
+    if (this.windowSync !== null || Math.floor(filled / this.partSize) <= this.syncedWindows) return;
+    const fh = this.fh!;
+    // Off the writer's path and a few at a time process-wide: a meeting's streams all complete
+    // a window in the same second, and their syncs must not hold every libuv thread in front
+    // of the spool writes of the live audio.
+    this.windowSync = windowSyncs.run(() => this.syncWindows(filled, fh)).finally(() => {
+      this.windowSync = null;
+    });
+  }
+
+  private async syncWindows(filled: number, fh: FileHandle): Promise<void> {
     const complete = Math.floor(filled / this.partSize);
     if (complete <= this.syncedWindows) return;
     try {
       await this.syncManifestOnce();
-      await this.fh!.datasync();
+      await fh.datasync();
     } catch (err) {
       this.logger?.error({ err }, 'spool sync failed');
       return;
@@ -882,6 +899,8 @@ export class MasterUpload {
   }
 
   private async closeFile(sync = false): Promise<void> {
+    // a window sync in flight uses the handle
+    while (this.windowSync !== null) await this.windowSync;
     const fh = this.fh;
     if (fh === null) return;
     this.fh = null;
