@@ -54,7 +54,7 @@ export async function serve(configFile: string | undefined): Promise<void> {
       process.exit(78);
     }
     logger.fatal({ err }, 'start failed');
-    await app.stop({ drainSeconds: 0, reason: 'start failed' }).catch(() => undefined);
+    await app.stop({ drainSeconds: 0, reason: 'start failed' }).catch(() => undefined); // the start failure is what gets reported; exit follows either way
     process.exit(1);
   }
 }
@@ -91,6 +91,6 @@ export function installProcessGuards(
     }
     fatal = true;
     logger.fatal({ err, ...at }, 'uncaught exception: stopping');
-    void app.stop({ reason: 'uncaught exception', drainSeconds: 0 }).finally(() => exit(70));
+    void app.stop({ reason: 'uncaught exception', drainSeconds: 0 }).finally(() => exit(70)); // exit(70) follows however the stop ends
   });
 }

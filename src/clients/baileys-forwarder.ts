@@ -455,7 +455,7 @@ class MediaDownload {
     clearTimeout(this.totalTimer);
     this.abort.abort();
     if (this.stream !== undefined) destroy(this.stream);
-    this.iterator?.return?.().catch(() => undefined);
+    this.iterator?.return?.().catch(() => undefined); // ending the iterator early may reject; the forwarder is closing
   }
 
   /** The next chunk, or undefined at the end once the bytes checked out. */
@@ -491,7 +491,7 @@ class MediaDownload {
   /** `promise`, unless a deadline passes first (the idle one only if given). */
   private wait<T>(promise: Promise<T>, idleMs?: number): Promise<T> {
     if (this.failure !== undefined) {
-      promise.catch(() => undefined);
+      promise.catch(() => undefined); // the stored failure is thrown instead; this promise's own rejection is not unhandled
       return Promise.reject(this.failure);
     }
     return new Promise<T>((resolve, reject) => {

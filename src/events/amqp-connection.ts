@@ -79,7 +79,7 @@ export class AmqpConnection<C extends Channel = ConfirmChannel> {
     const model = this.model;
     this.current = null;
     this.model = null;
-    await model?.close().catch(() => undefined);
+    await model?.close().catch(() => undefined); // closing a dead connection may fail; it is dropped either way
     await this.loop;
   }
 
@@ -125,11 +125,11 @@ export class AmqpConnection<C extends Channel = ConfirmChannel> {
         logger?.warn({ connection: connectionName, attempt: attempt + 1, err: (err as Error).message }, 'amqp connect failed');
       }
       // a channel may close while its connection stays up: drop both and start clean
-      await model?.close().catch(() => undefined);
+      await model?.close().catch(() => undefined); // as above: it is dropped either way
       attempt++;
       await sleep(backoffDelay(attempt, { baseMs: 100, maxMs: 10_000, ...this.options.reconnect }), signal);
     }
     // stopped mid-connect: nothing else will close what was just opened
-    await model?.close().catch(() => undefined);
+    await model?.close().catch(() => undefined); // as above
   }
 }

@@ -111,7 +111,7 @@ export class AmqpPublisher implements Sink {
       }
     } finally {
       // every publish already sent must settle, or its rejection would go unhandled
-      confirms.forEach((p) => p.catch(() => undefined));
+      for (const p of confirms) p.catch(() => undefined);
     }
     let timer: NodeJS.Timeout | undefined;
     try {

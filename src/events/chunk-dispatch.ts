@@ -103,7 +103,7 @@ export class ChunkDispatcher {
     while (this.inFlight < (this.options.concurrency ?? 16) && this.queue.length > 0) {
       const chunk = this.queue.shift()!;
       this.inFlight++;
-      void this.send(chunk).finally(() => {
+      void this.send(chunk).finally(() => { // send() never rejects: a chunk given up is logged and counted
         this.inFlight--;
         this.pump();
         if (this.queue.length === 0 && this.inFlight === 0) {

@@ -69,7 +69,7 @@ export class CursorFile {
       if (created) await fsyncDir(dirname(path));
       if (legacy !== null) {
         await file.write(legacy);
-        await unlink(legacyPath!).catch(() => undefined);
+        await unlink(legacyPath!).catch(() => undefined); // the position is already in the new cursor; a leftover legacy file is read no more
       }
       return { file, seq: legacy };
     } catch (err) {

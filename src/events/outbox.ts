@@ -442,7 +442,7 @@ export class Outbox {
         // the segment may end in a partial line now: later groups go to a fresh segment
         const broken = this.active;
         this.active = null;
-        await broken?.fh.close().catch(() => undefined);
+        await broken?.fh.close().catch(() => undefined); // the segment is abandoned for a new one: its close error changes nothing
         this.logger?.error({ err }, 'outbox write failed');
         const e = new AppError('STORAGE_ERROR', 'outbox write failed', { cause: err });
         for (const p of group) p.reject(e);

@@ -175,7 +175,7 @@ export class DurationFilter {
 
   private serialized<T>(task: () => Promise<T>): Promise<T> {
     const run = this.queue.then(task);
-    this.queue = run.catch(() => undefined);
+    this.queue = run.catch(() => undefined); // the next task runs after a failed one; the failure reaches this task's caller through `run`
     return run;
   }
 }

@@ -80,7 +80,7 @@ export class ChunkObjects implements ChunkSink {
     while (this.running < concurrency && this.queue.length > 0) {
       const jobs = this.queue.splice(0, batching ? (this.opts.batchMax ?? 128) : 1);
       this.running += 1;
-      void (batching ? this.storeBatch(jobs) : this.store(jobs[0]!)).finally(() => {
+      void (batching ? this.storeBatch(jobs) : this.store(jobs[0]!)).finally(() => { // neither rejects: a chunk not stored is logged and counted
         this.running -= 1;
         for (const job of jobs) this.settled(job);
         this.pump();

@@ -133,7 +133,7 @@ export class RecordingCatalog {
       error: null,
     };
     this.open.set(id.recordingId, record);
-    this.enqueue(record);
+    void this.enqueue(record); // never rejects: a failed write is logged and counted inside
   }
 
   /**
@@ -235,7 +235,7 @@ export class RecordingCatalog {
     const id = record.recordingId;
     const tail = (this.writing.get(id) ?? Promise.resolve()).then(() => this.write(record));
     this.writing.set(id, tail);
-    void tail.finally(() => {
+    void tail.finally(() => { // write() never rejects: its failures are logged and counted
       if (this.writing.get(id) === tail) this.writing.delete(id);
     });
     return tail;

@@ -165,7 +165,7 @@ export class RecordingService {
     const done = recording.finish(reason, catalog ? (result) => catalog.finished(id, result) : undefined);
     this.finishing.add(done);
     this.ending.set(id.recordingId, recording);
-    void done.finally(() => {
+    void done.finally(() => { // the caller gets `done` itself; this only does the bookkeeping
       this.finishing.delete(done);
       if (this.ending.get(id.recordingId) === recording) this.ending.delete(id.recordingId);
       this.notifyIdle();

@@ -406,7 +406,7 @@ export class Recording {
         speech: await speech,
         error: appErr.code === 'INTERNAL' ? String((err as Error)?.message ?? err) : appErr.message,
       };
-      await beforeAnnounce?.(result).catch(() => undefined);
+      await beforeAnnounce?.(result).catch(() => undefined); // the catalog update is best effort and never holds back the announcement
       await this.opts.events
         .append(
           recordingFailed(

@@ -129,7 +129,7 @@ export class LiveKitEgressSource {
           const data: StreamData = { recording, release: admitted.release, endReason: undefined, closed: false };
           if (!response.upgrade(data, key, protocol, extensions, context)) {
             admitted.release();
-            void this.opts.recordings.finish(recording, 'aborted');
+            void this.opts.recordings.finish(recording, 'aborted'); // finish() settles once the master is finalized; its failure is logged and counted there
           }
         },
       )
@@ -219,7 +219,7 @@ export class LiveKitEgressSource {
     data.release();
     // 1000 and an empty close (1005) are egress's normal end; anything else is abnormal.
     const reason: EndReason = data.endReason ?? (code === 1000 || code === 1005 ? 'normal' : 'aborted');
-    void this.opts.recordings.finish(data.recording, reason);
+    void this.opts.recordings.finish(data.recording, reason); // as above: stop() waits for every finish through recordings.settle()
   }
 
   private sweepIdle(): void {

@@ -118,7 +118,7 @@ export class WhatsAppAmqpConsumer {
       if (RETRY_CODES.has(code)) {
         verdict = 'requeue';
         const pauseMs = Math.min(MAX_RETRY_PAUSE_MS, ((err as AppError).retryAfterSec ?? 1) * 1000);
-        if (!this.stopping.signal.aborted) await sleep(pauseMs, this.stopping.signal).catch(() => undefined);
+        if (!this.stopping.signal.aborted) await sleep(pauseMs, this.stopping.signal); // returns early, without throwing, on stop
       } else verdict = POLICY_CODES.has(code) ? 'ack' : 'dead-letter';
       o.logger.warn({ ...log, code, verdict, err: code === 'INTERNAL' ? err : (err as Error).message }, 'amqp message not stored');
     }

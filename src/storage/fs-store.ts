@@ -346,8 +346,8 @@ export class FsObjectStore implements ObjectStore {
       try {
         size = Buffer.isBuffer(body) ? await writeSynced(tmp, [body]) : await streamSynced(tmp, body);
       } catch (err) {
-        await unlink(tmp).catch(() => undefined);
-        await sidecar.then((side) => (side === null ? undefined : unlink(side)), () => undefined).catch(() => undefined);
+        await unlink(tmp).catch(() => undefined); // cleanup after a failed write: the write's error is the one to report
+        await sidecar.then((side) => (side === null ? undefined : unlink(side)), () => undefined).catch(() => undefined); // as above
         throw err;
       }
       await this.commit(key, tmp, await sidecar);
@@ -379,14 +379,14 @@ export class FsObjectStore implements ObjectStore {
           await unlink(path);
         });
       } catch (err) {
-        await sidecar.then((side) => (side === null ? undefined : unlink(side)), () => undefined).catch(() => undefined);
+        await sidecar.then((side) => (side === null ? undefined : unlink(side)), () => undefined).catch(() => undefined); // cleanup after a failed write: the write's error is the one to report
         if (isNotFound(err)) throw new AppError('STORAGE_ERROR', `file ${path} does not exist`, { cause: err });
         throw err;
       }
       await this.commit(key, tmp, await sidecar);
       return { key, size };
     } catch (err) {
-      if (tmp !== null) await unlink(tmp).catch(() => undefined);
+      if (tmp !== null) await unlink(tmp).catch(() => undefined); // as above
       throw storeError('putFile', err);
     }
   }
@@ -560,7 +560,7 @@ export class FsObjectStore implements ObjectStore {
       await rm(dir, { recursive: true, force: true });
       return { key, size };
     } catch (err) {
-      await unlink(tmp).catch(() => undefined);
+      await unlink(tmp).catch(() => undefined); // cleanup after a failed write: the write's error is the one to report
       throw storeError('completeMultipart', err);
     }
   }
@@ -612,7 +612,7 @@ export class FsObjectStore implements ObjectStore {
     try {
       await writeSynced(tmp, [Buffer.from(sidecarJson(options))]);
     } catch (err) {
-      await unlink(tmp).catch(() => undefined);
+      await unlink(tmp).catch(() => undefined); // as above
       throw err;
     }
     return tmp;

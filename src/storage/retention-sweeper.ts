@@ -51,7 +51,7 @@ export class RetentionSweeper {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
-    await this.running?.catch(() => undefined);
+    await this.running?.catch(() => undefined); // a sweep's failure was logged when it happened; stop only waits for it
   }
 
   /** One sweep now (joins the one in progress, if any); resolves with how many objects were deleted. */

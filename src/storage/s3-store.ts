@@ -312,7 +312,7 @@ export class S3ObjectStore implements ObjectStore {
       await this.completeMultipart(key, uploadId, parts);
       return { key, size };
     } catch (err) {
-      if (uploadId !== null) await this.abortMultipart(key, uploadId).catch(() => undefined);
+      if (uploadId !== null) await this.abortMultipart(key, uploadId).catch(() => undefined); // cleanup after a failed upload: the upload's error is the one to report (S3 expires the rest)
       // store calls throw AppErrors already; anything else is the body's own error
       throw err;
     }

@@ -67,8 +67,8 @@ t.test('writes are serialized per recording: a slow first write never overwrites
   const catalog = new RecordingCatalog({ store: slow, keys: new ObjectKeys(), logger, metrics: new Metrics() });
   const o = opened('rec-1');
   catalog.opened(o);
-  catalog.finished(o.identity, result(o.key));
-  catalog.finished(o.identity, result(o.key, { status: 'failed' }));
+  void catalog.finished(o.identity, result(o.key)); // never rejects; settle() below waits for both
+  void catalog.finished(o.identity, result(o.key, { status: 'failed' }));
   release();
   await catalog.settle();
   const record = await catalog.get('acme', 'rec-1');
@@ -102,7 +102,7 @@ t.test('a store that is briefly unavailable is retried; a store error is given u
   const failing = new RecordingCatalog({ store: broken, keys: new ObjectKeys(), logger: captured, metrics, retryDelaysMs: [1] });
   const o = opened('rec-3');
   failing.opened(o);
-  failing.finished(o.identity, result(o.key));
+  void failing.finished(o.identity, result(o.key)); // never rejects; settle() waits for it
   await failing.settle();
   t.equal(failing.failedWrites, 2, 'each given-up write counted');
   t.equal((await metrics.registry.getSingleMetric('audio_ingestd_errors_total')!.get()).values.find((v) => v.labels.code === 'STORAGE_ERROR')?.value, 2);
