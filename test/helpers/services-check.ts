@@ -46,6 +46,8 @@ async function redis(): Promise<string | undefined> {
   }
 }
 
+// `npm run test:unit` runs only files that need no service (scripts/test-files.mjs picks them)
+if (process.env['TEST_KIND'] === 'unit') process.exit(0);
 const missing = (await Promise.all([rabbitmq(), redis()])).filter((m): m is string => m !== undefined);
 for (const m of missing) console.error(`test setup: ${m}`);
 process.exit(missing.length === 0 ? 0 : 1);
