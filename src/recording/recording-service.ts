@@ -51,7 +51,6 @@ export class RecordingService {
   private readonly finishing = new Set<Promise<RecordingResult>>();
   /** Recordings ended and not finalized yet, by id. */
   private readonly ending = new Map<string, Recording>();
-  private readonly idleWaiters: (() => void)[] = [];
   /** Chunk buffers, handed from each recording's pipeline to its master and back. */
   private readonly pool = new BufferPool();
   /** Master finalizations (uploads and completion), bounded; events and catalog follow each at once. */
@@ -63,10 +62,6 @@ export class RecordingService {
       ran: (s) => opts.metrics.finalizeDuration.observe(s),
     });
     opts.metrics.finalizeQueueSource = () => ({ running: this.finalizing.active, waiting: this.finalizing.queued });
-  }
-
-  get liveCount(): number {
-    return this.live.size;
   }
 
   get(recordingId: string): Recording | undefined {
@@ -168,7 +163,6 @@ export class RecordingService {
     void done.finally(() => { // the caller gets `done` itself; this only does the bookkeeping
       this.finishing.delete(done);
       if (this.ending.get(id.recordingId) === recording) this.ending.delete(id.recordingId);
-      this.notifyIdle();
     });
     return done;
   }
@@ -182,25 +176,9 @@ export class RecordingService {
     return [...this.live.values()];
   }
 
-  /** Resolves once no recording is live or finishing. */
-  whenIdle(): Promise<void> {
-    if (this.live.size === 0 && this.finishing.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
-  }
-
   /** Waits for every finalization already started. */
   async settle(): Promise<void> {
     while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
-  }
-
-  private notifyIdle(): void {
-    if (this.live.size > 0 || this.finishing.size > 0) return;
-    for (const w of this.idleWaiters.splice(0)) w();
-  }
-
-  /** Called by sources when a stream leaves the live set without finish (e.g. refused before open). */
-  touchIdle(): void {
-    this.notifyIdle();
   }
 }
 

@@ -117,7 +117,6 @@ export class Recording {
   private mutedAtFrame = 0;
   private readonly mutes: MuteInterval[] = [];
   private seq = 0;
-  private bytesIn = 0;
   private bytesWhileMuted = 0;
   private lastFrameAt: number;
   private finishing: Promise<RecordingResult> | undefined;
@@ -227,14 +226,9 @@ export class Recording {
     return this.pipeline.outputFrames;
   }
 
-  get receivedBytes(): number {
-    return this.bytesIn;
-  }
-
   /** Per-frame path: copy into the pipeline and return. Frames while muted are not written. */
   pushAudio(data: Uint8Array | ArrayBuffer): void {
     if (this.state !== 'live') return;
-    this.bytesIn += data.byteLength;
     const now = this.now(); // the one clock read of the frame
     this.lastFrameAt = now;
     if (this.muted) {
@@ -438,11 +432,6 @@ export class Recording {
       ...timelineFields(result.timeline),
       speech: result.speech ?? null,
     };
-  }
-
-  /** Bytes of an incomplete input frame (diagnostics). */
-  get carryBytes(): number {
-    return this.pipeline.carryBytes % this.inFrameBytes;
   }
 }
 
