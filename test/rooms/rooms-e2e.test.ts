@@ -106,6 +106,20 @@ t.test('three participants joining at 0, 2.3 s and 7.1 s, one muted 3 s, one sta
   within(roomAt('carol', 4 * RATE - 1), expectAt('carol', 5000) - 1, "carol's last sample");
   t.equal(track('carol').samples, RATE * 4);
 
+  // who spoke when: each track's speech (from its recording.completed) on the room timeline, per participant
+  const speakers = m.speakers as { participant: string; startMs: number; endMs: number }[];
+  t.ok(speakers.every((x, i) => x.endMs > x.startMs && (i === 0 || speakers[i - 1]!.startMs <= x.startMs)), 'speaker turns are ordered and non-empty');
+  for (const x of m.tracks) {
+    const speech = x.speech as { start: number; end: number }[];
+    const turns = speakers.filter((y) => y.participant === x.participant);
+    t.equal(turns.length > 0, speech.length > 0, `${x.participant}: turns exactly when the VAD found speech (${speech.length} intervals)`);
+    if (speech.length > 0) {
+      const first = speech[0]!.start;
+      const run = x.timeline.find((r) => first >= r.start && first < r.start + r.samples)!;
+      t.equal(turns[0]!.startMs, Math.round(((run.roomOffset + first - run.start) * 1_000_000) / RATE) / 1000, `${x.participant}: first turn starts where the first speech sample lands`);
+    }
+  }
+
   // mix.wav against the reference mixer applied to the three masters at the manifest's placement
   const masters = new Map<string, Int16Array>();
   for (const x of m.tracks) masters.set(x.participant, int16(readWav(await h.app.store.get(x.key)).data));
