@@ -1,6 +1,5 @@
-import { randomUUID } from 'node:crypto';
-import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { AppError } from '../errors.js';
+import { type MintedToken, mintUrlToken, verifyUrlToken } from '../tenants/url-token.js';
 
 /**
  * Egress tokens: short-lived HS256 JWTs carried in the WebSocket URL (egress cannot send
@@ -23,59 +22,30 @@ export interface VerifiedEgressToken extends EgressClaims {
   exp: number;
 }
 
-const ISSUER = 'audio-ingestd';
 const AUDIENCE = 'egress-audio';
 
-export async function mintEgressToken(secret: string, claims: EgressClaims, ttlSec: number, now = Date.now()): Promise<{ token: string; jti: string; expiresAt: Date }> {
-  const jti = randomUUID();
-  const iat = Math.floor(now / 1000);
-  const exp = iat + ttlSec;
-  const payload: Record<string, unknown> = { tenant: claims.tenant, roomName: claims.roomName };
-  for (const k of ['trackId', 'participant', 'meetingId', 'groupSeconds', 'channel'] as const) {
-    if (claims[k] !== undefined) payload[k] = claims[k];
-  }
-  const token = await new SignJWT(payload)
-    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-    .setIssuer(ISSUER)
-    .setAudience(AUDIENCE)
-    .setIssuedAt(iat)
-    .setExpirationTime(exp)
-    .setJti(jti)
-    .sign(new TextEncoder().encode(secret));
-  return { token, jti, expiresAt: new Date(exp * 1000) };
+export async function mintEgressToken(secret: string, claims: EgressClaims, ttlSec: number, now = Date.now()): Promise<MintedToken> {
+  const { tenant, roomName, trackId, participant, meetingId, groupSeconds, channel } = claims;
+  return mintUrlToken(secret, AUDIENCE, { tenant, roomName, trackId, participant, meetingId, groupSeconds, channel }, ttlSec, now);
 }
 
 /** Checks signature, algorithm, issuer, audience, expiry and required claims. Does not consume the jti. */
 export async function verifyEgressToken(secret: string, token: string, now = Date.now()): Promise<VerifiedEgressToken> {
-  let payload: Record<string, unknown>;
-  try {
-    const result = await jwtVerify(token, new TextEncoder().encode(secret), {
-      algorithms: ['HS256'],
-      issuer: ISSUER,
-      audience: AUDIENCE,
-      currentDate: new Date(now),
-      requiredClaims: ['exp', 'jti'],
-    });
-    payload = result.payload as Record<string, unknown>;
-  } catch (err) {
-    if (err instanceof joseErrors.JWTExpired) throw new AppError('TOKEN_EXPIRED', 'the egress token has expired');
-    throw new AppError('INVALID_TOKEN', 'the egress token is not valid');
-  }
-  const str = (k: string): string | undefined => (typeof payload[k] === 'string' && payload[k] !== '' ? (payload[k] as string) : undefined);
-  const tenant = str('tenant');
-  const roomName = str('roomName');
+  const c = await verifyUrlToken(secret, AUDIENCE, token, 'the egress token', now);
+  const tenant = c.str('tenant');
+  const roomName = c.str('roomName');
   if (!tenant || !roomName) throw new AppError('INVALID_TOKEN', 'the egress token lacks tenant or roomName');
-  const groupSeconds = typeof payload.groupSeconds === 'number' ? payload.groupSeconds : undefined;
+  const channel = c.str('channel');
   return {
     tenant,
     roomName,
-    trackId: str('trackId'),
-    participant: str('participant'),
-    channel: payload.channel === 'left' || payload.channel === 'right' ? payload.channel : undefined,
-    meetingId: str('meetingId'),
-    groupSeconds,
-    jti: payload.jti as string,
-    exp: payload.exp as number,
+    trackId: c.str('trackId'),
+    participant: c.str('participant'),
+    channel: channel === 'left' || channel === 'right' ? channel : undefined,
+    meetingId: c.str('meetingId'),
+    groupSeconds: c.num('groupSeconds'),
+    jti: c.jti,
+    exp: c.exp,
   };
 }
 
