@@ -1,4 +1,5 @@
 import { AppError, toAppError } from '../errors.js';
+import { strictQuery } from '../http/upgrade-query.js';
 import type { EndReason } from '../events/types.js';
 import type { HttpServer } from '../http/server.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket } from '../http/uws.js';
@@ -160,13 +161,7 @@ export class LiveKitEgressSource {
   }> {
     const o = this.opts;
     if (!o.admitting()) throw new AppError('DRAINING', 'the daemon is not accepting new streams (starting or shutting down)', { retryAfterSec: 5 });
-    for (const k of query.keys()) {
-      if (!QUERY_KEYS.has(k)) throw new AppError('INVALID_PARAMETER', `unknown query parameter '${k.slice(0, 64)}'`, { details: { allowed: [...QUERY_KEYS] } });
-    }
-    const q = (k: string): string | undefined => {
-      const v = query.get(k);
-      return v === null || v === '' ? undefined : v;
-    };
+    const q = strictQuery(query, QUERY_KEYS);
     const token = q('token');
     let claims: Awaited<ReturnType<typeof verifyEgressToken>> | undefined;
     if (token) claims = await verifyEgressToken(o.tokenSecret(), token);
