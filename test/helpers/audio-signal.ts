@@ -86,3 +86,19 @@ export function concatInt16(parts: Int16Array[]): Int16Array {
   }
   return out;
 }
+
+/** First and last 10 ms window of `mono` whose RMS is above 100 (about -50 dBFS): where a synthesized utterance really is. */
+export function voicedSpan(mono: Int16Array, rate: number): { start: number; end: number } {
+  const w = rate / 100;
+  let start = -1;
+  let end = -1;
+  for (let i = 0; i + w <= mono.length; i += w) {
+    let sum = 0;
+    for (let j = i; j < i + w; j++) sum += mono[j]! * mono[j]!;
+    if (Math.sqrt(sum / w) > 100) {
+      if (start < 0) start = i;
+      end = i + w;
+    }
+  }
+  return { start, end };
+}

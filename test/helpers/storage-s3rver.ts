@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import S3rver from 's3rver';
 import { S3ObjectStore } from '../../src/storage/s3-store.js';
 import type { S3ObjectStoreOptions } from '../../src/storage/s3-store.js';
@@ -41,4 +44,20 @@ export function s3rverStore(endpoint: string, extra: Partial<S3ObjectStoreOption
     requestTimeoutMs: 20_000,
     ...extra,
   });
+}
+
+/**
+ * An s3rver in a temporary directory for the test `t` (closed and removed at its teardown), with
+ * the credentials it accepts in the environment, and the `storage` config of a daemon using it.
+ */
+export async function s3rverStorage(t: { teardown(fn: () => Promise<void>): void }, prefix: string): Promise<{ storage: { driver: 's3'; s3: { endpoint: string; bucket: string; forcePathStyle: true } } }> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const s3 = await startS3rver(dir);
+  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+  t.teardown(async () => {
+    await s3.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { storage: { driver: 's3', s3: { endpoint: s3.endpoint, bucket: S3RVER_BUCKET, forcePathStyle: true } } };
 }

@@ -4,6 +4,7 @@ import { fvadHangoverMs, SpeechSegmenter, type SpeechEdge } from '../../src/reco
 import { configSchema } from '../../src/config/schema.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { downmix, egressUrl, outboxEvents, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
+import { voicedSpan } from '../helpers/audio-signal.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
 
 type Ev = Record<string, unknown>;
@@ -14,22 +15,6 @@ const TEXTS = ['The quick brown fox jumps over the lazy dog', 'Every meeting has
 /** Silence before the first utterance and after each one, in seconds. */
 const LEAD = 0.5;
 const PAUSES = [1.2, 1.5, 0.8];
-
-/** First and last 10 ms window whose RMS is above -50 dBFS: where the synthesized speech really is. */
-function voiced(mono: Int16Array): Interval {
-  const w = RATE / 100;
-  let start = -1;
-  let end = -1;
-  for (let i = 0; i + w <= mono.length; i += w) {
-    let sum = 0;
-    for (let j = i; j < i + w; j++) sum += mono[j]! * mono[j]!;
-    if (Math.sqrt(sum / w) > 100) {
-      if (start < 0) start = i;
-      end = i + w;
-    }
-  }
-  return { start, end };
-}
 
 /**
  * Three utterances (eSpeak NG, 48 kHz stereo as egress sends) with pauses of known length in
@@ -42,7 +27,7 @@ async function fixture(): Promise<{ pcm: Buffer; speech: Interval[] }> {
   for (let k = 0; k < TEXTS.length; k++) {
     const stereo = await speechEgressPcm(TEXTS[k]);
     const mono = downmix(stereo);
-    const v = voiced(new Int16Array(mono.buffer, mono.byteOffset, mono.length / 2));
+    const v = voicedSpan(new Int16Array(mono.buffer, mono.byteOffset, mono.length / 2), RATE);
     parts.push(stereo.subarray(v.start * 4, v.end * 4));
     speech.push({ start: at, end: at + v.end - v.start });
     at += v.end - v.start;

@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import t from 'tap';
@@ -9,8 +6,7 @@ import { startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
 import { egressUrl, outboxEvents, readWav, waitFor } from '../helpers/egress.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
 import { burstPcm, referenceMix, referencePlace } from '../helpers/room-reference.js';
-import { S3RVER_BUCKET, startS3rver } from '../helpers/storage-s3rver.js';
-import type { Tap } from '../helpers/storage-conformance.js';
+import { s3rverStorage } from '../helpers/storage-s3rver.js';
 
 const RATE = 48000;
 const REDIS_URL = 'redis://127.0.0.1:6379';
@@ -43,24 +39,13 @@ interface Manifest {
   dual: { key: string } | null;
 }
 
-async function s3Setup(t: Tap): Promise<{ storage: Record<string, unknown> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-rooms-s3-'));
-  const s3 = await startS3rver(dir);
-  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
-  t.teardown(async () => {
-    await s3.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { storage: { driver: 's3', s3: { endpoint: s3.endpoint, bucket: S3RVER_BUCKET, forcePathStyle: true } } };
-}
 
 function roomEvents(...apps: TestApp[]): Record<string, unknown>[] {
   return apps.flatMap((h) => outboxEvents(h)).filter((e) => e.type === 'room.completed');
 }
 
 t.test('three participants joining at 0, 2.3 s and 7.1 s, one muted 3 s, one stalled 1 s: manifest, mix, dual, event, API', async (t) => {
-  const { storage } = await s3Setup(t);
+  const { storage } = await s3rverStorage(t, 'aid-rooms-s3-');
   const h = await startTestApp({ storage, rooms: { idleSec: 1, dual: { left: 'alice', right: 'carol' } } } as never);
   t.teardown(() => h.close());
   const room = `standup-${Date.now()}`;
@@ -175,7 +160,7 @@ t.test('three participants joining at 0, 2.3 s and 7.1 s, one muted 3 s, one sta
 });
 
 t.test('two daemons, a room split across them: one mix, one room.completed; a claim held by a dead host is taken over when its lease expires', async (t) => {
-  const { storage } = await s3Setup(t);
+  const { storage } = await s3rverStorage(t, 'aid-rooms-s3-');
   const opts = { storage, rateLimit: { redisUrl: REDIS_URL }, rooms: { idleSec: 1, leaseSec: 2 } } as never;
   const a = await startTestApp(opts);
   const b = await startTestApp(opts);
@@ -221,7 +206,7 @@ t.test('two daemons, a room split across them: one mix, one room.completed; a cl
 });
 
 t.test('room_finished ends the session at once, with streams still open and a long idle window', async (t) => {
-  const { storage } = await s3Setup(t);
+  const { storage } = await s3rverStorage(t, 'aid-rooms-s3-');
   const h = await startTestApp({ storage, rooms: { idleSec: 600 } } as never);
   t.teardown(() => h.close());
   const room = `finished-${Date.now()}`;

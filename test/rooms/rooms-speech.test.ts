@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { startTestApp } from '../helpers/app.js';
+import { voicedSpan } from '../helpers/audio-signal.js';
 import { downmix, egressUrl, outboxEvents, speechEgressPcm, waitFor } from '../helpers/egress.js';
-import { S3RVER_BUCKET, startS3rver } from '../helpers/storage-s3rver.js';
+import { s3rverStorage } from '../helpers/storage-s3rver.js';
 
 type Interval = { start: number; end: number };
 type Turn = { participant: string; startMs: number; endMs: number };
@@ -27,27 +25,11 @@ interface Manifest {
   speakers: Turn[];
 }
 
-/** First and last 10 ms window whose RMS is above -50 dBFS: where the synthesized speech really is. */
-function voiced(mono: Int16Array): Interval {
-  const w = RATE / 100;
-  let start = -1;
-  let end = -1;
-  for (let i = 0; i + w <= mono.length; i += w) {
-    let sum = 0;
-    for (let j = i; j < i + w; j++) sum += mono[j]! * mono[j]!;
-    if (Math.sqrt(sum / w) > 100) {
-      if (start < 0) start = i;
-      end = i + w;
-    }
-  }
-  return { start, end };
-}
-
 /** An eSpeak NG utterance as egress's 48 kHz stereo, trimmed to its voiced samples. */
 async function utterance(text: string): Promise<Buffer> {
   const stereo = await speechEgressPcm(text);
   const mono = downmix(stereo);
-  const v = voiced(new Int16Array(mono.buffer, mono.byteOffset, mono.length / 2));
+  const v = voicedSpan(new Int16Array(mono.buffer, mono.byteOffset, mono.length / 2), RATE);
   return stereo.subarray(v.start * 4, v.end * 4);
 }
 
@@ -67,15 +49,7 @@ function compose(parts: { silence: number; speech: Buffer }[]): { pcm: Buffer; s
 }
 
 t.test('who spoke when, with real speech: two participants, B speaking in A\'s pause, turns where the speech lands on the room timeline', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-rooms-speech-'));
-  const s3 = await startS3rver(dir);
-  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
-  t.teardown(async () => {
-    await s3.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const storage = { driver: 's3', s3: { endpoint: s3.endpoint, bucket: S3RVER_BUCKET, forcePathStyle: true } };
+  const { storage } = await s3rverStorage(t, 'aid-rooms-speech-');
   const h = await startTestApp({ storage, vad: { enabled: true }, rooms: { idleSec: 1 } } as never);
   t.teardown(() => h.close());
 
