@@ -5,7 +5,19 @@
  * across calls so N calls give bit-exactly the output of one call. Output is aligned with the
  * input: output frame n sits at input time n·M/L (the filter delay is compensated), and
  * {@link Resampler.flush} emits the tail so that ceil(inputFrames·L/M) frames come out in total.
+ *
+ * The arithmetic is integer, so every engine gives the same samples: the Float64 design is
+ * quantized once to taps in units of 2^−S (S = hiBits + loBits, 22 or 23 bits for the usual
+ * filters, about 40 dB below the 80 dB stopband; each phase's taps sum to exactly 2^S, so DC gain
+ * is exactly 1), each tap split into a high part (its top bits) and a low part (the rest, at
+ * most 2^(loBits−1) in magnitude). An output is (Σ hi·x · 2^loBits + Σ lo·x + 2^(S−1)) >> S,
+ * clamped to s16; the scales are chosen so that neither sum can exceed 32 bits for any input.
+ * Where WebAssembly SIMD runs, the dot products are `i32x4.dot_i16x8_s` in resample-fir.wat
+ * (8 taps per instruction, about 20 times the scalar loop); elsewhere the scalar loop below
+ * computes the same integers.
  */
+import { firKernel, type FirKernel } from './resample-simd.js';
+
 
 /** Options of {@link Resampler}. */
 export interface ResamplerOptions {
@@ -25,6 +37,8 @@ export interface ResamplerOptions {
    * 16 kHz comes out). The transition band runs from here to the Nyquist rate.
    */
   passband?: number;
+  /** Runs the scalar loop even where the SIMD kernel runs (the same samples; for tests and comparisons). */
+  scalar?: boolean;
 }
 
 interface Filter {
@@ -32,12 +46,28 @@ interface Filter {
   down: number;
   /** Half-length in input frames; each output reads 2·half+1 input frames. */
   half: number;
-  /** Phase-major taps: taps[p·width + k] multiplies input frame (newest − k). */
-  taps: Float64Array;
   width: number;
+  /** Blocks of 8 taps per phase, an even number (the last ones padded with zero taps). */
+  blocks: number;
+  /** Phase-major integer taps: hi[p·width + j] multiplies input frame (base − half + j). */
+  hi: Int16Array;
+  lo: Int16Array;
+  /** The same for the SIMD kernel: per phase and block of 8, the 8 high taps then the 8 low taps. */
+  packed: Int16Array;
+  loBits: number;
+  /** hiBits + loBits: taps are in units of 2^−shift. */
+  shift: number;
+  /** Byte offset of {@link packed} in the kernel's memory (when there is a kernel). */
+  kernelTaps: number;
 }
 
+/** Largest Σ|tap| of one phase such that Σ tap·x stays within 32 bits for any s16 input. */
+const SUM_LIMIT = 65535;
+
 const filters = new Map<string, Filter>();
+
+/** Outputs per kernel call (bounds the scratch the input window and output take). */
+const KERNEL_PIECE = 2048;
 
 function gcd(a: number, b: number): number {
   while (b !== 0) [a, b] = [b, a % b];
@@ -94,9 +124,61 @@ function designFilter(inputRate: number, outputRate: number, attenuationDb: numb
     // Unity DC gain for every phase, so a constant input stays exactly constant.
     for (let k = 0; k < width; k++) taps[p * width + k]! /= sum;
   }
-  const f: Filter = { up, down, half, taps, width };
+  const f = quantize(up, down, half, width, taps);
   filters.set(key, f);
   return f;
+}
+
+/**
+ * Integer taps of a Float64 design (taps[p·width + k] multiplies input frame newest − k), in the
+ * order the dot products read them (oldest input first), with the largest scales that keep
+ * every sum within 32 bits.
+ */
+function quantize(up: number, down: number, half: number, width: number, taps: Float64Array): Filter {
+  const blocks = 2 * Math.ceil(width / 16); // the kernel takes two blocks a step
+  // |lo| ≤ 2^(loBits−1) for each of width taps
+  const loBits = Math.min(15, Math.floor(Math.log2(SUM_LIMIT / width)) + 1);
+  for (let hiBits = 15; hiBits > 0; hiBits--) {
+    const shift = hiBits + loBits;
+    const scale = 2 ** shift;
+    const loScale = 2 ** loBits;
+    const hi = new Int16Array(up * width);
+    const lo = new Int16Array(up * width);
+    let fits = true;
+    for (let p = 0; p < up && fits; p++) {
+      const q = new Float64Array(width);
+      let sum = 0;
+      let big = 0;
+      for (let j = 0; j < width; j++) {
+        const v = Math.round(taps[p * width + (width - 1 - j)]! * scale);
+        q[j] = v;
+        sum += v;
+        if (Math.abs(v) > Math.abs(q[big]!)) big = j;
+      }
+      q[big]! += scale - sum; // each phase sums to exactly 2^shift: unity DC gain
+      let hiSum = 0;
+      for (let j = 0; j < width; j++) {
+        const h = Math.round(q[j]! / loScale);
+        if (Math.abs(h) > 32767) fits = false;
+        hi[p * width + j] = h;
+        lo[p * width + j] = q[j]! - h * loScale;
+        hiSum += Math.abs(h);
+      }
+      if (hiSum > SUM_LIMIT) fits = false;
+    }
+    if (!fits) continue;
+    const packed = new Int16Array(up * blocks * 16);
+    for (let p = 0; p < up; p++) {
+      for (let j = 0; j < width; j++) {
+        const at = (p * blocks + (j >> 3)) * 16 + (j & 7);
+        packed[at] = hi[p * width + j]!;
+        packed[at + 8] = lo[p * width + j]!;
+      }
+    }
+    const kernelTaps = firKernel === null ? -1 : firKernel.placeTaps(packed);
+    return { up, down, half, width, blocks, hi, lo, packed, loBits, shift, kernelTaps };
+  }
+  throw new RangeError('Resampler: no integer scale fits this filter');
 }
 
 export class Resampler {
@@ -107,6 +189,7 @@ export class Resampler {
   readonly passThrough: boolean;
 
   private readonly filter: Filter | undefined;
+  private readonly kernel: FirKernel | null;
   /** Interleaved input history; frame i of the buffer is absolute input frame bufStart + i. */
   private buf: Int16Array;
   private bufStart = 0;
@@ -131,6 +214,7 @@ export class Resampler {
     this.outputRate = opts.outputRate;
     this.channels = opts.channels;
     this.passThrough = opts.inputRate === opts.outputRate;
+    this.kernel = opts.scalar === true ? null : firKernel;
     if (this.passThrough) {
       this.filter = undefined;
       this.buf = new Int16Array(0);
@@ -196,7 +280,7 @@ export class Resampler {
   processInto(src: Int16Array, srcOff: number, frames: number, dst: Int16Array, dstOff: number): number {
     const ch = this.channels;
     if (this.filter === undefined) {
-      for (let i = 0, n = frames * ch; i < n; i++) dst[dstOff + i] = src[srcOff + i]!;
+      dst.set(src.subarray(srcOff, srcOff + frames * ch), dstOff);
       return frames;
     }
     this.append(src, srcOff, frames);
@@ -230,26 +314,85 @@ export class Resampler {
 
   /** Emits every output n whose base frame floor(n·M/L) is below `limit`. */
   private produce(dst: Int16Array, dstOff: number, limit: number): number {
+    const { up, down } = this.filter!;
+    // outputs n ≥ 0 with floor((base·L + phase + n·M) / L) < limit
+    const count = Math.max(0, Math.ceil((limit * up - (this.base * up + this.phase)) / down));
+    if (count > 0) {
+      if (this.kernel !== null) this.kernelDots(this.kernel, dst, dstOff, count);
+      else this.scalarDots(dst, dstOff, count);
+    }
+    // Keep only what the next output still reads (from base − half on).
+    const keepFrom = this.base - this.filter!.half - this.bufStart;
+    if (keepFrom > 0) {
+      const ch = this.channels;
+      const drop = Math.min(keepFrom, this.bufFrames);
+      this.buf.copyWithin(0, drop * ch, this.bufFrames * ch);
+      this.bufFrames -= drop;
+      this.bufStart += drop;
+    }
+    return count;
+  }
+
+  /** `count` outputs through the SIMD kernel, a piece at a time (one channel per call). */
+  private kernelDots(k: FirKernel, dst: Int16Array, dstOff: number, count: number): void {
     const f = this.filter!;
-    const { up, down, half, taps, width } = f;
+    const { up, down, half, blocks } = f;
     const ch = this.channels;
     const buf = this.buf;
+    let d = dstOff;
+    while (count > 0) {
+      const c = Math.min(count, KERNEL_PIECE);
+      const b0 = this.base * up + this.phase;
+      const lastBase = Math.floor((b0 + (c - 1) * down) / up);
+      const first = this.base - half - this.bufStart;
+      // the last output reads 8·blocks frames from lastBase − half; beyond width they meet zero taps
+      const window = lastBase - this.base + 8 * blocks;
+      const avail = Math.min(window, this.bufFrames - first);
+      const inPtr = k.scratch;
+      const outPtr = inPtr + ((window * 2 + 15) & ~15);
+      const heap = k.view(outPtr + c * 2);
+      const in16 = inPtr >> 1;
+      const out16 = outPtr >> 1;
+      for (let chan = 0; chan < ch; chan++) {
+        if (ch === 1) heap.set(buf.subarray(first, first + avail), in16);
+        else for (let j = 0, s = first * ch + chan; j < avail; j++, s += ch) heap[in16 + j] = buf[s]!;
+        k.fir(inPtr, f.kernelTaps, blocks, up, down, this.phase, c, outPtr, f.loBits, f.shift);
+        if (ch === 1) dst.set(heap.subarray(out16, out16 + c), d);
+        else for (let j = 0, o = d + chan; j < c; j++, o += ch) dst[o] = heap[out16 + j]!;
+      }
+      const b1 = b0 + c * down;
+      this.base = Math.floor(b1 / up);
+      this.phase = b1 - this.base * up;
+      d += c * ch;
+      count -= c;
+    }
+  }
+
+  /** The same integers as the kernel, one multiply at a time. */
+  private scalarDots(dst: Int16Array, dstOff: number, count: number): void {
+    const { up, down, half, width, hi, lo, loBits, shift } = this.filter!;
+    const ch = this.channels;
+    const buf = this.buf;
+    const loScale = 2 ** loBits;
+    const scale = 2 ** shift;
+    const round = scale / 2;
     let base = this.base;
     let phase = this.phase;
     let d = dstOff;
-    let written = 0;
-    while (base < limit) {
-      // Newest frame used is base + half; walk back width frames.
-      const newest = (base + half - this.bufStart) * ch;
+    for (let n = 0; n < count; n++) {
+      const oldest = (base - half - this.bufStart) * ch;
       const t0 = phase * width;
       for (let c = 0; c < ch; c++) {
-        let acc = 0;
-        let s = newest + c;
-        for (let k = 0; k < width; k++, s -= ch) acc += taps[t0 + k]! * buf[s]!;
-        const v = Math.round(acc);
+        let accHi = 0;
+        let accLo = 0;
+        for (let j = 0, s = oldest + c; j < width; j++, s += ch) {
+          const x = buf[s]!;
+          accHi += hi[t0 + j]! * x;
+          accLo += lo[t0 + j]! * x;
+        }
+        const v = Math.floor((accHi * loScale + accLo + round) / scale);
         dst[d++] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
       }
-      written++;
       phase += down;
       if (phase >= up) {
         const q = Math.floor(phase / up);
@@ -259,15 +402,6 @@ export class Resampler {
     }
     this.base = base;
     this.phase = phase;
-    // Keep only what the next output still reads (from base − half on).
-    const keepFrom = base - half - this.bufStart;
-    if (keepFrom > 0) {
-      const drop = Math.min(keepFrom, this.bufFrames);
-      this.buf.copyWithin(0, drop * ch, this.bufFrames * ch);
-      this.bufFrames -= drop;
-      this.bufStart += drop;
-    }
-    return written;
   }
 
   private ensure(frames: number): void {
@@ -281,8 +415,7 @@ export class Resampler {
   private append(src: Int16Array, srcOff: number, frames: number): void {
     this.ensure(frames);
     const ch = this.channels;
-    const buf = this.buf;
-    for (let i = 0, d = this.bufFrames * ch, n = frames * ch; i < n; i++) buf[d + i] = src[srcOff + i]!;
+    this.buf.set(src.subarray(srcOff, srcOff + frames * ch), this.bufFrames * ch);
     this.bufFrames += frames;
   }
 

@@ -1,0 +1,58 @@
+(module
+  (memory (export "memory") 1)
+  ;; $count outputs of the polyphase FIR into i16 at $out. Output i reads the 8·$blocks input
+  ;; samples (i16) from $in + 2·base_i (base_0 = 0) against phase_i's taps at
+  ;; $taps + 32·$blocks·phase_i: per block of 8 input samples, 8 high taps then 8 low taps.
+  ;; acc = (Σ hi·x << $loBits) + Σ lo·x (i32 dot products, i64 sum), out = clamp((acc + 2^(shift−1)) >> shift);
+  ;; then phase += $down, base += phase / $up, phase %= $up.
+  (func (export "fir") (param $in i32) (param $taps i32) (param $blocks i32) (param $up i32) (param $down i32)
+                       (param $phase i32) (param $count i32) (param $out i32) (param $loBits i32) (param $shift i32)
+    (local $end i32) (local $ip i32) (local $tp i32) (local $tend i32) (local $phaseBytes i32)
+    (local $x v128) (local $hi v128) (local $lo v128) (local $hi2 v128) (local $lo2 v128) (local $acc i64) (local $v i64)
+    (local.set $end (i32.add (local.get $out) (i32.shl (local.get $count) (i32.const 1))))
+    (local.set $phaseBytes (i32.shl (local.get $blocks) (i32.const 5)))
+    (block $done
+      (loop $output
+        (br_if $done (i32.ge_u (local.get $out) (local.get $end)))
+        (local.set $ip (local.get $in))
+        (local.set $tp (i32.add (local.get $taps) (i32.mul (local.get $phase) (local.get $phaseBytes))))
+        (local.set $tend (i32.add (local.get $tp) (local.get $phaseBytes)))
+        (local.set $hi (v128.const i32x4 0 0 0 0))
+        (local.set $lo (v128.const i32x4 0 0 0 0))
+        (local.set $hi2 (v128.const i32x4 0 0 0 0))
+        (local.set $lo2 (v128.const i32x4 0 0 0 0))
+        ;; two blocks a step (blocks is even), two accumulators each
+        (loop $block
+          (local.set $x (v128.load (local.get $ip)))
+          (local.set $hi (i32x4.add (local.get $hi) (i32x4.dot_i16x8_s (local.get $x) (v128.load (local.get $tp)))))
+          (local.set $lo (i32x4.add (local.get $lo) (i32x4.dot_i16x8_s (local.get $x) (v128.load offset=16 (local.get $tp)))))
+          (local.set $x (v128.load offset=16 (local.get $ip)))
+          (local.set $hi2 (i32x4.add (local.get $hi2) (i32x4.dot_i16x8_s (local.get $x) (v128.load offset=32 (local.get $tp)))))
+          (local.set $lo2 (i32x4.add (local.get $lo2) (i32x4.dot_i16x8_s (local.get $x) (v128.load offset=48 (local.get $tp)))))
+          (local.set $ip (i32.add (local.get $ip) (i32.const 32)))
+          (local.set $tp (i32.add (local.get $tp) (i32.const 64)))
+          (br_if $block (i32.lt_u (local.get $tp) (local.get $tend))))
+        (local.set $hi (i32x4.add (local.get $hi) (local.get $hi2)))
+        (local.set $lo (i32x4.add (local.get $lo) (local.get $lo2)))
+        (local.set $acc
+          (i64.add
+            (i64.shl
+              (i64.extend_i32_s
+                (i32.add (i32.add (i32x4.extract_lane 0 (local.get $hi)) (i32x4.extract_lane 1 (local.get $hi)))
+                         (i32.add (i32x4.extract_lane 2 (local.get $hi)) (i32x4.extract_lane 3 (local.get $hi)))))
+              (i64.extend_i32_u (local.get $loBits)))
+            (i64.extend_i32_s
+              (i32.add (i32.add (i32x4.extract_lane 0 (local.get $lo)) (i32x4.extract_lane 1 (local.get $lo)))
+                       (i32.add (i32x4.extract_lane 2 (local.get $lo)) (i32x4.extract_lane 3 (local.get $lo)))))))
+        (local.set $v
+          (i64.shr_s
+            (i64.add (local.get $acc) (i64.shl (i64.const 1) (i64.extend_i32_u (i32.sub (local.get $shift) (i32.const 1)))))
+            (i64.extend_i32_u (local.get $shift))))
+        (if (i64.gt_s (local.get $v) (i64.const 32767)) (then (local.set $v (i64.const 32767))))
+        (if (i64.lt_s (local.get $v) (i64.const -32768)) (then (local.set $v (i64.const -32768))))
+        (i64.store16 (local.get $out) (local.get $v))
+        (local.set $out (i32.add (local.get $out) (i32.const 2)))
+        (local.set $phase (i32.add (local.get $phase) (local.get $down)))
+        (local.set $in (i32.add (local.get $in) (i32.shl (i32.div_u (local.get $phase) (local.get $up)) (i32.const 1))))
+        (local.set $phase (i32.rem_u (local.get $phase) (local.get $up)))
+        (br $output)))))
