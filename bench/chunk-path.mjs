@@ -2,7 +2,7 @@
 // analysis receiver, against the same N streams with the master only, in the same run.
 //
 //   node bench/chunk-path.mjs [--quick] [--n 100,200,500] [--seconds 20] [--storage fs|s3]
-//        [--chunk-seconds 2] [--config '{"storage":{"chunkUrls":true}}']
+//        [--chunk-seconds 2] [--config '{"storage":{"chunkUrls":true}}'] [--cpu-prof]
 //
 // Per N and mode: daemon CPU over the steady window (every stream open, until 1 s before the
 // common end) in cores and per stream-hour; chunk latency p50/p99 from a chunk's last frame to
@@ -10,7 +10,7 @@
 // 200 (audio_ingestd_chunk_dispatch_latency_seconds), steady window, as upper bucket bounds;
 // chunks stored / delivered / dropped over the whole run. Then the CPU ratio chunks ÷ master.
 import http from 'node:http';
-import { histogramQuantile, metricSum, removeAtExit, saveResults, startDaemon } from './lib/daemon.mjs';
+import { histogramQuantile, metricSum, removeAtExit, saveResults, startDaemon, tempDir } from './lib/daemon.mjs';
 import { cpuSeconds, sleep } from './lib/proc.mjs';
 import { runGenerator } from './lib/run-generator.mjs';
 import { startS3rver } from './lib/s3rver.mjs';
@@ -23,6 +23,7 @@ const SECONDS = Number(args.seconds ?? (quick ? 12 : 20));
 const STORAGE = String(args.storage ?? 'fs');
 const CHUNK_SECONDS = Number(args['chunk-seconds'] ?? 2);
 const EXTRA = args.config ? JSON.parse(String(args.config)) : {};
+const CPU_PROF = Boolean(args['cpu-prof']);
 
 /** A local analysis endpoint: reads each body, answers 200, counts. */
 async function startReceiver() {
@@ -57,7 +58,9 @@ async function runOne(mode, n) {
   const receiver = await startReceiver();
   const s3 = STORAGE === 's3' ? await startS3rver() : null;
   const chunks = mode === 'chunks';
+  const profDir = CPU_PROF ? tempDir(`prof-${mode}`) : undefined;
   const d = await startDaemon({
+    cpuProf: profDir,
     storage: s3 ? { s3: { endpoint: s3.endpoint, bucket: s3.bucket } } : 'fs',
     config: {
       livekit: { groupSeconds: CHUNK_SECONDS, maxStreams: 5000 },
@@ -106,6 +109,7 @@ async function runOne(mode, n) {
     };
   } finally {
     await d.stop();
+    if (profDir) process.stdout.write(`cpu profile of ${mode} N=${n}: ${profDir}\n`);
     await receiver.close();
     await s3?.stop();
     removeAtExit(d.dataDir);

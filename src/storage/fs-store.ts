@@ -2,7 +2,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { execFile } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { ReadStream } from 'node:fs';
-import { access, copyFile, link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile, constants } from 'node:fs/promises';
+import { access, copyFile, link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, constants } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,6 +10,8 @@ import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from './atomic-file.js';
 import { assertSafeKey } from './keys.js';
+import { FsPlacer } from './fs-placer.js';
+import type { PlaceItem } from './fs-place-protocol.js';
 import { metadataProblem } from './object-store.js';
 import type { BatchItem, ObjectInfo, ObjectMetadata, ObjectStore, PartRef, PutOptions } from './object-store.js';
 
@@ -141,6 +143,8 @@ export class FsObjectStore implements ObjectStore {
   private checkpointTimer: NodeJS.Timeout | null = null;
   private checkpointing: Promise<void> | null = null;
   private readonly segmentMs: number;
+  /** Writes journalled objects into place on a worker thread. */
+  private readonly placer = new FsPlacer();
 
   constructor(options: FsObjectStoreOptions) {
     if (options.presign?.secret.length === 0) throw new RangeError('fs store presign.secret must not be empty');
@@ -162,6 +166,7 @@ export class FsObjectStore implements ObjectStore {
     if (this.checkpointTimer !== null) clearInterval(this.checkpointTimer);
     this.checkpointTimer = null;
     await this.rotate(true);
+    await this.placer.stop();
   }
 
   /**
@@ -186,7 +191,7 @@ export class FsObjectStore implements ObjectStore {
         bufs.push(len, header, it.body);
       }
       await this.appendJournal(bufs, items.map((i) => i.key));
-      await Promise.all(items.map((it) => this.place(it.key, it.body, it.options)));
+      await this.placer.place(items.map((it) => this.placeItem(it.key, it.body, it.options)));
     } catch (err) {
       throw storeError('putBatch', err);
     }
@@ -300,7 +305,7 @@ export class FsObjectStore implements ObjectStore {
         }
         const start = off + 4 + hlen;
         if (start + header.size > data.length) break;
-        await this.place(header.key, data.subarray(start, start + header.size), { contentType: header.contentType, metadata: header.metadata });
+        await this.placer.place([this.placeItem(header.key, data.subarray(start, start + header.size), { contentType: header.contentType, metadata: header.metadata })]);
         keys.push(header.key);
         off = start + header.size;
       }
@@ -311,19 +316,18 @@ export class FsObjectStore implements ObjectStore {
     return keys.length;
   }
 
-  /** Writes an object and its sidecar into place, temp file and rename, without fsync (the journal has them). */
-  private async place(key: string, body: Buffer, options: PutOptions): Promise<void> {
+  /** What the placer needs to write an object and its sidecar into place, temp file and rename, without fsync (the journal has them). */
+  private placeItem(key: string, body: Buffer, options: PutOptions): PlaceItem {
     const metadata = options.metadata ?? {};
-    if (Object.keys(metadata).length === 0 && options.contentType === contentTypeOf(key)) {
-      await unlink(this.sidecarPath(key)).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
-    } else {
-      const sideTmp = this.tempPath();
-      await writeFile(sideTmp, sidecarJson(options));
-      await renameMakingDir(sideTmp, this.sidecarPath(key));
-    }
-    const tmp = this.tempPath();
-    await writeFile(tmp, body);
-    await renameMakingDir(tmp, this.objectPath(key));
+    const bare = Object.keys(metadata).length === 0 && options.contentType === contentTypeOf(key);
+    return {
+      path: this.objectPath(key),
+      sidecarPath: this.sidecarPath(key),
+      sidecar: bare ? null : sidecarJson(options),
+      tmp: this.tempPath(),
+      sidecarTmp: this.tempPath(),
+      body,
+    };
   }
 
   async ping(): Promise<void> {

@@ -1,0 +1,24 @@
+/** Messages between {@link FsPlacer} and its worker (src/storage/fs-place-worker.ts). */
+
+/** One object to put into place: its sidecar first (or the removal of a stale one), then its bytes. */
+export interface PlaceItem {
+  /** Final path of the object. */
+  path: string;
+  /** Final path of its sidecar. */
+  sidecarPath: string;
+  /** The sidecar's JSON, or null when the object has none (a stale one is removed). */
+  sidecar: string | null;
+  /** Temp files in the store's temp folder (same filesystem: rename is atomic). */
+  tmp: string;
+  sidecarTmp: string;
+  body: Uint8Array;
+}
+
+export interface PlaceRequest {
+  id: number;
+  items: PlaceItem[];
+}
+
+export type PlaceReply =
+  | { id: number; ok: true }
+  | { id: number; ok: false; message: string; code: string | undefined };
