@@ -1,18 +1,14 @@
 import { existsSync, mkdirSync, readFileSync, statfsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Config } from './config/schema.js';
-import { persistentSecret } from './config/secrets.js';
-import { AppError, ConfigError } from './errors.js';
+import { loadSecrets, type Secrets } from './config/secrets.js';
+import { AppError } from './errors.js';
 import { Outbox } from './events/outbox.js';
-import type { Sink } from './events/outbox.js';
-import { type AudioEvent, queueError, recordingCompleted, recordingFailed } from './events/types.js';
-import { AmqpPublisher } from './events/amqp-publisher.js';
+import type { AudioEvent } from './events/types.js';
+import { createEventSinks, reportGiveUp } from './events/sinks.js';
 import { ChunkDispatcher } from './events/chunk-dispatch.js';
-import { NdjsonSink } from './events/ndjson-sink.js';
 import { QueueStatsReporter } from './events/queue-stats.js';
 import { AmqpRoomSignals, LocalRoomSignals, type RoomSignals } from './events/room-signals.js';
-import { type WebhookGiveUp, WebhookSink } from './events/webhooks.js';
-import { parseWebhookSecrets } from './events/webhook-signing.js';
 import { ChunkDispatchSink } from './recording/chunk-dispatch-sink.js';
 import { registerObjectRoutes } from './http/object-routes.js';
 import { registerRecordingRoutes } from './http/recording-routes.js';
@@ -48,19 +44,20 @@ import { OpusWorkerPool } from './audio/opus-workers.js';
 import { DurationFilter } from './limits/duration-filter.js';
 import { FailOpenBucketStore } from './limits/fail-open-bucket-store.js';
 import { RateLimiter } from './limits/rate-limiter.js';
-import { MemoryBucketStore } from './limits/memory-bucket-store.js';
 import { RedisBucketStore } from './limits/redis-bucket-store.js';
 import { IdempotencyStore } from './voicenotes/idempotency-store.js';
 import { type VoiceNoteAnswer, VoiceNoteService } from './voicenotes/voice-note-service.js';
 import { FsObjectStore } from './storage/fs-store.js';
 import { ObjectKeys } from './storage/keys.js';
-import { MasterUpload, type RecoveryOutcome } from './storage/master-upload.js';
+import { MasterUpload } from './storage/master-upload.js';
 import { MeteredObjectStore } from './storage/metered-store.js';
 import { RetentionSweeper } from './storage/retention-sweeper.js';
 import type { ObjectStore } from './storage/object-store.js';
 import { objectSettingsOf, S3ObjectStore } from './storage/s3-store.js';
 import { Spool } from './storage/spool.js';
-import { apiKeyFromHeaders, type Tenant, TenantRegistry } from './tenants/tenant-registry.js';
+import { ApiAuth } from './tenants/api-auth.js';
+import { type Tenant, TenantRegistry } from './tenants/tenant-registry.js';
+import { announceRecovered } from './recording/recovery-events.js';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -111,10 +108,9 @@ export class App {
   whatsappAmqp: WhatsAppAmqpConsumer | undefined;
   readonly keys: ObjectKeys;
   readonly spool: Spool;
-  /** Per-tenant API request budget (`requestsPerMinute`); per host. */
-  private readonly requestBudget = new MemoryBucketStore();
+  private auth!: ApiAuth;
   /** Secrets in force (from the environment, or generated into DATA_DIR for the embedded defaults). */
-  readonly secrets: { apiKey?: string; egressTokenSecret: string; objectUrlSecret: string } = { egressTokenSecret: '', objectUrlSecret: '' };
+  secrets: Secrets = { apiKey: undefined, egressTokenSecret: '', objectUrlSecret: '' };
   private readonly checks: ReadinessCheck[] = [];
   private stateValue: AppState = 'created';
   private port = 0;
@@ -159,13 +155,7 @@ export class App {
 
   /** API-key authentication for every API route, charged against the tenant's request budget. */
   authenticate(headers: Record<string, string>): Tenant {
-    const tenant = this.tenants.authenticate(apiKeyFromHeaders(headers));
-    const [result] = this.requestBudget.takeNow([{ key: tenant.id, limit: { capacity: tenant.requestsPerMinute, refillPerMinute: tenant.requestsPerMinute } }], 1);
-    if (!result!.ok) {
-      this.metrics.rateLimited.inc({ scope: 'tenant_requests' });
-      throw new AppError('RATE_LIMITED', `tenant ${tenant.id} is over its ${tenant.requestsPerMinute} requests per minute`, { retryAfterSec: result!.retryAfterSec });
-    }
-    return tenant;
+    return this.auth.authenticate(headers);
   }
 
   /** Refuses work while starting or draining; ops routes always pass. */
@@ -207,13 +197,14 @@ export class App {
     if (uwsRuntime.native) log.info({ binary: uwsRuntime.binary }, 'uWebSockets.js native binary loaded');
     else log.error('uWebSockets.js fell back to its JavaScript implementation: expect far lower throughput');
 
-    this.loadSecrets();
+    this.secrets = loadSecrets(config, this.dataDir, log);
     this.tenants = new TenantRegistry({
       defaultTenant: config.auth.defaultTenant,
       apiKey: this.secrets.apiKey,
       tenantsFile: config.auth.tenantsFile,
       defaults: config.tenantDefaults,
     });
+    this.auth = new ApiAuth({ tenants: this.tenants, metrics });
 
     this.registerRoutes();
     this.port = await this.http.listen(config.server.host, config.server.port);
@@ -245,7 +236,7 @@ export class App {
     }
 
     // Events
-    const sinks = createEventSinks({ config, dataDir: this.dataDir, logger: log, onGiveUp: (g) => this.reportGiveUp(g) });
+    const sinks = createEventSinks({ events: config.events, dataDir: this.dataDir, logger: log, onGiveUp: (g) => reportGiveUp(this.outbox, g, log) });
     this.outbox = new Outbox({ dir: join(this.dataDir, 'outbox'), sinks, logger: log, metrics });
     await this.outbox.start();
     if (config.events.monitoringWebhookUrl) {
@@ -440,22 +431,6 @@ export class App {
     return new RedisReplayGuard(this.redis, (err) => this.logger.warn({ err }, 'egress token replay check fell back to this host'));
   }
 
-  /** A main-webhook delivery was abandoned: tell the monitoring webhook (queue.error). */
-  private async reportGiveUp(g: WebhookGiveUp): Promise<void> {
-    this.logger.error({ sink: g.sink, eventId: g.event.id, type: g.event.type, attempts: g.attempts, status: g.status, error: g.error }, 'webhook delivery abandoned');
-    await this.outbox.append(
-      queueError(g.event.tenant, {
-        sink: g.sink,
-        failed_event_id: g.event.id,
-        failed_event_type: g.event.type,
-        attempts: g.attempts,
-        error: g.error,
-        status: g.status,
-        gave_up_at: new Date().toISOString(),
-      }),
-    );
-  }
-
   /**
    * Completes masters a crashed process left behind and announces each (recording.completed,
    * or recording.failed once when the store refuses it for good) before its spool is removed.
@@ -466,38 +441,8 @@ export class App {
       stateDir: this.dataDir,
       spool: this.spool,
       logger: this.logger,
-      announce: (r) => this.announceRecovered(r),
+      announce: (r) => announceRecovered(r, { catalog: this.catalog, events: { append: (e) => this.appendEvent(e) }, defaultTenant: this.config.auth.defaultTenant, logger: this.logger }),
     });
-  }
-
-  private async announceRecovered(r: RecoveryOutcome): Promise<void> {
-    const m: Record<string, string | undefined> = {};
-    for (const [k, v] of Object.entries(r.metadata)) m[k] = safeDecode(v);
-    const tenant = m['tenant'] ?? this.config.auth.defaultTenant;
-    const durationSec = Math.round((r.dataBytes / (r.format.sampleRate * r.format.channels * 2)) * 1000) / 1000;
-    const fields = {
-      recording_id: r.recordingId,
-      tenant_id: tenant,
-      user_id: m['participant'] ?? '',
-      platform: 'livekit' as const,
-      room_name: m['room-name'] ?? '',
-      meeting_id: m['meeting-id'] ?? null,
-      track_id: m['track-id'] ?? null,
-      duration_sec: durationSec,
-      completed_at: new Date().toISOString(),
-      end_reason: 'aborted' as const,
-      url: null,
-      url_expires_at: null,
-    };
-    if (r.status === 'failed') {
-      await this.catalog.recovered(tenant, r.recordingId, { key: r.key, sizeBytes: null, durationSec, error: r.error });
-      await this.appendEvent(recordingFailed({ ...fields, s3_key_master: null, size_bytes: 0, error: r.error }, { id: r.eventId }));
-      this.logger.error({ recordingId: r.recordingId, key: r.key, error: r.error }, 'recording failed after an unclean stop: the store refused its master; spool kept in uploads-failed/');
-      return;
-    }
-    await this.catalog.recovered(tenant, r.recordingId, { key: r.key, sizeBytes: r.size, durationSec });
-    await this.appendEvent(recordingCompleted({ ...fields, s3_key_master: r.key, size_bytes: r.size }));
-    this.logger.warn({ recordingId: r.recordingId, key: r.key, sizeBytes: r.size }, 'recording recovered after an unclean stop');
   }
 
   /** Recording events go to the outbox, then to the rooms (which remember each room's tracks). */
@@ -580,31 +525,13 @@ export class App {
       metrics,
     });
     if (wa.amqpConsumer.enabled) {
-      if (!config.events.amqpUrl) log.error('whatsapp.amqpConsumer.enabled needs events.amqpUrl (AMQP_URL): the consumer is not started');
-      else {
+      {
         const c = wa.amqpConsumer;
-        this.whatsappAmqp = new WhatsAppAmqpConsumer({ url: config.events.amqpUrl, exchange: c.exchange, routingKey: c.routingKey, queue: c.queue, prefetch: c.prefetch, tenant: config.auth.defaultTenant, service: this.voiceNotes, maxBytes: wa.maxBytes, logger: log });
+        this.whatsappAmqp = new WhatsAppAmqpConsumer({ url: config.events.amqpUrl!, exchange: c.exchange, routingKey: c.routingKey, queue: c.queue, prefetch: c.prefetch, tenant: config.auth.defaultTenant, service: this.voiceNotes, maxBytes: wa.maxBytes, logger: log });
         this.whatsappAmqp.start();
         this.checks.push({ name: 'whatsapp-amqp', check: () => assertReady(this.whatsappAmqp?.isOpen() ?? false, 'whatsapp-amqp') });
       }
     }
-  }
-
-  private loadSecrets(): void {
-    const log = this.logger;
-    if (this.config.auth.apiKey) this.secrets.apiKey = this.config.auth.apiKey;
-    else if (!this.config.auth.tenantsFile) {
-      const s = persistentSecret(this.dataDir, 'api-key');
-      this.secrets.apiKey = s.value;
-      log.warn({ path: s.path, created: s.created }, 'API_KEY not set: using the generated key stored in this file');
-    }
-    if (this.config.livekit.egressTokenSecret) this.secrets.egressTokenSecret = this.config.livekit.egressTokenSecret;
-    else {
-      const s = persistentSecret(this.dataDir, 'egress-token-secret');
-      this.secrets.egressTokenSecret = s.value;
-      log.warn({ path: s.path, created: s.created }, 'EGRESS_TOKEN_SECRET not set: using the generated secret stored in this file (other hosts cannot verify its tokens)');
-    }
-    this.secrets.objectUrlSecret = persistentSecret(this.dataDir, 'object-url-secret').value;
   }
 
   /** Drain then stop; idempotent. */
@@ -677,32 +604,6 @@ async function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'
   }
 }
 
-/** The outbox's destinations: RabbitMQ when AMQP_URL is set, else the NDJSON log; plus webhooks when configured. */
-function createEventSinks(args: { config: Config; dataDir: string; logger: Logger; onGiveUp: (g: WebhookGiveUp) => Promise<void> }): Sink[] {
-  const { config, logger } = args;
-  const ev = config.events;
-  const sinks: Sink[] = [];
-  if (ev.amqpUrl) {
-    sinks.push(new AmqpPublisher({ url: ev.amqpUrl, exchange: ev.exchange, globalQueue: ev.globalQueue, connectionName: 'audio-ingestd', logger }));
-  } else {
-    sinks.push(new NdjsonSink({ path: join(args.dataDir, 'events.ndjson') }));
-  }
-  if (!ev.webhookUrl && !ev.monitoringWebhookUrl) return sinks;
-  if (!ev.webhookSecret) {
-    throw new ConfigError(['WEBHOOK_SECRET is required when WEBHOOK_URL or MONITORING_WEBHOOK_URL is set (webhooks are always signed)']);
-  }
-  const { keys, problems } = parseWebhookSecrets(ev.webhookSignature, ev.webhookSecret);
-  if (keys === null) throw new ConfigError(problems);
-  logger.info({ scheme: keys.scheme, standardKeys: keys.standard.length, legacyKey: keys.legacy !== null }, 'webhooks signed');
-  if (ev.webhookUrl) {
-    sinks.push(new WebhookSink({ url: ev.webhookUrl, keys, role: 'main', maxAttempts: ev.webhookMaxAttempts, logger, onGiveUp: args.onGiveUp }));
-  }
-  if (ev.monitoringWebhookUrl) {
-    sinks.push(new WebhookSink({ url: ev.monitoringWebhookUrl, keys, role: 'monitoring', maxAttempts: ev.webhookMaxAttempts, logger }));
-  }
-  return sinks;
-}
-
 /** Half the free space of the filesystem holding `dir` (or its nearest existing parent), at least 1 GiB. */
 function defaultSpoolBytes(dir: string): number {
   let probe = dir;
@@ -712,14 +613,6 @@ function defaultSpoolBytes(dir: string): number {
     return Math.max(1024 ** 3, Math.floor((fs.bavail * fs.bsize) / 2));
   } catch {
     return 1024 ** 3;
-  }
-}
-
-function safeDecode(v: string): string {
-  try {
-    return decodeURIComponent(v);
-  } catch {
-    return v;
   }
 }
 

@@ -1,62 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ConfigError } from '../errors.js';
-import { parseWebhookSecrets } from '../events/webhook-signing.js';
-import { type Config, configSchema, SECRET_PATHS } from './schema.js';
+import { ENV_MAP, type EnvKind, envNameOf, isSecret } from './env-map.js';
+import { parseConfig } from './parse.js';
+import { type Config, SECRET_PATHS } from './schema.js';
 
-/** Where each environment variable lands in the config tree, and how its text is read. */
-type EnvKind = 'string' | 'int' | 'number' | 'bool';
-export const ENV_MAP: ReadonlyArray<readonly [name: string, path: string, kind: EnvKind]> = [
-  ['HOST', 'server.host', 'string'],
-  ['PORT', 'server.port', 'int'],
-  ['PUBLIC_URL', 'server.publicUrl', 'string'],
-  ['DATA_DIR', 'dataDir', 'string'],
-  ['LOG_LEVEL', 'log.level', 'string'],
-  ['LOG_PRETTY', 'log.pretty', 'bool'],
-  ['API_KEY', 'auth.apiKey', 'string'],
-  ['TENANTS_FILE', 'auth.tenantsFile', 'string'],
-  ['EGRESS_TOKEN_SECRET', 'livekit.egressTokenSecret', 'string'],
-  ['LIVEKIT_API_KEY', 'livekit.apiKey', 'string'],
-  ['LIVEKIT_API_SECRET', 'livekit.apiSecret', 'string'],
-  ['GROUP_SECONDS', 'livekit.groupSeconds', 'number'],
-  ['STORAGE_DRIVER', 'storage.driver', 'string'],
-  ['STORAGE_PREFIX', 'storage.prefix', 'string'],
-  ['S3_ENDPOINT', 'storage.s3.endpoint', 'string'],
-  ['S3_BUCKET', 'storage.s3.bucket', 'string'],
-  ['S3_REGION', 'storage.s3.region', 'string'],
-  ['S3_FORCE_PATH_STYLE', 'storage.s3.forcePathStyle', 'bool'],
-  ['S3_CHECKSUM', 'storage.s3.checksum', 'string'],
-  ['S3_SSE', 'storage.s3.sse', 'string'],
-  ['S3_SSE_KMS_KEY_ID', 'storage.s3.kmsKeyId', 'string'],
-  ['S3_SSE_BUCKET_KEY', 'storage.s3.bucketKey', 'bool'],
-  ['S3_STORAGE_CLASS', 'storage.s3.storageClass', 'string'],
-  ['S3_TAG_OBJECTS', 'storage.s3.tagObjects', 'bool'],
-  ['CHUNK_URLS', 'storage.chunkUrls', 'bool'],
-  ['FINALIZE_CONCURRENCY', 'storage.finalizeConcurrency', 'int'],
-  ['VAD_ENABLED', 'vad.enabled', 'bool'],
-  ['VAD_MODE', 'vad.mode', 'int'],
-  ['VAD_MIN_SPEECH_MS', 'vad.minSpeechMs', 'int'],
-  ['VAD_MIN_SILENCE_MS', 'vad.minSilenceMs', 'int'],
-  ['VAD_WORKERS', 'vad.workers', 'int'],
-  ['VAD_LIVE_EVENTS', 'vad.liveEvents', 'bool'],
-  ['RETENTION_DAYS', 'storage.retentionDays', 'int'],
-  ['SPOOL_MAX_BYTES', 'spool.maxBytes', 'int'],
-  ['AMQP_URL', 'events.amqpUrl', 'string'],
-  ['WEBHOOK_URL', 'events.webhookUrl', 'string'],
-  ['MONITORING_WEBHOOK_URL', 'events.monitoringWebhookUrl', 'string'],
-  ['WEBHOOK_SECRET', 'events.webhookSecret', 'string'],
-  ['WEBHOOK_SIGNATURE', 'events.webhookSignature', 'string'],
-  ['CHUNK_DISPATCH_URL', 'chunkDispatch.url', 'string'],
-  ['CHUNK_DISPATCH_API_KEY', 'chunkDispatch.apiKey', 'string'],
-  ['REDIS_URL', 'rateLimit.redisUrl', 'string'],
-  ['DRAIN_SECONDS', 'shutdown.drainSeconds', 'number'],
-  ['ROOMS_IDLE_SEC', 'rooms.idleSec', 'number'],
-  ['ROOMS_LEASE_SEC', 'rooms.leaseSec', 'number'],
-  ['ROOMS_DUAL_LEFT', 'rooms.dual.left', 'string'],
-  ['ROOMS_DUAL_RIGHT', 'rooms.dual.right', 'string'],
-  ['LIVE_QUEUE_SECONDS', 'live.queueSeconds', 'number'],
-  ['LIVE_MAX_SUBSCRIBERS_PER_TENANT', 'live.maxSubscribersPerTenant', 'int'],
-];
+export { ENV_MAP, isSecret } from './env-map.js';
 
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../../config/default.json', import.meta.url));
 
@@ -69,8 +17,8 @@ export interface LoadOptions {
 }
 
 /**
- * config/default.json < `--config` / AUDIO_INGEST_CONFIG < environment. Every problem is
- * collected and reported in one ConfigError naming the key, the value given and what is allowed.
+ * config/default.json < `--config` / AUDIO_INGEST_CONFIG < environment, validated by
+ * {@link parseConfig}. Every problem is collected and reported in one ConfigError.
  */
 export function loadConfig(options: LoadOptions = {}): Config {
   const env = options.env ?? process.env;
@@ -135,71 +83,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     setPath(merged, path, parsed);
   }
 
-  const result = configSchema.safeParse(merged);
-  if (!result.success) {
-    for (const issue of result.error.issues) {
-      const path = issue.path.join('.');
-      const given = getPath(merged, path);
-      const shown = isSecret(path) ? '<redacted>' : given === undefined ? 'nothing' : JSON.stringify(given);
-      const where = issue.code === 'unrecognized_keys' ? `${path ? `${path}: ` : ''}unknown key(s) ${issue.keys.join(', ')}` : `${path || '(root)'}: got ${shown}; allowed: ${issue.message}`;
-      problems.push(where + envHint(path));
-    }
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
-  const config = result.data as Config;
-  crossCheck(config, problems);
-  if (problems.length > 0) throw new ConfigError(problems);
-  return config;
-}
-
-/** Rules that span several keys. */
-function crossCheck(config: Config, problems: string[]): void {
-  const f = config.whatsapp.filter;
-  if (f.minSec >= f.maxSec) problems.push(`whatsapp.filter: minSec (${f.minSec}) must be below maxSec (${f.maxSec})`);
-  for (const [name, inst] of Object.entries(f.instances)) {
-    if (inst.minSec >= inst.maxSec) problems.push(`whatsapp.filter.instances.${name}: minSec (${inst.minSec}) must be below maxSec (${inst.maxSec})`);
-  }
-  if (config.whatsapp.amqpConsumer.enabled && !config.events.amqpUrl) {
-    problems.push('whatsapp.amqpConsumer.enabled: needs AMQP_URL (events.amqpUrl)');
-  }
-  if ((config.livekit.apiKey === undefined) !== (config.livekit.apiSecret === undefined)) {
-    problems.push('livekit: LIVEKIT_API_KEY and LIVEKIT_API_SECRET go together (webhook verification needs both)');
-  }
-  problems.push(...s3SettingProblems(config.storage.s3));
-  const ev = config.events;
-  if (ev.webhookUrl !== undefined || ev.monitoringWebhookUrl !== undefined) {
-    if (ev.webhookSecret === undefined) problems.push('events.webhookSecret: WEBHOOK_SECRET is required when WEBHOOK_URL or MONITORING_WEBHOOK_URL is set (webhooks are always signed)');
-    else problems.push(...parseWebhookSecrets(ev.webhookSignature, ev.webhookSecret).problems);
-  }
-}
-
-/** S3 object settings that contradict each other or would make objects unreadable to the daemon. */
-function s3SettingProblems(s3: Config['storage']['s3']): string[] {
-  const problems: string[] = [];
-  const kms = s3.sse === 'aws:kms' || s3.sse === 'aws:kms:dsse';
-  if (s3.kmsKeyId !== undefined && !kms) {
-    problems.push(`storage.s3.kmsKeyId: a KMS key needs KMS encryption; set S3_SSE (storage.s3.sse) to aws:kms (got ${s3.sse})`);
-  }
-  if (s3.bucketKey && !kms) {
-    problems.push(`storage.s3.bucketKey: an S3 Bucket Key applies to KMS encryption only; set S3_SSE (storage.s3.sse) to aws:kms (got ${s3.sse})`);
-  }
-  if (s3.storageClass === 'GLACIER' || s3.storageClass === 'DEEP_ARCHIVE') {
-    problems.push(`storage.s3.storageClass: ${s3.storageClass} objects must be restored before they can be read, and the daemon reads its records and masters back; use a lifecycle rule to archive (env S3_STORAGE_CLASS)`);
-  }
-  return problems;
-}
-
-function envNameOf(path: string): string {
-  return ENV_MAP.find(([, p]) => p === path)?.[0] ?? path;
-}
-
-function envHint(path: string): string {
-  const hit = ENV_MAP.find(([, p]) => p === path);
-  return hit ? ` (env ${hit[0]})` : '';
-}
-
-export function isSecret(path: string): boolean {
-  return (SECRET_PATHS as readonly string[]).includes(path);
+  return parseConfig(merged, problems);
 }
 
 function parseEnv(raw: string, kind: EnvKind): unknown {

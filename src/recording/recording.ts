@@ -436,7 +436,7 @@ export class Recording {
 }
 
 /** Who and what a recording event is about: the fields every recording event starts with. */
-function identityFields(id: RecordingIdentity) {
+export function identityFields(id: RecordingIdentity) {
   return {
     recording_id: id.recordingId,
     tenant_id: id.tenant,

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Agent, setGlobalDispatcher } from 'undici';
 import { App } from '../../src/app.js';
-import { type Config, type ConfigInput, configSchema } from '../../src/config/schema.js';
+import { parseConfig } from '../../src/config/parse.js';
+import type { Config, ConfigInput } from '../../src/config/schema.js';
 import { createLogger } from '../../src/observability/logger.js';
 
 // Test clients drop idle keep-alive sockets at once, so a stopped daemon's process can exit
@@ -45,7 +46,7 @@ export async function startTestApp(overrides: DeepPartial<ConfigInput> = {}): Pr
     },
     overrides as Record<string, unknown>,
   );
-  const config = configSchema.parse(input);
+  const config = parseConfig(input);
   const logs: Record<string, unknown>[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _enc, cb) {

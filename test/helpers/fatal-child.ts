@@ -5,14 +5,14 @@
  * Prints `{"ready":port}` once listening.
  */
 import { App } from '../../src/app.js';
-import { configSchema } from '../../src/config/schema.js';
+import { parseConfig } from '../../src/config/parse.js';
 import { json } from '../../src/http/server.js';
 import { installProcessGuards } from '../../src/main.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { TEST_API_KEY, TEST_EGRESS_SECRET } from './app.js';
 
 const [dataDir] = process.argv.slice(2) as [string];
-const config = configSchema.parse({
+const config = parseConfig({
   server: { host: '127.0.0.1', port: 0 },
   dataDir,
   auth: { apiKey: TEST_API_KEY },
