@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { AmqpConnection } from './amqp-connection.js';
 import type { BackoffOptions } from '../backoff.js';
-import type { OutboxEvent, Sink } from './outbox.js';
+import type { OutboxEvent, Sink } from './sink.js';
 import { GLOBAL_QUEUE_PRIORITY, toGlobalQueueMessage } from './types.js';
 
 export interface AmqpPublisherOptions {

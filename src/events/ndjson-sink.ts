@@ -1,6 +1,6 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { OutboxEvent, Sink } from './outbox.js';
+import type { OutboxEvent, Sink } from './sink.js';
 
 export interface NdjsonSinkOptions {
   /** File the events are appended to: `<dataDir>/events.ndjson`. */

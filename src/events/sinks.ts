@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
 import { AmqpPublisher } from './amqp-publisher.js';
 import { NdjsonSink } from './ndjson-sink.js';
-import type { Outbox, Sink } from './outbox.js';
+import type { Outbox } from './outbox.js';
+import type { Sink } from './sink.js';
 import { queueError } from './types.js';
 import { parseWebhookSecrets, type WebhookScheme } from './webhook-signing.js';
 import { type WebhookGiveUp, WebhookSink } from './webhooks.js';
@@ -45,10 +46,10 @@ export function createEventSinks(args: EventSinksOptions): Sink[] {
   if (keys === null) throw new TypeError('webhook secrets were not checked: parse the config with parseConfig()');
   logger.info({ scheme: keys.scheme, standardKeys: keys.standard.length, legacyKey: keys.legacy !== null }, 'webhooks signed');
   if (ev.webhookUrl) {
-    sinks.push(new WebhookSink({ url: ev.webhookUrl, keys, role: 'main', maxAttempts: ev.webhookMaxAttempts, logger, onGiveUp: args.onGiveUp }));
+    sinks.push(new WebhookSink({ url: ev.webhookUrl, keys, role: 'main', maxAttempts: ev.webhookMaxAttempts, onGiveUp: args.onGiveUp }));
   }
   if (ev.monitoringWebhookUrl) {
-    sinks.push(new WebhookSink({ url: ev.monitoringWebhookUrl, keys, role: 'monitoring', maxAttempts: ev.webhookMaxAttempts, logger }));
+    sinks.push(new WebhookSink({ url: ev.monitoringWebhookUrl, keys, role: 'monitoring', maxAttempts: ev.webhookMaxAttempts }));
   }
   return sinks;
 }

@@ -1,19 +1,13 @@
 import { request, type Dispatcher } from 'undici';
-import type { Logger } from 'pino';
-import type { OutboxEvent, Sink } from './outbox.js';
+import { DeliveryError } from './delivery-error.js';
+import type { GiveUp, OutboxEvent, Sink } from './sink.js';
 import { isMonitoringEvent } from './types.js';
 import { signatureHeaders, type WebhookKeys } from './webhook-signing.js';
 
 export { signWebhook, verifyWebhookSignature } from './webhook-signing.js';
 
 /** Why a webhook delivery was abandoned; handed to `onGiveUp` (the app turns it into queue.error). */
-export interface WebhookGiveUp {
-  sink: string;
-  event: OutboxEvent;
-  attempts: number;
-  error: string;
-  status: number | null;
-}
+export type WebhookGiveUp = GiveUp;
 
 export interface WebhookSinkOptions {
   /** Endpoint the events are POSTed to. */
@@ -26,30 +20,28 @@ export interface WebhookSinkOptions {
   name?: string;
   /** Per-request timeout (connect + answer), ms. Default 10 000. */
   timeoutMs?: number;
-  /** Attempts before a retriable failure is given up. Default 8. */
+  /** Attempts before a retriable failure is given up (the delivery loop counts them). Default 8. */
   maxAttempts?: number;
-  /** Called once when an event is abandoned (4xx other than 408/429, or maxAttempts reached). */
+  /** Called once per event abandoned (4xx other than 408/429, or maxAttempts reached). */
   onGiveUp?: (info: WebhookGiveUp) => void | Promise<void>;
   /** undici dispatcher (connection pool, proxy); default the global one. */
   dispatcher?: Dispatcher;
-  logger?: Logger;
 }
 
 /** Statuses worth retrying among the 4xx. */
 const RETRIABLE_4XX = new Set([408, 429]);
 
 /**
- * Outbox sink POSTing one signed event per request. 2xx confirms; 4xx other than 408/429 gives
- * up at once; anything else rejects so the outbox retries with backoff, until `maxAttempts`.
+ * Outbox sink POSTing one signed event per request. 2xx confirms; a 4xx other than 408/429 is a
+ * permanent `DeliveryError` (given up at once); anything else a retryable one, carrying the
+ * receiver's Retry-After. The delivery loop retries it with backoff, up to `maxAttempts`.
  */
 export class WebhookSink implements Sink {
   readonly name: string;
   readonly maxBatch = 1;
+  readonly maxAttempts: number;
   private readonly options: WebhookSinkOptions;
   private readonly timeoutMs: number;
-  private readonly maxAttempts: number;
-  /** Attempts of the event at the head of this sink (delivery is in order, one at a time). */
-  private attempts = new Map<string, number>();
   private lastOk = true;
 
   constructor(options: WebhookSinkOptions) {
@@ -71,29 +63,23 @@ export class WebhookSink implements Sink {
     for (const event of batch) await this.deliverOne(event);
   }
 
+  async onGiveUp(info: GiveUp): Promise<void> {
+    await this.options.onGiveUp?.(info);
+  }
+
   private async deliverOne(event: OutboxEvent): Promise<void> {
-    const attempt = (this.attempts.get(event.id) ?? 0) + 1;
-    this.attempts.set(event.id, attempt);
-    let status: number | null = null;
-    let retryAfterMs: number | undefined;
-    let error: string;
+    let answer: { status: number; retryAfterMs: number | undefined };
     try {
-      ({ status, retryAfterMs } = await this.post(event));
-      if (status >= 200 && status < 300) {
-        this.attempts.delete(event.id);
-        this.lastOk = true;
-        return;
-      }
-      error = `HTTP ${status}`;
+      answer = await this.post(event);
     } catch (err) {
-      error = (err as Error).message;
+      this.lastOk = false;
+      throw new DeliveryError((err as Error).message, { cause: err });
     }
-    this.lastOk = false;
-    const permanent = status !== null && status >= 400 && status < 500 && !RETRIABLE_4XX.has(status);
-    if (!permanent && attempt < this.maxAttempts) throw Object.assign(new Error(`webhook ${this.name}: ${error}`), { retryAfterMs });
-    this.attempts.delete(event.id);
-    this.options.logger?.error({ sink: this.name, eventId: event.id, type: event.type, attempts: attempt, status, error }, 'webhook delivery given up');
-    await this.options.onGiveUp?.({ sink: this.name, event, attempts: attempt, error, status });
+    const { status, retryAfterMs } = answer;
+    this.lastOk = status >= 200 && status < 300;
+    if (this.lastOk) return;
+    const permanent = status >= 400 && status < 500 && !RETRIABLE_4XX.has(status);
+    throw new DeliveryError(`HTTP ${status}`, { status, permanent, retryAfterMs });
   }
 
   /** One signed POST; resolves with the status (and Retry-After), rejects on network errors and timeouts. */

@@ -170,3 +170,29 @@ t.test('kill -9 with pending events: every acknowledged event is delivered after
   t.ok(idx.every((v, i) => i === 0 || v > idx[i - 1]!), 'replayed in append order');
   await outbox.stop();
 });
+
+t.test('stop(deadline) has one deadline: a delivery that never settles holds it up no longer', async (t) => {
+  const dir = await tempDir(t);
+  let started = 0;
+  const hung: Sink = { name: 'hung', deliver: () => (started++, new Promise<void>(() => undefined)) };
+  const ok = new CollectingSink('ok');
+  // stopTimeoutMs is only the default deadline: the one given to stop() wins
+  const outbox = new Outbox({ dir, sinks: [hung, ok], retry: fastRetry, stopTimeoutMs: 600_000, cursorSyncMs: 60_000 });
+  await outbox.start();
+  await outbox.append(completedEvent(1));
+  await ok.until(1);
+  while (started === 0) await new Promise((r) => setTimeout(r, 5));
+  await outbox.stop(Date.now() + 50);
+  t.equal(outbox.stats().sinks.hung!.pending, 1, 'the hung sink confirmed nothing');
+  await t.rejects(outbox.append(completedEvent(2)), { code: 'DRAINING' });
+
+  const again = new CollectingSink('ok');
+  const replay = new CollectingSink('hung');
+  const second = new Outbox({ dir, sinks: [replay, again], retry: fastRetry });
+  await second.start();
+  t.equal(second.stats().sinks.ok!.cursor, 1, 'the cursor of the sink that confirmed was written by the stop');
+  await replay.until(1);
+  t.equal(replay.received[0]!.id, ok.received[0]!.id, 'the unconfirmed event is delivered in the next run');
+  await second.stop();
+  t.equal(again.received.length, 0, 'nothing is sent again to the sink that confirmed');
+});
