@@ -6,7 +6,7 @@ import { AppError } from './errors.js';
 import { Outbox } from './events/outbox.js';
 import type { AudioEvent } from './events/types.js';
 import { createEventSinks, reportGiveUp } from './events/sinks.js';
-import { ChunkDispatcher } from './events/chunk-dispatch.js';
+import { ChunkDispatcher } from './dispatch/chunk-dispatch.js';
 import { QueueStatsReporter } from './events/queue-stats.js';
 import { AmqpRoomSignals, LocalRoomSignals, type RoomSignals } from './events/room-signals.js';
 import { ChunkDispatchSink } from './recording/chunk-dispatch-sink.js';

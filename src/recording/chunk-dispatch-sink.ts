@@ -1,6 +1,6 @@
 import type { PcmFormat } from '../audio/pcm-format.js';
 import { WAV_HEADER_BYTES } from '../audio/wav.js';
-import type { ChunkDispatcher } from '../events/chunk-dispatch.js';
+import type { ChunkDispatcher } from '../dispatch/chunk-dispatch.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ChunkSink, RecordingIdentity } from './recording.js';
 

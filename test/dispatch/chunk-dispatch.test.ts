@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ChunkDispatcher } from '../../src/events/chunk-dispatch.js';
+import { ChunkDispatcher } from '../../src/dispatch/chunk-dispatch.js';
 import { startReceiver } from '../helpers/events-http.js';
 
 const wav = Buffer.concat([Buffer.from('RIFF'), Buffer.alloc(40), Buffer.from([1, 2, 3, 4])]);
