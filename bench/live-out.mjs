@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Live audio out: what GET /v1/live costs the daemon.
 //
-//   node bench/live-out.mjs [--streams 200] [--seconds 20] [--rate 16000]
+//   node bench/live-out.mjs [--streams 200] [--seconds 20] [--rate 16000] [--batch-ms 20] [--cpu-prof <dir>]
 //
 // One daemon (fs store), N egress streams paced in real time (10 ms frames of 48 kHz stereo).
 // Phase A: the streams with no subscriber; phase B: the same streams, each with one subscriber
@@ -10,6 +10,7 @@
 // daemon's delivery latency histogram (frame arrival → handed to the subscriber's socket, p50/p99
 // as bucket bounds), the consumers' own end-to-end latency (frame sent by egress → audio of that
 // frame received), overflows, and whether every consumer's offsets stayed contiguous.
+import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { histogramQuantile, metricSum, removeAtExit, saveResults, startDaemon } from './lib/daemon.mjs';
@@ -37,7 +38,16 @@ function toneFrames(count) {
   return frames;
 }
 
-const daemon = await startDaemon({ config: { live: { maxSubscribersPerTenant: 100_000 } } });
+// --cpu-prof <dir>: the daemon writes a V8 CPU profile there when it stops; --batch-ms: live.batchMs
+const BATCH_MS = args['batch-ms'] === undefined ? undefined : Number(args['batch-ms']);
+const daemon = await startDaemon({ config: { live: { maxSubscribersPerTenant: 100_000, ...(BATCH_MS === undefined ? {} : { batchMs: BATCH_MS }) } }, cpuProf: args['cpu-prof'] });
+// the first egress connection of a daemon started with --cpu-prof can be aborted as it opens: a throwaway one goes first
+{
+  const w = new WebSocket(await daemon.egressUrl('bench-warmup', 'TR_warmup', 'warmup'), { headers: { 'Content-Type': 'audio/x-raw' }, perMessageDeflate: false });
+  w.on('error', () => undefined);
+  await new Promise((resolve) => w.once('open', resolve));
+  w.close();
+}
 removeAtExit(daemon.dataDir);
 const frames = toneFrames(100);
 
@@ -121,6 +131,11 @@ for (let i = 0; i < N; i++) {
     if (!c.stopping) closedEarly++;
   });
   ws.on('error', () => undefined);
+  ws.on('unexpected-response', (_req, res) => {
+    let body = '';
+    res.on('data', (d) => (body += d));
+    res.on('end', () => console.error(`subscriber ${i} refused: ${res.statusCode} ${body}`));
+  });
   consumers.push(c);
 }
 await Promise.all(consumers.map((c) => new Promise((resolve, reject) => {
@@ -151,6 +166,8 @@ const rows = [
 ];
 const summary = {
   streams: N,
+  batchMs: BATCH_MS ?? 'default',
+  loadAverage: loadavg().map((x) => Number(x.toFixed(2))),
   seconds: SECONDS,
   rate: RATE,
   cpuRatio: Number(ratio.toFixed(3)),
@@ -171,7 +188,7 @@ const md = [
   `|---|---:|---:|---:|`,
   ...rows.map((r) => `| ${r.phase} | ${r.streams} | ${r['daemon CPU %']} | ${r['ms CPU / stream·s']} |`),
   '',
-  `CPU ratio (with ÷ without subscribers): **${summary.cpuRatio}×** (target ≤ 1.5×). Delivery latency in the daemon (frame arrival → send), p50 ≤ ${summary.deliveryP50Ms} ms, p99 ≤ ${summary.deliveryP99Ms} ms (bucket bounds, ${summary.deliveryMessages} messages; target ≤ 50 ms). End to end (egress send → consumer receive, same machine): p50 ${summary.endToEndP50Ms} ms, p99 ${summary.endToEndP99Ms} ms. Overflows at steady state: ${overflows}; offset gaps: ${problems}; consumers closed early: ${closedEarly}; live audio out ${summary.liveMBps} MB/s.`,
+  `CPU ratio (with ÷ without subscribers): **${summary.cpuRatio}×** (target ≤ 1.5×). Delivery latency in the daemon (frame arrival → send), p50 ≤ ${summary.deliveryP50Ms} ms, p99 ≤ ${summary.deliveryP99Ms} ms (bucket bounds, ${summary.deliveryMessages} messages; target ≤ 50 ms). End to end (egress send → consumer receive, same machine): p50 ${summary.endToEndP50Ms} ms, p99 ${summary.endToEndP99Ms} ms. Overflows at steady state: ${overflows}; offset gaps: ${problems}; consumers closed early: ${closedEarly}; live audio out ${summary.liveMBps} MB/s. Load average at the end: ${summary.loadAverage.join(', ')}.`,
 ].join('\n');
 saveResults('live-out', summary, md);
 console.log(md);

@@ -334,6 +334,7 @@ export class App {
         reader: new HistoryReader({ store: () => this.store, stateDir: this.dataDir, fileBytes: config.storage.driver === 'fs' ? 0 : config.storage.partSizeMiB * 1024 * 1024 }),
       },
       queueSeconds: config.live.queueSeconds,
+      batchMs: config.live.batchMs,
       pingSec: config.live.pingSec,
       idleSec: config.live.idleSec,
       roomIdleSec: config.live.roomIdleSec,

@@ -13,6 +13,8 @@ export const LIVE_RATES = [8000, 16000, 24000, 48000] as const;
 /** Bytes of the binary message header: uint32 LE track index, uint64 LE offset. */
 export const LIVE_HEADER_BYTES = 12;
 
+/** Default live audio per binary message: two 10 ms steps (half the sends of one a step, 10 ms more latency at most). */
+export const DEFAULT_BATCH_MS = 20;
 /** Catch-up from files is sent only while the socket's queue is below this (paced by the socket). */
 const CATCHUP_WATERMARK = 64 * 1024;
 /** Master frames read from the spool or store per catch-up step (at most ¼ s at 48 kHz). */
@@ -55,7 +57,14 @@ export class LiveTrack implements RecordingTap {
   /** The master could not be stored: nothing before the live edge can be read any more. */
   failed = false;
   private readonly storedMutes: MuteInterval[];
-  private mono = new Int16Array(0);
+  /** Live steps gathered for one send per feed: mono master frames from {@link batchFirst}. */
+  private batch = new Int16Array(0);
+  private batchFill = 0;
+  private batchFirst = 0;
+  /** When the batch's first step arrived (performance.now(): the delivery latency counts from it). */
+  private batchT0 = 0;
+  /** Feeds at the live edge share one resampler per rate. */
+  private readonly groups = new Map<number, FeedGroup>();
 
   constructor(
     private readonly hub: LiveHub,
@@ -91,6 +100,13 @@ export class LiveTrack implements RecordingTap {
     return this.ended?.frames ?? this.recording?.frames ?? 0;
   }
 
+  /** Resamplers running for this track: one per group, one per feed outside a group. */
+  get resamplers(): number {
+    let n = this.groups.size;
+    for (const f of this.feeds) if (f.group === undefined) n++;
+    return n;
+  }
+
   /** Frames readable from the spool or the store (what is older than the chunk being filled, once spooled). */
   get readableFrames(): number {
     if (this.stored) return this.ended!.frames;
@@ -115,28 +131,67 @@ export class LiveTrack implements RecordingTap {
 
   detach(feed: TrackFeed): void {
     this.feeds.delete(feed);
+    const g = feed.group;
+    if (g !== undefined) {
+      g.feeds.delete(feed);
+      feed.group = undefined;
+      if (g.feeds.size === 0 && this.groups.get(g.rate) === g) this.groups.delete(g.rate);
+    }
     if (this.feeds.size > 0) return;
+    this.batchFill = 0;
     if (this.recording !== undefined && this.recording.tap === this) this.recording.tap = undefined;
     this.hub.forget(this);
   }
 
-  /** Mono view of a step's samples (the master may be stereo). */
-  private toMono(samples: Int16Array, offset: number, frames: number): Int16Array {
-    if (this.mono.length < frames) this.mono = new Int16Array(Math.max(frames, 4096));
-    const m = this.mono;
-    for (let i = 0, s = offset; i < frames; i++, s += 2) m[i] = (samples[s]! + samples[s + 1]! + 1) >> 1;
-    return m;
+  /**
+   * One output step of the recording: gathered (downmixed) until the batch holds
+   * `live.batchMs` of audio, then resampled and sent, one message per feed.
+   */
+  audio(samples: Int16Array, offset: number, frames: number, firstFrame: number): void {
+    if (this.batchFill > 0 && firstFrame !== this.batchFirst + this.batchFill) this.deliver();
+    if (this.batchFill === 0) {
+      this.batchFirst = firstFrame;
+      this.batchT0 = performance.now();
+    }
+    const need = this.batchFill + frames;
+    if (this.batch.length < need) {
+      const grown = new Int16Array(Math.max(need, 2 * this.batch.length, 4096));
+      grown.set(this.batch.subarray(0, this.batchFill));
+      this.batch = grown;
+    }
+    const b = this.batch;
+    if (this.info.masterChannels === 2) {
+      for (let i = this.batchFill, s = offset, e = this.batchFill + frames; i < e; i++, s += 2) b[i] = (samples[s]! + samples[s + 1]! + 1) >> 1;
+    } else b.set(samples.subarray(offset, offset + frames), this.batchFill);
+    this.batchFill = need;
+    if (need >= this.hub.batchFrames(this.info.masterRate)) this.deliver();
   }
 
-  audio(samples: Int16Array, offset: number, frames: number, firstFrame: number): void {
-    const t0 = performance.now();
-    let src = samples;
-    let off = offset;
-    if (this.info.masterChannels === 2) {
-      src = this.toMono(samples, offset, frames);
-      off = 0;
+  /** Sends the batch if its first step is older than `ageMs` (audio that stopped coming). */
+  flushOlderThan(now: number, ageMs: number): void {
+    if (this.batchFill > 0 && now - this.batchT0 >= ageMs) this.deliver();
+  }
+
+  /**
+   * The batch to every live feed: each shared resampler runs once for its feeds, every other
+   * feed through its own; a feed whose own resampler has reached its group's position (same
+   * input consumed, same output offset: the same samples from here on) joins the group.
+   */
+  private deliver(): void {
+    const n = this.batchFill;
+    if (n === 0) return;
+    this.batchFill = 0;
+    const first = this.batchFirst;
+    const t0 = this.batchT0;
+    for (const g of this.groups.values()) g.live(this.batch, n, first, t0, this.hub.logger);
+    for (const feed of this.feeds) {
+      if (feed.group !== undefined || feed.mode !== 'live') continue;
+      feed.live(this.batch, 0, n, first, t0);
+      if (feed.mode !== 'live' || feed.sub.closed) continue;
+      const g = this.groups.get(feed.sub.rate);
+      if (g === undefined) this.groups.set(feed.sub.rate, FeedGroup.from(feed));
+      else g.join(feed);
     }
-    for (const feed of this.feeds) feed.live(src, off, frames, firstFrame, t0);
   }
 
   mute(muted: boolean, frame: number): void {
@@ -144,7 +199,9 @@ export class LiveTrack implements RecordingTap {
   }
 
   end(endReason: EndReason, frames: number): void {
+    this.deliver();
     this.ended = { reason: endReason, frames };
+    for (const g of this.groups.values()) g.flushEnd(frames);
     const recording = this.recording;
     if (recording !== undefined) {
       recording.tap = undefined;
@@ -161,6 +218,90 @@ export class LiveTrack implements RecordingTap {
   }
 }
 
+/**
+ * The feeds of one track at one rate that are at the live edge together: one resampler and
+ * one message for all of them (the header's index is set per feed before its send, which
+ * copies the message or writes it out).
+ */
+export class FeedGroup {
+  readonly feeds = new Set<TrackFeed>();
+  private msg: ArrayBuffer;
+  private msgI16: Int16Array;
+  private view: DataView;
+
+  private constructor(
+    readonly rate: number,
+    private readonly resampler: Resampler,
+    /** Output offset of the next sample. */
+    public outNext: number,
+    /** Next master frame the resampler takes. */
+    public cursor: number,
+  ) {
+    this.msg = new ArrayBuffer(8192);
+    this.msgI16 = new Int16Array(this.msg);
+    this.view = new DataView(this.msg);
+  }
+
+  /** A group made of a live feed: its resampler becomes the group's. */
+  static from(feed: TrackFeed): FeedGroup {
+    const g = new FeedGroup(feed.sub.rate, feed.releaseResampler(), feed.outNext, feed.position);
+    g.feeds.add(feed);
+    feed.group = g;
+    return g;
+  }
+
+  /** A live feed at the group's position drops its own resampler and takes the group's output. */
+  join(feed: TrackFeed): void {
+    if (feed.outNext !== this.outNext || feed.position !== this.cursor) return;
+    feed.releaseResampler();
+    this.feeds.add(feed);
+    feed.group = this;
+  }
+
+  live(src: Int16Array, frames: number, firstFrame: number, t0: number, logger: Logger): void {
+    let skip = this.cursor - firstFrame;
+    if (skip >= frames) return;
+    if (skip < 0) {
+      logger.error({ cursor: this.cursor, firstFrame }, 'live audio out: gap in the master frames fed');
+      skip = 0;
+    }
+    const n = frames - skip;
+    this.ensure(this.resampler.maxOutputFrames(n));
+    const out = this.resampler.processInto(src, skip, n, this.msgI16, LIVE_HEADER_BYTES / 2);
+    this.cursor = firstFrame + frames;
+    this.send(out, t0);
+  }
+
+  /** The resampler's tail (clipped to the track's `frames` of master) to every feed. */
+  flushEnd(frames: number): void {
+    const total = Math.ceil((frames * this.rate) / this.resampler.inputRate);
+    if (this.cursor !== frames || this.outNext >= total) return;
+    this.ensure(this.resampler.maxOutputFrames(0));
+    const n = this.resampler.flushInto(this.msgI16, LIVE_HEADER_BYTES / 2);
+    this.send(Math.min(n, total - this.outNext), undefined);
+  }
+
+  private send(samples: number, t0: number | undefined): void {
+    if (samples <= 0) return;
+    const first = this.outNext;
+    this.outNext += samples;
+    this.view.setBigUint64(4, BigInt(first), true);
+    const bytes = new Uint8Array(this.msg, 0, LIVE_HEADER_BYTES + samples * 2);
+    for (const feed of this.feeds) {
+      this.view.setUint32(0, feed.index, true);
+      feed.shared(bytes, this.outNext, this.cursor, t0);
+    }
+  }
+
+  private ensure(samples: number): void {
+    const need = LIVE_HEADER_BYTES / 2 + samples;
+    if (this.msgI16.length >= need) return;
+    this.msg = new ArrayBuffer(need * 2);
+    this.msgI16 = new Int16Array(this.msg);
+    this.view = new DataView(this.msg);
+  }
+}
+
 /** Reads what has passed, for feeds that start before the live edge. */
 export interface FeedHistory {
   reader: HistoryReader;
@@ -171,7 +312,9 @@ export interface FeedHistory {
  * output offset, and where the master is read from (files while catching up, then live).
  */
 export class TrackFeed {
-  readonly resampler: Resampler;
+  /** Its own resampler; undefined once it takes a {@link FeedGroup}'s output. */
+  private resampler: Resampler | undefined;
+  group: FeedGroup | undefined;
   /** Next master frame the resampler takes. */
   private cursor = 0;
   /** Output offset of the next sample sent. */
@@ -193,6 +336,32 @@ export class TrackFeed {
     const g = gcd(track.info.masterRate, sub.rate);
     this.up = sub.rate / g;
     this.down = track.info.masterRate / g;
+  }
+
+  /** Next master frame it takes. */
+  get position(): number {
+    return this.cursor;
+  }
+
+  /** Hands its resampler over (to a group it makes) or drops it (joining one). */
+  releaseResampler(): Resampler {
+    const r = this.rs;
+    this.resampler = undefined;
+    return r;
+  }
+
+  private get rs(): Resampler {
+    if (this.resampler === undefined) throw new Error('live audio out: a feed of a group has no resampler of its own');
+    return this.resampler;
+  }
+
+  /** A group's message (its header's index already this feed's); the group is now at `outNext`, `cursor`. */
+  shared(msg: Uint8Array, outNext: number, cursor: number, t0: number | undefined): void {
+    this.sub.sendBinary(msg, t0);
+    this.outNext = outNext;
+    this.cursor = cursor;
+    this.sendDueMutes();
+    this.sub.checkQueue();
   }
 
   /** Output samples a master of `frames` frames makes: ceil(frames·L/M). */
@@ -219,16 +388,16 @@ export class TrackFeed {
       if (this.track.ended !== undefined) start = this.outputLength(total);
       else {
         // the live edge: the first output not sent to anyone yet, if its input is still in the chunk being filled
-        start = this.resampler.passThrough ? total : this.outputLength(total);
-        const first = this.resampler.startAt(start);
+        start = this.rs.passThrough ? total : this.outputLength(total);
+        const first = this.rs.startAt(start);
         if (first < rec!.pendingStart) {
           // just after a chunk went to the master: start half a filter later, from live input only
-          start = this.outputLength(total + this.resampler.lookaheadFrames);
+          start = this.outputLength(total + this.rs.lookaheadFrames);
         }
       }
     }
     this.outNext = start;
-    this.cursor = this.resampler.startAt(start);
+    this.cursor = this.rs.startAt(start);
     // mute state at the start, and the changes still to come
     let mutedAtStart: [number, boolean] | undefined;
     for (const ev of this.track.muteEvents()) {
@@ -333,12 +502,13 @@ export class TrackFeed {
       skip = 0;
     }
     const n = frames - skip;
-    const need = LIVE_HEADER_BYTES / 2 + this.resampler.maxOutputFrames(n);
+    const rs = this.rs;
+    const need = LIVE_HEADER_BYTES / 2 + rs.maxOutputFrames(n);
     if (this.msgI16.length < need) {
       this.msg = new ArrayBuffer(Math.max(need * 2, 8192));
       this.msgI16 = new Int16Array(this.msg);
     }
-    const out = this.resampler.processInto(src, off + skip, n, this.msgI16, LIVE_HEADER_BYTES / 2);
+    const out = rs.processInto(src, off + skip, n, this.msgI16, LIVE_HEADER_BYTES / 2);
     this.cursor = firstFrame + frames;
     this.sendAudio(out, t0);
     this.sendDueMutes();
@@ -369,7 +539,8 @@ export class TrackFeed {
     if (this.mode === 'done') return;
     const ended = this.track.ended!;
     const total = this.outputLength(ended.frames);
-    if (this.cursor <= ended.frames && this.outNext < total) {
+    // a group's feed got the tail from its group
+    if (this.resampler !== undefined && this.cursor <= ended.frames && this.outNext < total) {
       const need = LIVE_HEADER_BYTES / 2 + this.resampler.maxOutputFrames(0);
       if (this.msgI16.length < need) {
         this.msg = new ArrayBuffer(need * 2);
@@ -527,6 +698,8 @@ function downmix(stereo: Int16Array): Int16Array {
 export interface LiveHubOptions {
   history: FeedHistory;
   queueSeconds: number;
+  /** Live audio per binary message (ms of the master; 0: every output step as it comes). */
+  batchMs?: number;
   pingSec: number;
   idleSec: number;
   roomIdleSec: number;
@@ -549,12 +722,20 @@ export class LiveHub {
   /** Sockets closed gracefully, cut if still open after this deadline (a peer that never reads). */
   private readonly closingAt = new Map<Subscriber, number>();
   private timer: NodeJS.Timeout | undefined;
+  private batchTimer: NodeJS.Timeout | undefined;
   private bytes = 0;
+  private readonly batchMs: number;
 
   constructor(private readonly opts: LiveHubOptions) {
     this.history = opts.history;
     this.logger = opts.logger;
     this.metrics = opts.metrics;
+    this.batchMs = opts.batchMs ?? DEFAULT_BATCH_MS;
+  }
+
+  /** Master frames a live batch gathers before it is sent. */
+  batchFrames(masterRate: number): number {
+    return Math.max(1, Math.round((masterRate * this.batchMs) / 1000));
   }
 
   get queueSeconds(): number {
@@ -572,10 +753,19 @@ export class LiveHub {
   start(): void {
     this.timer = setInterval(() => this.sweep(), 1000);
     this.timer.unref();
+    if (this.batchMs > 0) {
+      // a batch whose audio stopped coming (a stalled stream) goes out a batch's time later
+      this.batchTimer = setInterval(() => {
+        const now = performance.now();
+        for (const t of this.tracks.values()) t.flushOlderThan(now, this.batchMs);
+      }, this.batchMs);
+      this.batchTimer.unref();
+    }
   }
 
   stop(): void {
     clearInterval(this.timer);
+    clearInterval(this.batchTimer);
     for (const s of [...this.subscribers]) s.close(1001, 'server shutting down');
     this.flushCounters();
   }
