@@ -228,6 +228,7 @@ export class FeedGroup {
   private msg: ArrayBuffer;
   private msgI16: Int16Array;
   private view: DataView;
+  private bytes = new Uint8Array(0);
 
   private constructor(
     readonly rate: number,
@@ -285,8 +286,11 @@ export class FeedGroup {
     if (samples <= 0) return;
     const first = this.outNext;
     this.outNext += samples;
-    this.view.setBigUint64(4, BigInt(first), true);
-    const bytes = new Uint8Array(this.msg, 0, LIVE_HEADER_BYTES + samples * 2);
+    writeOffset(this.view, first);
+    const len = LIVE_HEADER_BYTES + samples * 2;
+    // a live batch is nearly always the same length: its view is reused
+    if (this.bytes.buffer !== this.msg || this.bytes.length !== len) this.bytes = new Uint8Array(this.msg, 0, len);
+    const bytes = this.bytes;
     for (const feed of this.feeds) {
       this.view.setUint32(0, feed.index, true);
       feed.shared(bytes, this.outNext, this.cursor, t0);
@@ -518,7 +522,7 @@ export class TrackFeed {
     if (frames <= 0) return;
     const view = new DataView(this.msg);
     view.setUint32(0, this.index, true);
-    view.setBigUint64(4, BigInt(this.outNext), true);
+    writeOffset(view, this.outNext);
     this.outNext += frames;
     this.sub.sendBinary(new Uint8Array(this.msg, 0, LIVE_HEADER_BYTES + frames * 2), t0);
   }
@@ -681,6 +685,12 @@ export class Subscriber {
     for (const r of w) r();
     this.hub.removed(this, wasOpen);
   }
+}
+
+/** The header's uint64 LE offset, without a BigInt per message (offsets stay below 2^53). */
+function writeOffset(view: DataView, offset: number): void {
+  view.setUint32(4, offset % 0x1_0000_0000, true);
+  view.setUint32(8, Math.floor(offset / 0x1_0000_0000), true);
 }
 
 function gcd(a: number, b: number): number {
