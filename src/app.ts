@@ -337,7 +337,8 @@ export class App {
       batchMs: config.live.batchMs,
       pingSec: config.live.pingSec,
       idleSec: config.live.idleSec,
-      roomIdleSec: config.live.roomIdleSec,
+      // a room subscription lasts as long as the room session (README, Live audio out)
+      roomIdleSec: config.live.roomIdleSec ?? config.rooms.idleSec,
       logger: log,
       metrics,
     });

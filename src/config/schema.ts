@@ -112,8 +112,11 @@ export const configSchema = z.object({
       idleSec: z.number().int().min(2).max(960).default(75),
       /** Default lifetime of tokens minted by POST /v1/live/urls. */
       tokenTtlSec: positiveInt.max(3600).default(300),
-      /** Seconds a room subscription stays open after its last track ended (closed at once on room_finished). */
-      roomIdleSec: z.number().int().min(0).max(3600).default(30),
+      /**
+       * Seconds a room subscription stays open after its last track ended (closed at once on
+       * room_finished). Unset: `rooms.idleSec`, the gap after which the room session is over.
+       */
+      roomIdleSec: z.number().min(0).max(3600).optional(),
       /** Lease of the Redis entry that tells other hosts where a live recording is (REDIS_URL set). */
       directoryTtlSec: z.number().int().min(3).max(3600).default(30),
     })

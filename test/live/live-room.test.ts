@@ -120,3 +120,22 @@ t.test('live URLs: a single-use token carries the selection and the rate', async
   await other.opened.catch(() => undefined);
   t.equal(other.refused?.status, 401);
 });
+
+t.test('a room subscription lasts as long as the room session: rooms.idleSec after its last track ended', async (t) => {
+  // live.roomIdleSec unset: the subscription follows the rooms part's idle gap (1 s here, 30 s by default)
+  const h = await startTestApp({ rooms: { idleSec: 1 } });
+  t.teardown(() => h.close());
+  const egress = await connectEgress(await egressUrl(h, { roomName: 'room-session', trackId: 'TR_s1', participant: 'sam' }));
+  await sendFrames(egress, randomStereo(4800, 11));
+  await liveRecordingId(h, 'TR_s1');
+  const room = new LiveConsumer(`${h.wsUrl}/v1/live?roomName=room-session`);
+  await room.opened;
+  await sendFrames(egress, randomStereo(9600, 12), 1920, 5, 2);
+  await endEgress(egress);
+  const endedAt = Date.now();
+  const closed = await Promise.race([room.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 15_000))]);
+  t.ok(closed, `closed ${Date.now() - endedAt} ms after the last track ended (the session's 1 s gap, not live's own 30 s)`);
+  t.equal(room.closeCode, 1000);
+  t.equal(room.closeReason, 'room session ended');
+  t.same(room.textsOf('end').map((e) => e.index), [0], 'the track ended first');
+});
