@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { access, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
 import { sanitizeSegment } from '../storage/keys.js';
@@ -48,6 +48,30 @@ export class HistoryReader {
     }
     if (got.length !== len) throw new AppError('RESUME_UNAVAILABLE', `the stored master holds ${got.length} of the ${len} bytes asked for`);
     return got;
+  }
+
+  /**
+   * First master frame from which every frame below `toFrame` is in the spool files that exist
+   * (the spool of a live recording on S3 keeps part 1 and the parts not uploaded yet: what lies
+   * in the uploaded middle parts can be read only once the upload is completed). `toFrame` when
+   * the file holding frame `toFrame − 1` is gone.
+   */
+  async spooledFrom(m: MasterLocation, toFrame: number): Promise<number> {
+    if (toFrame <= 0) return 0;
+    const dir = join(this.opts.stateDir, 'uploads', sanitizeSegment(m.recordingId));
+    const S = this.opts.fileBytes;
+    const frameBytes = 2 * m.channels;
+    const exists = (part: number): Promise<boolean> =>
+      access(join(dir, `part-${String(part).padStart(6, '0')}.pcm`)).then(
+        () => true,
+        () => false,
+      );
+    const last = S === 0 ? 1 : Math.floor((MASTER_HEADER_BYTES + toFrame * frameBytes - 1) / S) + 1;
+    let first = last + 1;
+    while (first > 1 && (await exists(first - 1))) first--;
+    if (first > last) return toFrame;
+    if (first === 1) return 0;
+    return Math.min(toFrame, Math.ceil(((first - 1) * S - MASTER_HEADER_BYTES) / frameBytes));
   }
 
   /** Undefined when a needed spool file is gone (uploaded, or the master moved into the store). */

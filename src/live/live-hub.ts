@@ -461,8 +461,9 @@ export class TrackFeed {
         try {
           bytes = await reader.read({ recordingId: t.info.recordingId, key: t.info.key, channels: t.info.masterChannels }, this.cursor, n);
         } catch (err) {
-          // the spool moving into the store at the end: neither has it for a moment
-          if (storedBefore || t.failed || Date.now() - lastProgress > CATCHUP_STALL_MS) throw err;
+          // the spool moving into the store at the end: neither has it for a moment; while the
+          // recording is live, a part gone from the spool was uploaded and stays unreadable until the end
+          if (storedBefore || t.failed || t.ended === undefined || Date.now() - lastProgress > CATCHUP_STALL_MS) throw err;
           await new Promise((r) => setTimeout(r, 50));
           continue;
         }

@@ -9,6 +9,7 @@ import type { CatalogRecord } from '../recording/recording-catalog.js';
 import type { Recording } from '../recording/recording.js';
 import type { ReplayGuard } from '../sources/egress-token.js';
 import type { Tenant } from '../tenants/tenant-registry.js';
+import { Resampler } from '../audio/resample.js';
 import { MASTER_HEADER_BYTES } from '../audio/wav.js';
 import type { LiveDirectory } from './live-directory.js';
 import { LIVE_RATES, type LiveHub, LiveTrack, Subscriber, type SubscriberData } from './live-hub.js';
@@ -199,6 +200,7 @@ async function admit(o: LiveRouteOptions, query: URLSearchParams, headers: Recor
     if ('redirect' in found) return found;
     const track = found.track;
     checkFrom(track, from, rate);
+    await checkSpooled(o, track, from, rate);
     plan = { tenant: tenant.id, rate, selection: { recordingId }, tracks: [{ track: found.lazy ?? track, from }] };
   } else {
     const froms = new Map<string, number>();
@@ -218,6 +220,7 @@ async function admit(o: LiveRouteOptions, query: URLSearchParams, headers: Recor
       if ('redirect' in found) throw new AppError('INVALID_PARAMETER', `recording ${id} of from= is on another host`);
       if (found.track.info.roomName !== roomName) throw new AppError('NOT_FOUND', `recording ${id} is not of room ${roomName}`);
       checkFrom(found.track, from, rate);
+      await checkSpooled(o, found.track, from, rate);
       tracks.push({ track: found.lazy ?? found.track, from });
     }
     for (const r of live) {
@@ -241,6 +244,29 @@ function checkFrom(track: LiveTrack, from: number | undefined, rate: number): vo
   if (from === undefined) return;
   const limit = Math.ceil((track.frames * rate) / track.info.masterRate);
   if (from > limit) throw new AppError('INVALID_PARAMETER', `from ${from} is beyond the ${limit} samples of this track so far`);
+}
+
+/**
+ * A live recording's `from` that needs audio from parts already uploaded (S3: the middle parts
+ * of the multipart upload, which the store shows only once the upload is complete) is refused
+ * with 410 RESUME_UNAVAILABLE and the first offset that can be resumed from now, instead of a
+ * subscription that cannot go on. Once the recording is stored, all of it can be read again.
+ */
+async function checkSpooled(o: LiveRouteOptions, track: LiveTrack, from: number | undefined, rate: number): Promise<void> {
+  if (from === undefined || track.ended !== undefined || track.recording === undefined) return;
+  const info = track.info;
+  const r = new Resampler({ inputRate: info.masterRate, outputRate: rate, channels: 1 });
+  const needFrom = r.startAt(from);
+  const spooled = track.readableFrames;
+  if (needFrom >= spooled) return; // from the chunk being filled on
+  const loc = { recordingId: info.recordingId, key: info.key, channels: info.masterChannels };
+  const readable = await o.hub.history.reader.spooledFrom(loc, spooled);
+  if (needFrom >= readable) return;
+  // the first output offset whose input lies in the spool from `readable` on
+  const availableFrom = r.passThrough ? readable : Math.ceil(((readable + r.lookaheadFrames) * rate) / info.masterRate);
+  throw new AppError('RESUME_UNAVAILABLE', `the audio before offset ${availableFrom} is in parts of the master already uploaded and can be read only once the recording is stored`, {
+    details: { availableFrom },
+  });
 }
 
 async function findRecording(

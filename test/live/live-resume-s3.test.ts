@@ -1,0 +1,65 @@
+import t from 'tap';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { connectEgress } from '../../src/clients/egress-simulator.js';
+import { sanitizeSegment } from '../../src/storage/keys.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { egressUrl, outboxEvents, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { endEgress, LiveConsumer, resampleMaster, sendFrames } from '../helpers/live.js';
+import { s3rverStorage } from '../helpers/storage-s3rver.js';
+
+async function liveRecordingId(h: TestApp, trackId: string): Promise<string> {
+  return waitFor(() => h.app.recordings.all().find((r) => r.identity.trackId === trackId)?.identity.recordingId, 10_000, `recording of ${trackId}`);
+}
+
+t.test('S3, live: a from= inside parts already uploaded is refused before the upgrade with the offset resume can start at, which then works; stored, everything replays', async (t) => {
+  const { storage } = await s3rverStorage(t, 'aid-live-s3-');
+  const h = await startTestApp({ storage });
+  t.teardown(() => h.close());
+  const egress = await connectEgress(await egressUrl(h, { roomName: 'room-s3', trackId: 'TR_s3' }));
+  // 5 MiB parts of 48 kHz mono: 54.6 s each; 125 s reaches part 3, so part 2 is uploaded and gone from the spool
+  const pcm = randomStereo(48000 * 125 + 7, 31);
+  const cut = 48000 * 124 * 4;
+  // fast, but not faster than the spool writes (the master's write queue would drop)
+  await sendFrames(egress, pcm.subarray(0, cut), 1920, 20, 4);
+  const id = await liveRecordingId(h, 'TR_s3');
+  const spoolDir = join(h.dataDir, 'uploads', sanitizeSegment(id));
+  await waitFor(() => (h.app.recordings.get(id)!.frames >= cut / 4 && existsSync(join(spoolDir, 'part-000003.pcm')) && !existsSync(join(spoolDir, 'part-000002.pcm')) ? true : undefined), 30_000, 'part 2 uploaded');
+
+  t.equal(h.app.recordings.get(id)!.masterStats!.droppedBytes, 0, 'nothing dropped');
+  const q = `${h.wsUrl}/v1/live?recordingId=${id}&rate=16000`;
+  const refusals: Record<string, unknown>[] = [];
+  for (const from of [0, 16000 * 60]) {
+    const c = new LiveConsumer(`${q}&from=${from}`);
+    await c.opened.catch(() => undefined);
+    t.equal(c.refused?.status, 410, `from=${from}: refused before the upgrade`);
+    const body = JSON.parse(c.refused?.body ?? '{}') as { error: Record<string, unknown> };
+    t.equal(body.error?.code, 'RESUME_UNAVAILABLE');
+    refusals.push(body.error?.details as Record<string, unknown>);
+  }
+  const availableFrom = refusals[0]!.availableFrom as number;
+  t.same(refusals[1], { availableFrom }, 'both name the same first offset');
+  // part 3 starts at byte 2·5 MiB of the object: its first frame at 16 kHz, plus half a filter of input
+  const part3Frame = Math.ceil((2 * 5 * 1024 * 1024 - 80) / 2);
+  t.ok(availableFrom >= part3Frame / 3 && availableFrom < part3Frame / 3 + 100, `availableFrom ${availableFrom} is where part 3 begins (${part3Frame / 3})`);
+
+  const resumed = new LiveConsumer(`${q}&from=${availableFrom}`);
+  await resumed.opened;
+  await sendFrames(egress, pcm.subarray(cut), 1920, 5, 2);
+  await endEgress(egress);
+  await resumed.closed;
+  const ev = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === id), 30_000, 'recording.completed');
+  const master = readWav(await h.app.store.get(ev.s3_key_master as string)).data;
+  const at16 = resampleMaster(master, 48000, 16000);
+  t.same(resumed.problems, []);
+  t.equal(resumed.closeCode, 1000, 'the resumed subscription ran to the end');
+  t.equal(resumed.firstOffset.get(0), availableFrom);
+  t.ok(resumed.pcm().equals(at16.subarray(availableFrom * 2)), 'from availableFrom on: the master resampled, no gap, no overlap');
+
+  // stored: the uploaded parts are readable again
+  const replay = new LiveConsumer(`${q}&from=${16000 * 60}`);
+  await replay.opened;
+  await replay.closed;
+  t.equal(replay.closeCode, 1000);
+  t.ok(replay.pcm().equals(at16.subarray(16000 * 60 * 2)), 'the stored master replays from inside part 2');
+});
