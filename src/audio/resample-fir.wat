@@ -55,4 +55,78 @@
         (local.set $phase (i32.add (local.get $phase) (local.get $down)))
         (local.set $in (i32.add (local.get $in) (i32.shl (i32.div_u (local.get $phase) (local.get $up)) (i32.const 1))))
         (local.set $phase (i32.rem_u (local.get $phase) (local.get $up)))
-        (br $output)))))
+        (br $output))))
+  ;; The rounding, clamping end of an output: (Σhi << loBits) + Σlo, + 2^(shift−1), >> shift, to s16.
+  (func $finish (param $hi v128) (param $lo v128) (param $loBits i32) (param $shift i32) (result i64)
+    (local $v i64)
+    (local.set $v
+      (i64.shr_s
+        (i64.add
+          (i64.add
+            (i64.shl
+              (i64.extend_i32_s
+                (i32.add (i32.add (i32x4.extract_lane 0 (local.get $hi)) (i32x4.extract_lane 1 (local.get $hi)))
+                         (i32.add (i32x4.extract_lane 2 (local.get $hi)) (i32x4.extract_lane 3 (local.get $hi)))))
+              (i64.extend_i32_u (local.get $loBits)))
+            (i64.extend_i32_s
+              (i32.add (i32.add (i32x4.extract_lane 0 (local.get $lo)) (i32x4.extract_lane 1 (local.get $lo)))
+                       (i32.add (i32x4.extract_lane 2 (local.get $lo)) (i32x4.extract_lane 3 (local.get $lo))))))
+          (i64.shl (i64.const 1) (i64.extend_i32_u (i32.sub (local.get $shift) (i32.const 1)))))
+        (i64.extend_i32_u (local.get $shift))))
+    (if (i64.gt_s (local.get $v) (i64.const 32767)) (then (local.set $v (i64.const 32767))))
+    (if (i64.lt_s (local.get $v) (i64.const -32768)) (then (local.set $v (i64.const -32768))))
+    (local.get $v))
+
+  ;; The same outputs as fir for one phase (up = 1: every output uses the same taps), four at a
+  ;; time: output i reads from $in + 2·$down·i, and the four share each load of the taps.
+  ;; $count is a multiple of 4.
+  (func (export "fir4") (param $in i32) (param $taps i32) (param $blocks i32) (param $down i32)
+                        (param $count i32) (param $out i32) (param $loBits i32) (param $shift i32)
+    (local $stride i32) (local $end i32) (local $tend i32) (local $tp i32)
+    (local $p0 i32) (local $p1 i32) (local $p2 i32) (local $p3 i32)
+    (local $th v128) (local $tl v128) (local $x v128)
+    (local $h0 v128) (local $l0 v128) (local $h1 v128) (local $l1 v128)
+    (local $h2 v128) (local $l2 v128) (local $h3 v128) (local $l3 v128)
+    (local.set $stride (i32.shl (local.get $down) (i32.const 1)))
+    (local.set $end (i32.add (local.get $out) (i32.shl (local.get $count) (i32.const 1))))
+    (local.set $tend (i32.add (local.get $taps) (i32.shl (local.get $blocks) (i32.const 5))))
+    (block $done
+      (loop $group
+        (br_if $done (i32.ge_u (local.get $out) (local.get $end)))
+        (local.set $p0 (local.get $in))
+        (local.set $p1 (i32.add (local.get $p0) (local.get $stride)))
+        (local.set $p2 (i32.add (local.get $p1) (local.get $stride)))
+        (local.set $p3 (i32.add (local.get $p2) (local.get $stride)))
+        (local.set $tp (local.get $taps))
+        (local.set $h0 (v128.const i32x4 0 0 0 0)) (local.set $l0 (v128.const i32x4 0 0 0 0))
+        (local.set $h1 (v128.const i32x4 0 0 0 0)) (local.set $l1 (v128.const i32x4 0 0 0 0))
+        (local.set $h2 (v128.const i32x4 0 0 0 0)) (local.set $l2 (v128.const i32x4 0 0 0 0))
+        (local.set $h3 (v128.const i32x4 0 0 0 0)) (local.set $l3 (v128.const i32x4 0 0 0 0))
+        (loop $block
+          (local.set $th (v128.load (local.get $tp)))
+          (local.set $tl (v128.load offset=16 (local.get $tp)))
+          (local.set $x (v128.load (local.get $p0)))
+          (local.set $h0 (i32x4.add (local.get $h0) (i32x4.dot_i16x8_s (local.get $x) (local.get $th))))
+          (local.set $l0 (i32x4.add (local.get $l0) (i32x4.dot_i16x8_s (local.get $x) (local.get $tl))))
+          (local.set $x (v128.load (local.get $p1)))
+          (local.set $h1 (i32x4.add (local.get $h1) (i32x4.dot_i16x8_s (local.get $x) (local.get $th))))
+          (local.set $l1 (i32x4.add (local.get $l1) (i32x4.dot_i16x8_s (local.get $x) (local.get $tl))))
+          (local.set $x (v128.load (local.get $p2)))
+          (local.set $h2 (i32x4.add (local.get $h2) (i32x4.dot_i16x8_s (local.get $x) (local.get $th))))
+          (local.set $l2 (i32x4.add (local.get $l2) (i32x4.dot_i16x8_s (local.get $x) (local.get $tl))))
+          (local.set $x (v128.load (local.get $p3)))
+          (local.set $h3 (i32x4.add (local.get $h3) (i32x4.dot_i16x8_s (local.get $x) (local.get $th))))
+          (local.set $l3 (i32x4.add (local.get $l3) (i32x4.dot_i16x8_s (local.get $x) (local.get $tl))))
+          (local.set $p0 (i32.add (local.get $p0) (i32.const 16)))
+          (local.set $p1 (i32.add (local.get $p1) (i32.const 16)))
+          (local.set $p2 (i32.add (local.get $p2) (i32.const 16)))
+          (local.set $p3 (i32.add (local.get $p3) (i32.const 16)))
+          (local.set $tp (i32.add (local.get $tp) (i32.const 32)))
+          (br_if $block (i32.lt_u (local.get $tp) (local.get $tend))))
+        (i64.store16 (local.get $out) (call $finish (local.get $h0) (local.get $l0) (local.get $loBits) (local.get $shift)))
+        (i64.store16 offset=2 (local.get $out) (call $finish (local.get $h1) (local.get $l1) (local.get $loBits) (local.get $shift)))
+        (i64.store16 offset=4 (local.get $out) (call $finish (local.get $h2) (local.get $l2) (local.get $loBits) (local.get $shift)))
+        (i64.store16 offset=6 (local.get $out) (call $finish (local.get $h3) (local.get $l3) (local.get $loBits) (local.get $shift)))
+        (local.set $out (i32.add (local.get $out) (i32.const 8)))
+        (local.set $in (i32.add (local.get $in) (i32.shl (local.get $stride) (i32.const 2))))
+        (br $group)))))

@@ -13,7 +13,7 @@
  * the resampler runs its scalar loop.
  */
 const WASM_BASE64 =
-  'AGFzbQEAAAABDgFgCn9/f39/f39/f38AAwIBAAUDAQABBxACBm1lbW9yeQIAA2ZpcgAACqUDAaIDAwV/BXsCfiAHIAZBAXRqIQogAkEFdCEOAkADQCAHIApPDQEgACELIAEgBSAObGohDCAMIA5qIQ39DAAAAAAAAAAAAAAAAAAAAAAhEP0MAAAAAAAAAAAAAAAAAAAAACER/QwAAAAAAAAAAAAAAAAAAAAAIRL9DAAAAAAAAAAAAAAAAAAAAAAhEwNAIAv9AAQAIQ8gECAPIAz9AAQA/boB/a4BIRAgESAPIAz9AAQQ/boB/a4BIREgC/0ABBAhDyASIA8gDP0ABCD9ugH9rgEhEiATIA8gDP0ABDD9ugH9rgEhEyALQSBqIQsgDEHAAGohDCAMIA1JDQALIBAgEv2uASEQIBEgE/2uASERIBD9GwAgEP0bAWogEP0bAiAQ/RsDamqsIAithiAR/RsAIBH9GwFqIBH9GwIgEf0bA2pqrHwhFCAUQgEgCUEBa62GfCAJrYchFSAVQv//AVUEQEL//wEhFQsgFUKAgH5TBEBCgIB+IRULIAcgFT0BACAHQQJqIQcgBSAEaiEFIAAgBSADbkEBdGohACAFIANwIQUMAAsLCw==';
+  'AGFzbQEAAAABIQNgCn9/f39/f39/f38AYAR7e39/AX5gCH9/f39/f39/AAMEAwABAgUDAQABBxcDBm1lbW9yeQIAA2ZpcgAABGZpcjQAAgqaCAOiAwMFfwV7An4gByAGQQF0aiEKIAJBBXQhDgJAA0AgByAKTw0BIAAhCyABIAUgDmxqIQwgDCAOaiEN/QwAAAAAAAAAAAAAAAAAAAAAIRD9DAAAAAAAAAAAAAAAAAAAAAAhEf0MAAAAAAAAAAAAAAAAAAAAACES/QwAAAAAAAAAAAAAAAAAAAAAIRMDQCAL/QAEACEPIBAgDyAM/QAEAP26Af2uASEQIBEgDyAM/QAEEP26Af2uASERIAv9AAQQIQ8gEiAPIAz9AAQg/boB/a4BIRIgEyAPIAz9AAQw/boB/a4BIRMgC0EgaiELIAxBwABqIQwgDCANSQ0ACyAQIBL9rgEhECARIBP9rgEhESAQ/RsAIBD9GwFqIBD9GwIgEP0bA2pqrCAIrYYgEf0bACAR/RsBaiAR/RsCIBH9GwNqaqx8IRQgFEIBIAlBAWuthnwgCa2HIRUgFUL//wFVBEBC//8BIRULIBVCgIB+UwRAQoCAfiEVCyAHIBU9AQAgB0ECaiEHIAUgBGohBSAAIAUgA25BAXRqIQAgBSADcCEFDAALCwtrAQF+IAD9GwAgAP0bAWogAP0bAiAA/RsDamqsIAKthiAB/RsAIAH9GwFqIAH9GwIgAf0bA2pqrHxCASADQQFrrYZ8IAOthyEEIARC//8BVQRAQv//ASEECyAEQoCAflMEQEKAgH4hBAsgBAuHBAIIfwt7IANBAXQhCCAFIARBAXRqIQkgASACQQV0aiEKAkADQCAFIAlPDQEgACEMIAwgCGohDSANIAhqIQ4gDiAIaiEPIAEhC/0MAAAAAAAAAAAAAAAAAAAAACET/QwAAAAAAAAAAAAAAAAAAAAAIRT9DAAAAAAAAAAAAAAAAAAAAAAhFf0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAAAAAAAAAAAAAAAAIRf9DAAAAAAAAAAAAAAAAAAAAAAhGP0MAAAAAAAAAAAAAAAAAAAAACEZ/QwAAAAAAAAAAAAAAAAAAAAAIRoDQCAL/QAEACEQIAv9AAQQIREgDP0ABAAhEiATIBIgEP26Af2uASETIBQgEiAR/boB/a4BIRQgDf0ABAAhEiAVIBIgEP26Af2uASEVIBYgEiAR/boB/a4BIRYgDv0ABAAhEiAXIBIgEP26Af2uASEXIBggEiAR/boB/a4BIRggD/0ABAAhEiAZIBIgEP26Af2uASEZIBogEiAR/boB/a4BIRogDEEQaiEMIA1BEGohDSAOQRBqIQ4gD0EQaiEPIAtBIGohCyALIApJDQALIAUgEyAUIAYgBxABPQEAIAUgFSAWIAYgBxABPQECIAUgFyAYIAYgBxABPQEEIAUgGSAaIAYgBxABPQEGIAVBCGohBSAAIAhBAnRqIQAMAAsLCw==';
 
 /** The compiled module's bytes (for the test that recompiles the .wat). */
 export const RESAMPLE_FIR_WASM = Buffer.from(WASM_BASE64, 'base64');
@@ -30,6 +30,7 @@ interface WasmMemory {
 }
 
 type FirFn = (inPtr: number, taps: number, blocks: number, up: number, down: number, phase: number, count: number, out: number, loBits: number, shift: number) => void;
+type Fir4Fn = (inPtr: number, taps: number, blocks: number, down: number, count: number, out: number, loBits: number, shift: number) => void;
 
 const PAGE = 65536;
 
@@ -42,6 +43,8 @@ export class FirKernel {
   constructor(
     private readonly memory: WasmMemory,
     readonly fir: FirFn,
+    /** `fir` for one phase (up = 1), four outputs per pass sharing the tap loads; count a multiple of 4. */
+    readonly fir4: Fir4Fn,
   ) {
     this.heap = new Int16Array(memory.buffer);
   }
@@ -73,7 +76,7 @@ function instantiate(): FirKernel | null {
     const wasm = (globalThis as unknown as { WebAssembly?: Wasm }).WebAssembly;
     if (wasm === undefined) return null;
     const instance = new wasm.Instance(new wasm.Module(RESAMPLE_FIR_WASM));
-    return new FirKernel(instance.exports['memory'] as WasmMemory, instance.exports['fir'] as FirFn);
+    return new FirKernel(instance.exports['memory'] as WasmMemory, instance.exports['fir'] as FirFn, instance.exports['fir4'] as Fir4Fn);
   } catch {
     return null;
   }

@@ -356,7 +356,12 @@ export class Resampler {
       for (let chan = 0; chan < ch; chan++) {
         if (ch === 1) heap.set(buf.subarray(first, first + avail), in16);
         else for (let j = 0, s = first * ch + chan; j < avail; j++, s += ch) heap[in16 + j] = buf[s]!;
-        k.fir(inPtr, f.kernelTaps, blocks, up, down, this.phase, c, outPtr, f.loBits, f.shift);
+        if (up === 1) {
+          // one phase: four outputs per pass, the rest one at a time
+          const c4 = c - (c % 4);
+          if (c4 > 0) k.fir4(inPtr, f.kernelTaps, blocks, down, c4, outPtr, f.loBits, f.shift);
+          if (c4 < c) k.fir(inPtr + c4 * down * 2, f.kernelTaps, blocks, 1, down, 0, c - c4, outPtr + c4 * 2, f.loBits, f.shift);
+        } else k.fir(inPtr, f.kernelTaps, blocks, up, down, this.phase, c, outPtr, f.loBits, f.shift);
         if (ch === 1) dst.set(heap.subarray(out16, out16 + c), d);
         else for (let j = 0, o = d + chan; j < c; j++, o += ch) dst[o] = heap[out16 + j]!;
       }
