@@ -15,13 +15,13 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
+import { FileDigester, type FileDigest } from './file-digest.js';
 import { assertSafeKey } from './keys.js';
 import { metadataProblem } from './object-store.js';
 import type { ObjectInfo, ObjectMetadata, ObjectStore, ObjectTags, PartRef, PutOptions } from './object-store.js';
@@ -43,8 +43,9 @@ export interface S3ObjectStoreOptions {
   requestTimeoutMs?: number;
   /**
    * Integrity checksum of every PutObject / UploadPart (default `md5`):
-   * - `md5`: Content-MD5, computed before the request (a file is read once more, 64 KiB at a
-   *   time); accepted by AWS (Object Lock buckets included), R2, MinIO, Ceph, s3rver.
+   * - `md5`: Content-MD5, computed before the request (a file is read once more, on a worker
+   *   thread, never on the event loop); accepted by AWS (Object Lock buckets included), R2,
+   *   MinIO, Ceph, s3rver.
    * - `crc32`: an `x-amz-checksum-crc32` header computed the same way; multipart uploads declare
    *   CRC32 and quote each part's checksum at completion.
    * - `sdk`: the SDK computes CRC32 while it sends, in an aws-chunked trailer (one pass over the
@@ -139,9 +140,6 @@ export const S3_MAX_PUT_BYTES = 5 * 1024 * 1024 * 1024;
 /** Part size of a streamed `put` of unknown length (all parts but the last are this long). */
 const STREAM_PART_BYTES = 8 * 1024 * 1024;
 
-/** Read size when hashing a file before sending it. */
-const HASH_READ_BYTES = 64 * 1024;
-
 /** What the checksum fields of one request carry. */
 interface ChecksumFields {
   ContentMD5?: string;
@@ -217,6 +215,8 @@ export class S3ObjectStore implements ObjectStore {
   readonly objectSettings: Readonly<S3ObjectSettings>;
   private readonly client: S3Client;
   private readonly streamClient: S3Client;
+  /** Checksums of files sent (parts, putFile), off the event loop. */
+  private readonly digester = new FileDigester();
   private readonly logger: Logger | undefined;
   private readonly metrics: Metrics | undefined;
 
@@ -244,11 +244,13 @@ export class S3ObjectStore implements ObjectStore {
 
   async start(): Promise<void> {
     // the client connects lazily; /ready uses ping()
+    this.digester.warm();
   }
 
   async stop(): Promise<void> {
     this.client.destroy();
     this.streamClient.destroy();
+    await this.digester.close();
   }
 
   async ping(): Promise<void> {
@@ -270,7 +272,7 @@ export class S3ObjectStore implements ObjectStore {
     this.check(key, options);
     const size = await fileSize(path);
     if (size > S3_MAX_PUT_BYTES) throw new AppError('INVALID_PARAMETER', `${size} bytes is more than one PUT takes (${S3_MAX_PUT_BYTES})`, { details: { key } });
-    const sums = await this.fileChecksum(path);
+    const sums = await this.fileChecksum(path, size);
     // Streamed from the file at 64 KiB a time; a retry (by the caller) opens a new stream.
     await this.run('put', key, () => this.streamClient.send(new PutObjectCommand({
       Bucket: this.bucket, Key: key, Body: createReadStream(path), ContentLength: size, ContentType: options.contentType, Metadata: options.metadata, ...sums, ...this.writeFields(options),
@@ -405,7 +407,7 @@ export class S3ObjectStore implements ObjectStore {
   async uploadPartFile(key: string, uploadId: string, partNumber: number, path: string): Promise<PartRef & { size: number }> {
     assertSafeKey(key);
     const size = await fileSize(path);
-    const sums = await this.fileChecksum(path);
+    const sums = await this.fileChecksum(path, size);
     // Streamed from the spool file: a part never sits in memory. A retry opens a new stream.
     const res = await this.run('uploadPart', key, () => this.streamClient.send(new UploadPartCommand({
       Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: createReadStream(path), ContentLength: size, ...sums,
@@ -476,29 +478,18 @@ export class S3ObjectStore implements ObjectStore {
     return {};
   }
 
-  /** The same for a file, read 64 KiB at a time into one buffer (never whole in memory, no garbage per read). */
-  private async fileChecksum(path: string): Promise<ChecksumFields> {
+  /** The same for a file, computed on the digest worker (never read or hashed on the event loop). */
+  private async fileChecksum(path: string, size: number): Promise<ChecksumFields> {
     if (this.checksum !== 'md5' && this.checksum !== 'crc32') return {};
-    const md5 = this.checksum === 'md5' ? createHash('md5') : null;
-    let crc = 0;
-    const buf = Buffer.allocUnsafe(HASH_READ_BYTES);
-    let fh: FileHandle | undefined;
+    let d: FileDigest;
     try {
-      fh = await open(path, 'r');
-      for (let pos = 0; ;) {
-        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-        if (bytesRead === 0) break;
-        const chunk = buf.subarray(0, bytesRead);
-        if (md5 !== null) md5.update(chunk);
-        else crc = crc32(chunk, crc);
-        pos += bytesRead;
-      }
+      d = await this.digester.digest(path, this.checksum);
     } catch (err) {
       throw new AppError('STORAGE_ERROR', `file ${path} cannot be read`, { cause: err });
-    } finally {
-      await fh?.close();
     }
-    return md5 !== null ? { ContentMD5: md5.digest('base64') } : { ChecksumCRC32: crc32Base64(crc) };
+    // the body is sent with the length stat gave: a file that changed meanwhile is refused here, not by the store
+    if (d.size !== size) throw new AppError('STORAGE_ERROR', `file ${path} changed while it was being sent`, { details: { size, hashed: d.size } });
+    return this.checksum === 'md5' ? { ContentMD5: d.digest } : { ChecksumCRC32: d.digest };
   }
 
   /** A part's reference; with CRC32 it keeps the checksum completion must quote (ours, or the one S3 computed). */

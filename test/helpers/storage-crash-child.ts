@@ -28,7 +28,11 @@ for (;;) {
   const s = upload.stats;
   process.stdout.write(`${JSON.stringify({ spooled: s.spooledBytes, uploadedParts: s.uploadedParts, dropped: s.droppedBytes })}\n`);
   if (offset > partSize * 6) {
-    setInterval(() => undefined, 1000);
+    // enough audio: keep reporting (part uploads still finish) until the parent kills this process
+    setInterval(() => {
+      const st = upload.stats;
+      process.stdout.write(`${JSON.stringify({ spooled: st.spooledBytes, uploadedParts: st.uploadedParts, dropped: st.droppedBytes })}\n`);
+    }, 100);
     await new Promise(() => undefined);
   }
   await new Promise((r) => setImmediate(r));
