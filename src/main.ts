@@ -23,7 +23,17 @@ export async function serve(configFile: string | undefined): Promise<void> {
     throw err;
   }
   const logger = createLogger({ level: config.log.level, pretty: config.log.pretty });
-  const app = new App(config, { logger });
+  let app: App;
+  try {
+    app = await App.create(config, { logger });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`audio-ingestd: ${err.message}\n`);
+      process.exit(78);
+    }
+    logger.fatal({ err }, 'start failed');
+    process.exit(1);
+  }
 
   installProcessGuards(app, logger);
 

@@ -8,8 +8,8 @@ import { errorReply, type HttpServer, type Reply, type RequestContext } from './
 
 export interface ObjectRoutesOptions {
   server: HttpServer;
-  store: () => FsObjectStore;
-  secret: () => string;
+  store: FsObjectStore;
+  secret: string;
   /** Refuses requests while the daemon cannot serve them (starting, draining); undefined admits. */
   admit?: () => AppError | undefined;
   metrics?: Metrics;
@@ -66,8 +66,8 @@ async function serveObject(ctx: RequestContext, o: ObjectRoutesOptions, count: (
   }
   const expires = ctx.query.get('expires') ?? '';
   const signature = ctx.query.get('signature') ?? '';
-  if (!verifyPresigned(o.secret(), key, expires, signature)) throw new AppError('INVALID_SIGNATURE', 'the link is invalid or has expired');
-  const opened = await o.store().openRead(key);
+  if (!verifyPresigned(o.secret, key, expires, signature)) throw new AppError('INVALID_SIGNATURE', 'the link is invalid or has expired');
+  const opened = await o.store.openRead(key);
   if (!opened) throw new AppError('NOT_FOUND', 'no such object');
   const { size, contentType } = opened;
   const range = parseRange(ctx.headers['range'], size);

@@ -7,8 +7,7 @@ import { type HttpServer, json } from './server.js';
 export interface RecordingRoutesOptions {
   server: HttpServer;
   authenticate: (headers: Record<string, string>) => Tenant;
-  /** Read lazily: the catalog exists once the store has started. */
-  catalog: () => Pick<RecordingCatalog, 'get' | 'list'>;
+  catalog: Pick<RecordingCatalog, 'get' | 'list'>;
   /** A presigned GET URL of a stored object. */
   presign: (key: string) => Promise<{ url: string; expiresAt: Date }>;
 }
@@ -38,7 +37,7 @@ export function registerRecordingRoutes(o: RecordingRoutesOptions): void {
   o.server.route('get', '/v1/recordings/:id', 'recording', async (ctx) => {
     const tenant = o.authenticate(ctx.headers);
     const id = ctx.params[0] ?? '';
-    const record = id.length > 0 && id.length <= 256 ? await o.catalog().get(tenant.id, id) : null;
+    const record = id.length > 0 && id.length <= 256 ? await o.catalog.get(tenant.id, id) : null;
     if (!record) throw new AppError('NOT_FOUND', 'no such recording', { details: { id: id.slice(0, 256) } });
     return json(200, await view(record));
   });
@@ -58,7 +57,7 @@ export function registerRecordingRoutes(o: RecordingRoutesOptions): void {
       if (!(limit >= 1 && limit <= MAX_LIST_LIMIT)) throw new AppError('INVALID_PARAMETER', `limit must be an integer from 1 to ${MAX_LIST_LIMIT}, got ${JSON.stringify(limitText)}`);
     }
     const by = meetingId !== '' ? { meetingId } : { roomName };
-    const { records, truncated } = await o.catalog().list(tenant.id, by, limit);
+    const { records, truncated } = await o.catalog.list(tenant.id, by, limit);
     // both given: the meeting's recordings in that room
     const selected = meetingId !== '' && roomName !== '' ? records.filter((r) => r.roomName === roomName) : records;
     return json(200, { recordings: await Promise.all(selected.map(view)), truncated });

@@ -7,8 +7,8 @@ import { type HttpServer, json } from './server.js';
 export interface RoomRoutesOptions {
   server: HttpServer;
   authenticate: (headers: Record<string, string>) => Tenant;
-  /** Read lazily: the service exists once the store has started. */
-  rooms: () => Pick<RoomService, 'getSession' | 'listSessions' | 'getJson'> | undefined;
+  /** Undefined when rooms are disabled (`rooms.enabled`): the routes answer NOT_FOUND. */
+  rooms: Pick<RoomService, 'getSession' | 'listSessions' | 'getJson'> | undefined;
   presign: (key: string) => Promise<{ url: string; expiresAt: Date }>;
 }
 
@@ -22,7 +22,7 @@ const MAX_LIST_LIMIT = 1000;
  */
 export function registerRoomRoutes(o: RoomRoutesOptions): void {
   const service = () => {
-    const s = o.rooms();
+    const s = o.rooms;
     if (!s) throw new AppError('NOT_FOUND', 'rooms are disabled (rooms.enabled)');
     return s;
   };

@@ -29,6 +29,7 @@ type Method = 'get' | 'post' | 'put' | 'del' | 'patch' | 'any';
 export class HttpServer {
   readonly app: TemplatedApp;
   private listenSocket: us_listen_socket | undefined;
+  private listenPort = 0;
   private readonly inflight = new Set<RequestContext>();
   private readonly idleWaiters: (() => void)[] = [];
   private readonly limits: RequestLimits;
@@ -122,7 +123,8 @@ export class HttpServer {
           return;
         }
         this.listenSocket = socket;
-        resolve(uws.us_socket_local_port(socket as never));
+        this.listenPort = uws.us_socket_local_port(socket as never);
+        resolve(this.listenPort);
       });
     });
   }
@@ -133,6 +135,11 @@ export class HttpServer {
       uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = undefined;
     }
+  }
+
+  /** The port listened on (0 before `listen`); differs from the one asked for when that was 0. */
+  get port(): number {
+    return this.listenPort;
   }
 
   get inflightCount(): number {

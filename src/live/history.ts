@@ -20,7 +20,7 @@ export interface MasterLocation {
 }
 
 export interface HistoryReaderOptions {
-  store: () => ObjectStore;
+  store: ObjectStore;
   /** The daemon's state directory (DATA_DIR). */
   stateDir: string;
   /** Bytes per spool file; 0 = one file (fs store). */
@@ -42,7 +42,7 @@ export class HistoryReader {
     if (spooled !== undefined) return spooled;
     let got: Buffer;
     try {
-      got = await this.opts.store().getRange(m.key, start, start + len - 1);
+      got = await this.opts.store.getRange(m.key, start, start + len - 1);
     } catch (err) {
       throw new AppError('RESUME_UNAVAILABLE', 'the audio asked for is neither spooled nor stored', { cause: err });
     }

@@ -26,10 +26,10 @@ export interface LiveRouteOptions {
   tenants: { get(id: string): Tenant | undefined };
   /** Live recordings of this host. */
   recordings: { get(recordingId: string): Recording | undefined; inRoom(tenant: string, roomName: string): Recording[] };
-  catalog: () => { get(tenant: string, recordingId: string): Promise<CatalogRecord | null> } | undefined;
+  catalog: { get(tenant: string, recordingId: string): Promise<CatalogRecord | null> };
   directory: LiveDirectory | undefined;
   replayGuard: ReplayGuard;
-  tokenSecret: () => string;
+  tokenSecret: string;
   baseUrl: () => string;
   defaultTtlSec: number;
   maxSubscribersPerTenant: number;
@@ -79,7 +79,7 @@ export function registerLiveRoutes(o: LiveRouteOptions): void {
       });
     }
     const { ttlSeconds, ...claims } = parsed.data;
-    const { token, expiresAt } = await mintLiveToken(o.tokenSecret(), { tenant: tenant.id, ...claims }, ttlSeconds ?? o.defaultTtlSec);
+    const { token, expiresAt } = await mintLiveToken(o.tokenSecret, { tenant: tenant.id, ...claims }, ttlSeconds ?? o.defaultTtlSec);
     const url = new URL('/v1/live', o.baseUrl().replace(/^http/, 'ws'));
     url.searchParams.set('token', token);
     return json(201, { url: url.toString(), expiresAt: expiresAt.toISOString() });
@@ -161,7 +161,7 @@ async function admit(o: LiveRouteOptions, query: URLSearchParams, headers: Recor
   const q = strictQuery(query, QUERY_KEYS);
   // auth: a live token, or the API key header
   const token = q('token');
-  const claims = token !== undefined ? await verifyLiveToken(o.tokenSecret(), token) : undefined;
+  const claims = token !== undefined ? await verifyLiveToken(o.tokenSecret, token) : undefined;
   let tenant: Tenant;
   if (claims) {
     const t = o.tenants.get(claims.tenant);
@@ -286,7 +286,7 @@ async function findRecording(
   if (known !== undefined && known.info.tenant === tenant) throw new AppError('RECORDING_ENDED', 'the recording has ended; give from= to replay it');
   const elsewhere = await o.directory?.whereIsRecording(tenant, recordingId);
   if (elsewhere !== undefined) return { redirect: elsewhere };
-  const record = await o.catalog()?.get(tenant, recordingId);
+  const record = await o.catalog.get(tenant, recordingId);
   if (!record || record.tenant !== tenant) throw new AppError('NOT_FOUND', 'no such recording');
   if (record.state === 'recording') {
     if (!replay) throw new AppError('RECORDING_ENDED', 'the recording has ended; give from= to replay it');

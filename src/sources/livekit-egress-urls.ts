@@ -23,7 +23,7 @@ export async function buildEgressUrl(args: { baseUrl: string; secret: string; te
 export interface EgressUrlRouteOptions {
   server: HttpServer;
   authenticate: (headers: Record<string, string>) => Tenant;
-  secret: () => string;
+  secret: string;
   baseUrl: () => string;
   defaultTtlSec: number;
   maxBodyBytes: number;
@@ -40,6 +40,6 @@ export function registerEgressUrlRoute(o: EgressUrlRouteOptions): void {
         details: { problems: parsed.error.issues.map((i) => ({ field: i.path.join('.'), message: i.message })) },
       });
     }
-    return json(201, await buildEgressUrl({ baseUrl: o.baseUrl(), secret: o.secret(), tenant: tenant.id, request: parsed.data, defaultTtlSec: o.defaultTtlSec }));
+    return json(201, await buildEgressUrl({ baseUrl: o.baseUrl(), secret: o.secret, tenant: tenant.id, request: parsed.data, defaultTtlSec: o.defaultTtlSec }));
   });
 }

@@ -20,7 +20,7 @@ export interface LiveKitEgressOptions {
   recordings: Pick<RecordingService, 'open' | 'finish' | 'settle'>;
   tenants: Pick<TenantRegistry, 'get' | 'acquireStream'>;
   replayGuard: ReplayGuard;
-  tokenSecret: () => string;
+  tokenSecret: string;
   requireToken: boolean;
   defaultTenant: string;
   defaultGroupSeconds: number;
@@ -164,7 +164,7 @@ export class LiveKitEgressSource {
     const q = strictQuery(query, QUERY_KEYS);
     const token = q('token');
     let claims: Awaited<ReturnType<typeof verifyEgressToken>> | undefined;
-    if (token) claims = await verifyEgressToken(o.tokenSecret(), token);
+    if (token) claims = await verifyEgressToken(o.tokenSecret, token);
     else if (o.requireToken) throw new AppError('UNAUTHORIZED', 'query parameter token is required');
 
     const tenantId = claims?.tenant ?? q('tenant') ?? o.defaultTenant;

@@ -6,14 +6,14 @@ import type { Tenant } from '../tenants/tenant-registry.js';
 import { parseMessageTimestamp } from '../voicenotes/message-timestamp.js';
 import type { DeclaredFacts, VoiceNoteService } from '../voicenotes/voice-note-service.js';
 
-/** Options of {@link registerWhatsAppHttp}. Getters are read per request, so parts built later in start() may be passed. */
+/** Options of {@link registerWhatsAppHttp}. */
 export interface WhatsAppHttpOptions {
   server: HttpServer;
   /** API-key authentication (`apikey` or `Authorization: Bearer`); throws 401. */
   authenticate(headers: Record<string, string>): Tenant;
-  service(): VoiceNoteService;
-  limiter(): RateLimiter;
-  filter(): DurationFilter;
+  service: VoiceNoteService;
+  limiter: RateLimiter;
+  filter: DurationFilter;
   /** Largest media body accepted (`whatsapp.maxBytes`). */
   maxBytes: number;
   /** Largest JSON body of the filter routes. */
@@ -39,8 +39,8 @@ export function registerWhatsAppHttp(opts: WhatsAppHttpOptions): void {
       throw new AppError('PAYLOAD_TOO_LARGE', `body of ${declaredBytes} bytes exceeds ${opts.maxBytes}`, { details: { limit: opts.maxBytes } });
     }
     const declared = declaredFromHeaders(h);
-    await opts.limiter().consume({ tenant: tenant.id, instance });
-    const result = await opts.service().ingest({
+    await opts.limiter.consume({ tenant: tenant.id, instance });
+    const result = await opts.service.ingest({
       tenant: tenant.id,
       instance,
       chatId,
@@ -57,7 +57,7 @@ export function registerWhatsAppHttp(opts: WhatsAppHttpOptions): void {
   opts.server.route('get', filterRoute, 'whatsapp_filter', (ctx) => {
     const tenant = opts.authenticate(ctx.headers);
     const name = ctx.params[0] ?? '';
-    return json(200, filterBody(name, opts.filter().get(name, tenant.id)));
+    return json(200, filterBody(name, opts.filter.get(name, tenant.id)));
   });
   opts.server.route('put', filterRoute, 'whatsapp_filter', async (ctx) => {
     const tenant = opts.authenticate(ctx.headers);
@@ -66,13 +66,13 @@ export function registerWhatsAppHttp(opts: WhatsAppHttpOptions): void {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new AppError('INVALID_PARAMETER', 'body must be an object {minSec, maxSec, enabled}', { details: { field: 'body', allowed: '{minSec, maxSec, enabled}' } });
     }
-    const limits = await opts.filter().setInstanceFilter(name, body as Partial<DurationLimits>, tenant.id);
+    const limits = await opts.filter.setInstanceFilter(name, body as Partial<DurationLimits>, tenant.id);
     return json(200, filterBody(name, limits));
   });
   opts.server.route('del', filterRoute, 'whatsapp_filter', async (ctx) => {
     const tenant = opts.authenticate(ctx.headers);
     const name = ctx.params[0] ?? '';
-    return json(200, filterBody(name, await opts.filter().removeInstanceFilter(name, tenant.id)));
+    return json(200, filterBody(name, await opts.filter.removeInstanceFilter(name, tenant.id)));
   });
 }
 

@@ -10,8 +10,8 @@ import { authorizeTenant } from './whatsapp-http.js';
 export interface WhatsAppMessagesOptions {
   server: HttpServer;
   authenticate(headers: Record<string, string>): Tenant;
-  service(): VoiceNoteService;
-  limiter(): RateLimiter;
+  service: VoiceNoteService;
+  limiter: RateLimiter;
   /** Largest media accepted (`whatsapp.maxBytes`); the JSON body may be 4/3 of it plus the envelope. */
   maxBytes: number;
 }
@@ -34,8 +34,8 @@ export function registerWhatsAppMessages(opts: WhatsAppMessagesOptions): void {
     if (parsed.kind === 'ignored') {
       return json(200, { status: 'ignored', reason: parsed.reason, ...(parsed.messageId === undefined ? {} : { messageId: parsed.messageId }) });
     }
-    await opts.limiter().consume({ tenant: tenant.id, instance: parsed.instance });
-    const result = await opts.service().ingest({
+    await opts.limiter.consume({ tenant: tenant.id, instance: parsed.instance });
+    const result = await opts.service.ingest({
       tenant: tenant.id,
       instance: parsed.instance,
       chatId: parsed.chatId,

@@ -31,8 +31,11 @@ export interface FsObjectStoreOptions {
    * (a CLI command that only deletes) `presign()` throws.
    */
   presign?: {
-    /** Public base URL of the daemon, e.g. `http://127.0.0.1:8080` (no trailing slash needed). */
-    baseUrl: string;
+    /**
+     * Public base URL of the daemon, e.g. `http://127.0.0.1:8080` (no trailing slash needed); a
+     * function when it is known only once the daemon listens (port 0), read at each presign.
+     */
+    baseUrl: string | (() => string);
     /** HMAC key of the signatures. */
     secret: string;
   };
@@ -134,7 +137,7 @@ export class FsObjectStore implements ObjectStore {
   private readonly metaDir: string;
   private readonly uploadsDir: string;
   private readonly tmpDir: string;
-  private readonly presigning: { baseUrl: string; secret: string } | undefined;
+  private readonly presigning: { baseUrl: () => string; secret: string } | undefined;
   private readonly journalDir: string;
   private segment: Segment | null = null;
   /** Closed segments waiting for a checkpoint, with the keys they cover. */
@@ -153,7 +156,8 @@ export class FsObjectStore implements ObjectStore {
     this.metaDir = join(this.root, '.meta');
     this.uploadsDir = join(this.root, '.uploads');
     this.tmpDir = join(this.root, '.tmp');
-    this.presigning = options.presign && { baseUrl: options.presign.baseUrl.replace(/\/+$/, ''), secret: options.presign.secret };
+    const base = options.presign?.baseUrl;
+    this.presigning = options.presign && { baseUrl: () => (typeof base === 'function' ? base() : (base ?? '')).replace(/\/+$/, ''), secret: options.presign.secret };
     this.journalDir = join(this.root, '.journal');
     this.segmentMs = options.journalSegmentMs ?? SEGMENT_MS;
   }
@@ -484,7 +488,7 @@ export class FsObjectStore implements ObjectStore {
     if (this.presigning === undefined) throw new TypeError('this fs store was opened without presign options');
     const { baseUrl, secret } = this.presigning;
     const expires = Math.floor(Date.now() / 1000) + Math.max(1, Math.floor(ttlSec));
-    return `${baseUrl}/v1/objects/${encodeKeyPath(key)}?expires=${expires}&signature=${signObjectUrl(secret, key, expires)}`;
+    return `${baseUrl()}/v1/objects/${encodeKeyPath(key)}?expires=${expires}&signature=${signObjectUrl(secret, key, expires)}`;
   }
 
   async createMultipart(key: string, options: PutOptions): Promise<string> {

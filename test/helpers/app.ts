@@ -55,7 +55,7 @@ export async function startTestApp(overrides: DeepPartial<ConfigInput> = {}): Pr
     },
   });
   const logger = createLogger({ level: config.log.level, destination: destination as never });
-  const app = new App(config, { logger });
+  const app = await App.create(config, { logger });
   await app.start();
   const baseUrl = `http://127.0.0.1:${app.listenPort}`;
   return {

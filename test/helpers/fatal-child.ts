@@ -21,7 +21,7 @@ const config = parseConfig({
   log: { level: 'info' },
 });
 const logger = createLogger({ level: 'info' });
-const app = new App(config, { logger });
+const app = await App.create(config, { logger });
 installProcessGuards(app, logger);
 app.http.route('post', '/test/boom', 'boom', () => {
   setTimeout(() => {
