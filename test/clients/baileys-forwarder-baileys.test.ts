@@ -13,7 +13,8 @@ import { startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
 import { longOpusVoiceNote, oggOpusFacts, opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { S3RVER_BUCKET, startS3rver } from '../helpers/storage-s3rver.js';
 import { CDN_HOST, downloadMediaMessage, voiceNoteMessage, type WAMessage, WhatsAppCdn, wrongMediaKey } from '../helpers/whatsapp-cdn.js';
-import { eventsOfType, storedKeys, storedWav, until } from '../helpers/whatsapp-app.js';
+import { eventsOfType, storedKeys, storedWav } from '../helpers/whatsapp-app.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /**
  * Every error that escaped to the process while this file ran: none may come from the forwarder,
@@ -138,7 +139,7 @@ t.test('voice notes are decrypted by Baileys, streamed to the daemon and stored;
     });
   }
   t.ok(cdn.lookups.length > 0 && cdn.lookups.every((h) => h === CDN_HOST), 'no host but the CDN was looked up');
-  await until(() => cdn.sockets.size === 0);
+  await waitFor(() => cdn.sockets.size === 0);
   t.pass('no CDN connection left open');
 });
 
@@ -316,7 +317,7 @@ t.test('a CDN that goes quiet or trickles: idle and total deadlines end the down
     t.equal(cdn.hits(media.directPath), 2);
     await checkStored(t, daemon, result, ogg, id);
   }
-  await until(() => cdn.sockets.size === 0);
+  await waitFor(() => cdn.sockets.size === 0);
   t.pass('the stalled and trickling connections were closed by the forwarder');
 
   const never = await cdn.publish(note);

@@ -9,9 +9,10 @@ import t from 'tap';
 import { connectEgress, EgressRefusedError, simulateEgress } from '../../src/clients/egress-simulator.js';
 import { mintEgressToken } from '../../src/sources/egress-token.js';
 import { startDaemon } from '../helpers/daemon.js';
-import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { downmix, randomStereo, readWav } from '../helpers/egress.js';
 import { configFile, EventCollector, isolatedBroker, metric, openEgress, reportFigure } from '../helpers/reliability.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /** Every secret the daemon reads, each a value that cannot appear in a log line by chance. */
 const mark = (name: string): string => `SeCrEt-${name}-${randomUUID().replaceAll('-', '')}`;

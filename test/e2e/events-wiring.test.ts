@@ -4,10 +4,11 @@ import t from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { Webhook } from 'standardwebhooks';
 import { startTestApp } from '../helpers/app.js';
-import { egressUrl, waitFor } from '../helpers/egress.js';
+import { egressUrl } from '../helpers/egress.js';
 import { AMQP_URL, deleteTopology, TestConsumer, uniqueNames } from '../helpers/events-amqp.js';
 import { startReceiver } from '../helpers/events-http.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const apiKey = 'APIwiring';
 const apiSecret = 'livekit-wiring-secret-0123456789abcdef';

@@ -2,8 +2,9 @@ import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
-import { randomStereo, waitFor } from '../helpers/egress.js';
+import { randomStereo } from '../helpers/egress.js';
 import { configFile, daemonEgressUrl, EventCollector, isolatedBroker, openEgress, reportFigure, sendPaced } from '../helpers/reliability.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.test('broker down mid-stream and back: every event arrives', async (t) => {
   const broker = await isolatedBroker('broker');

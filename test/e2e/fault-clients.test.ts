@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import t from 'tap';
 import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { startDaemon } from '../helpers/daemon.js';
-import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { downmix, randomStereo, readWav } from '../helpers/egress.js';
 import { configFile, daemonEgressUrl, metric, ndjsonEvents, openEgress, reportFigure, sendPaced } from '../helpers/reliability.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const IDLE_SEC = 5;
 

@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
-import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { downmix, randomStereo, readWav } from '../helpers/egress.js';
 import { configFile, daemonEgressUrl, EventCollector, isolatedBroker, openEgress, reportFigure, sendPaced, spooledBytes } from '../helpers/reliability.js';
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /** Bytes of one chunk of the mono 48 kHz master at the default groupSeconds (2 s). */
 const CHUNK_BYTES = 2 * 48000 * 2;

@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { simulateEgress, type SimulateEgressResult } from '../../src/clients/egress-simulator.js';
 import { startDaemon } from '../helpers/daemon.js';
-import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { downmix, randomStereo, readWav } from '../helpers/egress.js';
 import { daemonEgressUrl, metric, ndjsonEvents, reportFigure } from '../helpers/reliability.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.test('SIGTERM with 100 live streams: all finalized within the drain window, exit 0, 100 completed events', async (t) => {
   const drainSeconds = 8;

@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
-import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { downmix, randomStereo, readWav } from '../helpers/egress.js';
 import { configFile, daemonEgressUrl, type FaultDecision, ndjsonEvents, openEgress, reportFigure, sendPaced, startFaultProxy } from '../helpers/reliability.js';
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /** Environment of a daemon on the s3 driver (s3rver's fixed credentials), 5 MiB parts. */
 function s3Env(endpoint: string): Record<string, string> {

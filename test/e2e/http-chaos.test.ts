@@ -14,11 +14,12 @@ import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { mp3, opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { startDaemon } from '../helpers/daemon.js';
-import { downmix, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { downmix, randomStereo, readWav } from '../helpers/egress.js';
 import { chunk, LAST_CHUNK, type ParsedAnswer, RawClient, type RawEnd, requestHead, seeded, wsFrame, wsUpgradeHead } from '../helpers/raw-http.js';
 import { configFile, daemonEgressUrl, E2E_API_KEY, E2E_EGRESS_SECRET, logLines, metric, ndjsonEvents, openEgress, reportFigure, sendPaced } from '../helpers/reliability.js';
 import { upsertEnvelope } from '../helpers/whatsapp-envelope.js';
 import { mintEgressToken } from '../../src/sources/egress-token.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const SEED = 1313;
 const LK_KEY = 'chaos-livekit-key';

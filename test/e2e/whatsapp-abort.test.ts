@@ -4,7 +4,8 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { mp3, opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { metricValue, startTestApp } from '../helpers/app.js';
-import { audioHeaders, eventsOfType, ffmpegChildren, openUpload, readEvents, storedKeys, until } from '../helpers/whatsapp-app.js';
+import { audioHeaders, eventsOfType, ffmpegChildren, openUpload, readEvents, storedKeys } from '../helpers/whatsapp-app.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const run = promisify(execFile);
 
@@ -14,11 +15,11 @@ t.test('a client that aborts mid-upload leaves no object, no event and no ffmpeg
   const media = readFixture(await mp3());
   const before = readEvents(ta.dataDir).length;
   const upload = openUpload(ta.baseUrl, audioHeaders({ 'content-type': 'audio/mpeg', 'x-instance': 'abort' }), media.subarray(0, Math.floor(media.length / 2)));
-  await until(async () => (await ffmpegChildren()) > 0);
+  await waitFor(async () => (await ffmpegChildren()) > 0);
   t.equal(await metricValue(ta.baseUrl, 'audio_ingestd_ffmpeg_processes'), 1, 'the decode is running');
   upload.abort();
-  await until(() => ta.logs.some((l) => l['msg'] === 'voice note aborted by the client'));
-  await until(async () => (await ffmpegChildren()) === 0);
+  await waitFor(() => ta.logs.some((l) => l['msg'] === 'voice note aborted by the client'));
+  await waitFor(async () => (await ffmpegChildren()) === 0);
   t.equal(await metricValue(ta.baseUrl, 'audio_ingestd_ffmpeg_processes'), 0, 'the pool slot was released');
   t.same(await storedKeys(ta.app), [], 'no object');
   t.equal(readEvents(ta.dataDir).length, before, 'no event');
@@ -40,7 +41,7 @@ t.test('whatsapp.decoderCpuSec and decoderMemoryMiB are the limits of every ffmp
   const upload = openUpload(ta.baseUrl, audioHeaders({ 'content-type': 'audio/mpeg', 'x-instance': 'limits' }), media.subarray(0, Math.floor(media.length / 2)));
   let pid: string | undefined;
   // /bin/sh sets the limits, then execs ffmpeg in the same process
-  await until(async () => {
+  await waitFor(async () => {
     const { stdout } = await run('pgrep', ['-P', String(process.pid), 'ffmpeg']).catch(() => ({ stdout: '' }));
     pid = stdout.split('\n').find((l) => l.trim() !== '');
     return pid !== undefined;
@@ -49,5 +50,5 @@ t.test('whatsapp.decoderCpuSec and decoderMemoryMiB are the limits of every ffmp
   t.match(limits, /Max cpu time\s+7\s+7\s+seconds/);
   t.match(limits, new RegExp(`Max address space\\s+${700 * 1024 * 1024}\\s+${700 * 1024 * 1024}\\s+bytes`));
   upload.abort();
-  await until(async () => (await ffmpegChildren()) === 0);
+  await waitFor(async () => (await ffmpegChildren()) === 0);
 });

@@ -3,8 +3,9 @@ import t from 'tap';
 import { opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { startTestApp } from '../helpers/app.js';
 import { AMQP_URL, uniqueNames } from '../helpers/events-amqp.js';
-import { storedKeys, until } from '../helpers/whatsapp-app.js';
+import { storedKeys } from '../helpers/whatsapp-app.js';
 import { upsertEnvelope } from '../helpers/whatsapp-envelope.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.test('Evolution exchange consumer: stores, acks, dead-letters poison', async (t) => {
   const { prefix } = uniqueNames('whatsapp-amqp');
@@ -21,7 +22,7 @@ t.test('Evolution exchange consumer: stores, acks, dead-letters poison', async (
     await model.close();
   });
   const consumer = ta.app.whatsappAmqp!;
-  await until(() => consumer.isOpen());
+  await waitFor(() => consumer.isOpen());
 
   const note = readFixture(await opusVoiceNote());
   const publish = (body: Buffer): boolean => ch.publish(exchange, 'messages.upsert', body, { persistent: true });
@@ -32,8 +33,8 @@ t.test('Evolution exchange consumer: stores, acks, dead-letters poison', async (
   publish(Buffer.from(JSON.stringify(upsertEnvelope(note, { instance: 'amqp-1', message: { conversation: 'text' } }))));
 
   const dead = `${queue}.dead-letter`;
-  await until(async () => (await ch.checkQueue(dead)).messageCount === 2);
-  await until(async () => (await ch.checkQueue(queue)).messageCount === 0 && (await storedKeys(ta.app)).length === 1);
+  await waitFor(async () => (await ch.checkQueue(dead)).messageCount === 2);
+  await waitFor(async () => (await ch.checkQueue(queue)).messageCount === 0 && (await storedKeys(ta.app)).length === 1);
   t.same(await storedKeys(ta.app), ['whatsapp/default/amqp-1/2023/11/14/3EB0BBB1.wav'], 'the redelivered note is stored once');
   const settled = ta.logs.filter((l) => l['msg'] === 'amqp message not stored').map((l) => [l['code'], l['verdict']]);
   t.same(settled.sort(), [['INVALID_JSON', 'dead-letter'], ['UNKNOWN_FORMAT', 'dead-letter']]);

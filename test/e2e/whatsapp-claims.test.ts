@@ -4,8 +4,9 @@ import { opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { metricValue, startTestApp, TEST_API_KEY } from '../helpers/app.js';
 import { AMQP_URL, uniqueNames } from '../helpers/events-amqp.js';
 import { RawClient, requestHead } from '../helpers/raw-http.js';
-import { eventsOfType, postAudio, storedKeys, until } from '../helpers/whatsapp-app.js';
+import { eventsOfType, postAudio, storedKeys } from '../helpers/whatsapp-app.js';
 import { upsertEnvelope } from '../helpers/whatsapp-envelope.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /** Starts an upload of `note` for (instance, messageId) on a raw socket, sends `sent` bytes and stalls. */
 async function stalledUpload(port: number, instance: string, messageId: string, note: Buffer, sent = 2000): Promise<RawClient> {
@@ -50,7 +51,7 @@ t.test('a request waiting for the same key stops waiting when its own client goe
   const waiter = await stalledUpload(ta.app.listenPort, 'claims', 'WAIT1', note, note.length);
   await new Promise((r) => setTimeout(r, 300));
   waiter.destroy();
-  await until(async () => (await requests(499)) === 1);
+  await waitFor(async () => (await requests(499)) === 1);
   t.equal(await requests(408), 0, 'the waiter was given up (499) while the holder still waited for its body');
   const [answer] = await holder.answers(1);
   t.equal(answer?.status, 408);
@@ -71,7 +72,7 @@ t.test('the Evolution AMQP consumer and the HTTP routes share the claims: one wa
     await ch.deleteExchange(exchange).catch(() => undefined);
     await model.close();
   });
-  await until(() => ta.app.whatsappAmqp!.isOpen());
+  await waitFor(() => ta.app.whatsappAmqp!.isOpen());
   const note = readFixture(await opusVoiceNote());
 
   // an HTTP upload holds the claim of evo-c:3EB0C1 and stalls; the same message comes over AMQP
@@ -79,7 +80,7 @@ t.test('the Evolution AMQP consumer and the HTTP routes share the claims: one wa
   ch.publish(exchange, 'messages.upsert', Buffer.from(JSON.stringify(upsertEnvelope(note, { instance: 'evo-c', id: '3EB0C1' }))), { persistent: true });
   const [answer] = await stalled.answers(1);
   t.equal(answer?.status, 408, 'the stalled HTTP upload is answered 408');
-  await until(async () => (await storedKeys(ta.app)).length === 1 && (await ch.checkQueue(queue)).messageCount === 0);
+  await waitFor(async () => (await storedKeys(ta.app)).length === 1 && (await ch.checkQueue(queue)).messageCount === 0);
   t.equal(eventsOfType(ta.dataDir, 'voicenote.stored').length, 1, 'the AMQP message was stored once the claim was released');
 
   // the HTTP retry and the webhook route answer the repeat from the record

@@ -13,7 +13,7 @@ import {
 import { completedEvent, storedVoiceNote } from '../helpers/events-fixtures.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
 import { tempDir } from '../helpers/events-tmp.js';
-import { waitFor } from '../helpers/events-wait.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.setTimeout(60_000);
 

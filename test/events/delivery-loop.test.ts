@@ -11,7 +11,7 @@ import { AMQP_URL, TestConsumer, deleteTopology, uniqueNames } from '../helpers/
 import { completedEvent } from '../helpers/events-fixtures.js';
 import { startReceiver } from '../helpers/events-http.js';
 import { tempDir } from '../helpers/events-tmp.js';
-import { waitFor } from '../helpers/events-wait.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.setTimeout(60_000);
 

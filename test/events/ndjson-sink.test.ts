@@ -6,7 +6,7 @@ import { Outbox } from '../../src/events/outbox.js';
 import { completedEvent, storedVoiceNote } from '../helpers/events-fixtures.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
 import { tempDir } from '../helpers/events-tmp.js';
-import { waitFor } from '../helpers/events-wait.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.test('without a broker, events land in <dataDir>/events.ndjson, in order, across restarts', async (t) => {
   const dataDir = await tempDir(t);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { AmqpRoomSignals, LocalRoomSignals, type RoomFinished } from '../../src/events/room-signals.js';
 import { AMQP_URL, closeConnectionsNamed, deleteTopology, uniqueNames } from '../helpers/events-amqp.js';
-import { waitFor } from '../helpers/events-wait.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.test('a room signal from one publisher reaches two subscribing hosts, also after a reconnect', async (t) => {
   const { prefix, connectionName } = uniqueNames('signals');

@@ -6,7 +6,7 @@ import { parseWebhookSecrets } from '../../src/events/webhook-signing.js';
 import { parseRetryAfter, WebhookSink } from '../../src/events/webhooks.js';
 import { completedEvent } from '../helpers/events-fixtures.js';
 import { tempDir } from '../helpers/events-tmp.js';
-import { waitFor } from '../helpers/events-wait.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.test('Retry-After is read as seconds or an HTTP date', async (t) => {
   const now = Date.parse('2026-11-25T12:00:00Z');

@@ -11,7 +11,7 @@ import { startReceiver } from '../helpers/events-http.js';
 import { completedEvent, storedVoiceNote } from '../helpers/events-fixtures.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
 import { tempDir } from '../helpers/events-tmp.js';
-import { waitFor } from '../helpers/events-wait.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const secret = 'legacy-secret-test-1';
 const whsec = (): string => `whsec_${randomBytes(32).toString('base64')}`;

@@ -71,17 +71,6 @@ export function readWav(bytes: Buffer): { sampleRate: number; channels: number; 
   throw new Error('no data chunk');
 }
 
-/** Waits until `pred` returns a value (polling), or fails after `ms`. */
-export async function waitFor<T>(pred: () => T | undefined | Promise<T | undefined>, ms = 10_000, what = 'condition'): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await pred();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /** The completed-recording log lines of an app (key, duration, end reason, …). */
 export function completedRecordings(h: TestApp): { recordingId: string; key: string; endReason: string; durationSec: number }[] {
   return h.logs.filter((l) => l.msg === 'recording completed') as never;

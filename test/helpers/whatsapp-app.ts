@@ -134,8 +134,3 @@ export async function ffmpegChildren(): Promise<number> {
     return 0; // pgrep exits 1 when nothing matches
   }
 }
-
-/** Polls `cond` every 20 ms until it holds (the test's own timeout bounds the wait). */
-export async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await cond())) await new Promise((r) => setTimeout(r, 20));
-}

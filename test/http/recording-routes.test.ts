@@ -5,8 +5,9 @@ import t, { type Test } from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { sha256Hex } from '../../src/tenants/tenant-registry.js';
 import { startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
-import { egressUrl, outboxEvents, readWav, waitFor } from '../helpers/egress.js';
+import { egressUrl, outboxEvents, readWav } from '../helpers/egress.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 type Ev = Record<string, unknown>;
 type View = Record<string, unknown> & { id: string; state: string; url: string | null };

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
 import { startTestApp } from '../helpers/app.js';
-import { egressUrl, outboxEvents, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
 import { endEgress, LiveConsumer, resampleMaster, sendFrames } from '../helpers/live.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 

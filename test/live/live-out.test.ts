@@ -1,8 +1,9 @@
 import t from 'tap';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
 import { startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
-import { downmix, egressUrl, outboxEvents, randomStereo, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
+import { downmix, egressUrl, outboxEvents, randomStereo, readWav, speechEgressPcm } from '../helpers/egress.js';
 import { endEgress, LiveConsumer, resampleMaster, sendFrames } from '../helpers/live.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 type Ev = Record<string, unknown>;
 

@@ -1,8 +1,9 @@
 import t from 'tap';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
 import { metricValue, startTestApp } from '../helpers/app.js';
-import { downmix, egressUrl, outboxEvents, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { downmix, egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
 import { endEgress, LiveConsumer, sendFrames } from '../helpers/live.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.test('a consumer that never reads is closed with 4008 after an overflow message; ingest and the master are untouched', async (t) => {
   const h = await startTestApp({ live: { queueSeconds: 0.5 } });

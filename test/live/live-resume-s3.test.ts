@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
 import { sanitizeSegment } from '../../src/storage/keys.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { egressUrl, outboxEvents, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
 import { endEgress, LiveConsumer, resampleMaster, sendFrames } from '../helpers/live.js';
 import { s3rverStorage } from '../helpers/storage-s3rver.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 async function liveRecordingId(h: TestApp, trackId: string): Promise<string> {
   return waitFor(() => h.app.recordings.all().find((r) => r.identity.trackId === trackId)?.identity.recordingId, 10_000, `recording of ${trackId}`);

@@ -1,8 +1,9 @@
 import t from 'tap';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
 import { startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
-import { egressUrl, outboxEvents, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
 import { endEgress, LiveConsumer, resampleMaster, sendFrames } from '../helpers/live.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 async function liveRecordingId(h: TestApp, trackId: string): Promise<string> {
   return waitFor(() => h.app.recordings.all().find((r) => r.identity.trackId === trackId)?.identity.recordingId, 10_000, `recording of ${trackId}`);

@@ -9,7 +9,7 @@ import { FsObjectStore, verifyPresigned } from '../../src/storage/fs-store.js';
 import { MeteredObjectStore } from '../../src/storage/metered-store.js';
 import { completedEvent } from '../helpers/events-fixtures.js';
 import { tempDir } from '../helpers/events-tmp.js';
-import { waitFor } from '../helpers/events-wait.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { runConformance } from '../helpers/storage-conformance.js';
 
 const SECRET = 'metered-presign-secret';

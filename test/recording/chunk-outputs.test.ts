@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { metricValue, startTestApp } from '../helpers/app.js';
-import { downmix, egressUrl, outboxEvents, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { downmix, egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
 import { startReceiver } from '../helpers/events-http.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 type Ev = Record<string, unknown>;
 

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { startTestApp } from '../helpers/app.js';
-import { downmix, egressUrl, outboxEvents, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { downmix, egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
 

@@ -1,8 +1,9 @@
 import t from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { startTestApp } from '../helpers/app.js';
-import { downmix, egressUrl, outboxEvents, randomStereo, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
+import { downmix, egressUrl, outboxEvents, randomStereo, readWav, speechEgressPcm } from '../helpers/egress.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 function peak(data: Buffer): number {
   let p = 0;

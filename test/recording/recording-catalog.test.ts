@@ -12,7 +12,8 @@ import { FsObjectStore } from '../../src/storage/fs-store.js';
 import { ObjectKeys } from '../../src/storage/keys.js';
 import type { ObjectStore, PutOptions } from '../../src/storage/object-store.js';
 import { metricValue, startTestApp, TEST_API_KEY } from '../helpers/app.js';
-import { egressUrl, outboxEvents, readWav, waitFor } from '../helpers/egress.js';
+import { egressUrl, outboxEvents, readWav } from '../helpers/egress.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const logger = createLogger({ level: 'silent' });
 

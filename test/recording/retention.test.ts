@@ -10,8 +10,9 @@ import { createLogger } from '../../src/observability/logger.js';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
 import { RetentionSweeper } from '../../src/storage/retention-sweeper.js';
 import { startTestApp, TEST_API_KEY } from '../helpers/app.js';
-import { egressUrl, outboxEvents, waitFor } from '../helpers/egress.js';
+import { egressUrl, outboxEvents } from '../helpers/egress.js';
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 
 const logger = createLogger({ level: 'silent' });

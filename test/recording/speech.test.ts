@@ -3,9 +3,10 @@ import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { fvadHangoverMs, SpeechSegmenter, type SpeechEdge } from '../../src/recording/speech.js';
 import { configSchema } from '../../src/config/schema.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { downmix, egressUrl, outboxEvents, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
+import { downmix, egressUrl, outboxEvents, readWav, speechEgressPcm } from '../helpers/egress.js';
 import { voicedSpan } from '../helpers/audio-signal.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 type Ev = Record<string, unknown>;
 type Interval = { start: number; end: number };

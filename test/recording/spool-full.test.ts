@@ -1,8 +1,9 @@
 import t from 'tap';
 import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { metricValue, startTestApp } from '../helpers/app.js';
-import { downmix, egressUrl, outboxEvents, randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { downmix, egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
 import { reportFigure } from '../helpers/reliability.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.test('the spool budget defaults to half the free disk, at least 1 GiB', async (t) => {
   const h = await startTestApp();

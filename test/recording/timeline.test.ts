@@ -2,8 +2,9 @@ import t, { type Test } from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { Timeline } from '../../src/recording/timeline.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { egressUrl, outboxEvents, readWav, waitFor } from '../helpers/egress.js';
+import { egressUrl, outboxEvents, readWav } from '../helpers/egress.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 type Ev = Record<string, unknown>;
 type Run = { start: number; samples: number; wall_clock: string };

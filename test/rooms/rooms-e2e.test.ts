@@ -3,10 +3,11 @@ import { Redis } from 'ioredis';
 import t from 'tap';
 import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
-import { egressUrl, outboxEvents, readWav, waitFor } from '../helpers/egress.js';
+import { egressUrl, outboxEvents, readWav } from '../helpers/egress.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
 import { burstPcm, referenceMix, referencePlace } from '../helpers/room-reference.js';
 import { s3rverStorage } from '../helpers/storage-s3rver.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const RATE = 48000;
 const REDIS_URL = 'redis://127.0.0.1:6379';

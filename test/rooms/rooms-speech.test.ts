@@ -3,8 +3,9 @@ import t from 'tap';
 import { simulateEgress } from '../../src/clients/egress-simulator.js';
 import { startTestApp } from '../helpers/app.js';
 import { voicedSpan } from '../helpers/audio-signal.js';
-import { downmix, egressUrl, outboxEvents, speechEgressPcm, waitFor } from '../helpers/egress.js';
+import { downmix, egressUrl, outboxEvents, speechEgressPcm } from '../helpers/egress.js';
 import { s3rverStorage } from '../helpers/storage-s3rver.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 type Interval = { start: number; end: number };
 type Turn = { participant: string; startMs: number; endMs: number };

@@ -4,8 +4,9 @@ import t from 'tap';
 import { WebSocket } from 'ws';
 import { connectEgress, EgressRefusedError, simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { metricValue, startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
-import { downmix, egressUrl, outboxEvents, randomStereo, rawToken, readWav, speechEgressPcm, waitFor } from '../helpers/egress.js';
+import { downmix, egressUrl, outboxEvents, randomStereo, rawToken, readWav, speechEgressPcm } from '../helpers/egress.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 type Ev = Record<string, unknown>;
 

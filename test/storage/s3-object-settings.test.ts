@@ -8,11 +8,12 @@ import { loadConfig } from '../../src/config/load.js';
 import { objectSettingsOf, type S3ObjectSettings, taggingOf } from '../../src/storage/s3-store.js';
 import { opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { runCli, startDaemon } from '../helpers/daemon.js';
-import { randomStereo, readWav, waitFor } from '../helpers/egress.js';
+import { randomStereo, readWav } from '../helpers/egress.js';
 import { configFile, daemonEgressUrl, E2E_API_KEY, ndjsonEvents, openEgress, sendPaced } from '../helpers/reliability.js';
 import { type ProxiedRequest, type RecordingProxy, startRecordingProxy } from '../helpers/storage-s3-proxy.js';
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
 import { audioHeaders, postAudio } from '../helpers/whatsapp-app.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const KMS_KEY = 'arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 
