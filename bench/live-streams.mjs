@@ -80,6 +80,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
     // finalize: from the common end to the last completion
     await until(endAtMs);
     const cpuE = cpuOf(server.pid);
+    const storeE = server.storePid ? cpuOf(server.storePid) : null;
     rss.reset();
     const deadline = Date.now() + 180_000;
     let fin = await server.finalized();
@@ -89,7 +90,10 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
     }
     const tF = Date.now();
     const cpuF = cpuOf(server.pid);
+    const storeF = server.storePid ? cpuOf(server.storePid) : null;
     const finPeak = rss.stop();
+    // the event loop from the live sample (1 s before the end) to the last completion
+    const finLoop = await server.sample();
     const genResult = await gen.done;
     const stored = await server.stored(n, genResult.streams);
     const sent = genResult.streams.reduce((s, x) => s + x.bytesSent, 0);
@@ -122,6 +126,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
       'finalize ms/stream': (1000 * finCpu) / n,
       'finalize kernel %': (100 * (cpuF.system - cpuE.system)) / Math.max(finCpu, 1e-9),
       'finalize RSS KiB/stream': perStreamKiB(finPeak),
+      's3rver finalize CPU s': storeE && storeF ? storeF.total - storeE.total : null,
       'finalize wall s': fin.count < n ? null : ((fin.lastAtMs ?? tF) - endAtMs) / 1000,
       completed: fin.count,
       failed: fin.failed ?? 0,
@@ -129,6 +134,8 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
       'whole RSS KiB/stream': perStreamKiB(Math.max(setupPeak, livePeak, finPeak)),
       'RSS peak MiB': Math.max(setupPeak, livePeak, finPeak) / MiB,
       'lag p99 ms': live.lagP99Ms,
+      'finalize lag p99 ms': finLoop.lagP99Ms,
+      'finalize lag max ms': finLoop.lagMaxMs ?? null,
       'frames lost': Math.round(lostBytes / 1920),
       'drops (live window)': live.drops ?? null,
       'sent MiB': sent / MiB,
@@ -209,6 +216,7 @@ async function startDaemonTarget(target, cpuProf) {
   };
   return {
     pid: d.pid,
+    storePid: s3?.pid,
     logTail: () => d.logTail(),
     async streams(n) {
       nStreams = n;
@@ -259,9 +267,10 @@ async function startDaemonTarget(target, cpuProf) {
     async sample() {
       const m = await d.metrics();
       lagP99Ms = m.get('audio_ingestd_nodejs_eventloop_lag_p99_seconds') * 1000;
+      const lagMaxMs = m.get('audio_ingestd_nodejs_eventloop_lag_max_seconds') * 1000;
       steady = histogramQuantile(m, 'audio_ingestd_chunk_store_latency_seconds', 0.99, before);
       const drops = [...m].filter(([k, v]) => k.startsWith('audio_ingestd_frames_dropped_total{') && v > 0).map(([k, v]) => `${/reason="([^"]+)"/.exec(k)?.[1]}:${v}`);
-      return { open: metricSum(m, 'audio_ingestd_streams_active'), lagP99Ms, drops: drops.join(' ') || null };
+      return { open: metricSum(m, 'audio_ingestd_streams_active'), lagP99Ms, lagMaxMs, drops: drops.join(' ') || null };
     },
     /** Data bytes of each stream's master, in input bytes (mono output: ×2). Waits for every master. */
     async stored(n) {

@@ -10,7 +10,7 @@ import { type OpenedRecording, RecordingCatalog } from '../../src/recording/reco
 import type { RecordingResult } from '../../src/recording/recording.js';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
 import { ObjectKeys } from '../../src/storage/keys.js';
-import type { ObjectStore, PutOptions } from '../../src/storage/object-store.js';
+import type { BatchItem, ObjectStore, PutOptions } from '../../src/storage/object-store.js';
 import { metricValue, startTestApp, TEST_API_KEY } from '../helpers/app.js';
 import { egressUrl, outboxEvents, readWav } from '../helpers/egress.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -26,12 +26,17 @@ async function fsStore(t: Test): Promise<FsObjectStore> {
   return store;
 }
 
-/** The real store with `put` replaced (fault injection); every other call goes to the store. */
+/**
+ * The real store with `put` replaced (fault injection) and without group commit, as a store
+ * without `putBatch` (S3) is: the catalog writes each object with `put`. Every other call goes
+ * to the store.
+ */
 function withPut(store: ObjectStore, put: (key: string, body: Buffer, options: PutOptions, real: ObjectStore['put']) => Promise<{ key: string; size: number }>): ObjectStore {
   const real = store.put.bind(store);
   return new Proxy(store, {
     get(target, prop) {
       if (prop === 'put') return (key: string, body: Buffer, options: PutOptions) => put(key, body, options, real);
+      if (prop === 'putBatch') return undefined;
       const v = Reflect.get(target, prop) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
@@ -108,6 +113,62 @@ t.test('a store that is briefly unavailable is retried; a store error is given u
   t.equal(failing.failedWrites, 2, 'each given-up write counted');
   t.equal((await metrics.registry.getSingleMetric('audio_ingestd_errors_total')!.get()).values.find((v) => v.labels.code === 'STORAGE_ERROR')?.value, 2);
   t.ok(lines.some((l) => l.msg?.toString().startsWith('catalog write failed') && l.recordingId === 'rec-3'), 'logged with the recording id');
+});
+
+/** The real store with `putBatch` wrapped (fault injection, call counts); every other call goes to the store. */
+function withBatch(store: FsObjectStore, putBatch: (items: BatchItem[], real: (items: BatchItem[]) => Promise<void>) => Promise<void>): ObjectStore {
+  const real = store.putBatch.bind(store);
+  return new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'putBatch') return (items: BatchItem[]) => putBatch(items, real);
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+t.test('on a store with group commit, the records written in one tick go in one batch; each is complete', async (t) => {
+  const store = await fsStore(t);
+  const batches: number[] = [];
+  const counted = withBatch(store, async (items, real) => {
+    batches.push(items.length);
+    return real(items);
+  });
+  const catalog = new RecordingCatalog({ store: counted, keys: new ObjectKeys(), logger, metrics: new Metrics() });
+  const recs = Array.from({ length: 40 }, (_, i) => opened(`rec-b${i}`));
+  for (const o of recs) catalog.opened(o);
+  await catalog.settle();
+  t.same(batches, [120], '40 records × (record + room entry + meeting entry) in one putBatch');
+  // a meeting ending: every finished() of one tick, one batch, then the final states
+  await Promise.all(recs.map((o) => catalog.finished(o.identity, result(o.key))));
+  t.same(batches, [120, 120]);
+  for (const o of recs) t.match(await catalog.get('acme', o.identity.recordingId), { state: 'completed', durationSec: 1 });
+  const rooms: string[] = [];
+  for await (const e of store.list('catalog/rooms/acme/room-1/')) rooms.push(e.key);
+  t.equal(rooms.length, 40, 'one room entry per recording');
+  t.equal(catalog.failedWrites, 0);
+});
+
+t.test('a batch the store refuses for good is written record by record: only the record it refuses is lost', async (t) => {
+  const store = await fsStore(t);
+  let batches = 0;
+  const counted = withBatch(store, async (items, real) => {
+    batches++;
+    return real(items);
+  });
+  const metrics = new Metrics();
+  const catalog = new RecordingCatalog({ store: counted, keys: new ObjectKeys(), logger, metrics, retryDelaysMs: [1] });
+  // metadata must be printable ASCII: the store refuses the whole batch this record is in
+  const bad = opened('rec-bad', { tenant: 'acm\u00e9' });
+  catalog.opened(opened('rec-ok1'));
+  catalog.opened(bad);
+  catalog.opened(opened('rec-ok2'));
+  await catalog.settle();
+  t.equal(batches, 1);
+  t.match(await catalog.get('acme', 'rec-ok1'), { state: 'recording' });
+  t.match(await catalog.get('acme', 'rec-ok2'), { state: 'recording' });
+  t.equal(await catalog.get('acm\u00e9', 'rec-bad'), null);
+  t.equal(catalog.failedWrites, 1, 'the refused record counted once');
 });
 
 t.test('get and list: per tenant, by meeting or room, oldest first, bounded, skipping dangling entries', async (t) => {
