@@ -223,7 +223,9 @@ export function composeDaemon(input: CompositionInput): Daemon {
     events: recordingEvents,
     chunkSinks,
     openMaster: ({ recordingId, key, format, metadata, release }) =>
-      MasterUpload.create({ release, store, stateDir: dataDir, recordingId, key, format, metadata, partSize: config.storage.partSizeMiB * 1024 * 1024, spool, logger: log, metrics }),
+      MasterUpload.create({ release, store, stateDir: dataDir, recordingId, key, format, metadata, partSize: config.storage.partSizeMiB * 1024 * 1024, spool,
+        // the resume window of live audio out (README, Live audio out)
+        keepUploadedSec: config.live.resumeWindowSec, logger: log, metrics }),
     presign,
     output: { sampleRate: config.output.sampleRate, channels: config.output.channels },
     normalize: { mode: config.output.normalize, targetDb: config.output.targetDb },

@@ -117,6 +117,13 @@ export const configSchema = z.object({
        * room_finished). Unset: `rooms.idleSec`, the gap after which the room session is over.
        */
       roomIdleSec: z.number().min(0).max(3600).optional(),
+      /**
+       * S3: seconds of a live recording behind the live edge whose uploaded master parts stay in
+       * the spool, so `from=` anywhere in them resumes (S3 cannot read parts of an unfinished
+       * upload); 0 deletes a part once uploaded. Costs spool disk: ~345 MB per stream-hour at
+       * 48 kHz mono, ~58 MB per stream at 600 s. Env LIVE_RESUME_WINDOW_SEC.
+       */
+      resumeWindowSec: z.number().int().min(0).max(86_400).default(600),
       /** Lease of the Redis entry that tells other hosts where a live recording is (REDIS_URL set). */
       directoryTtlSec: z.number().int().min(3).max(3600).default(30),
     })
@@ -217,8 +224,8 @@ export const configSchema = z.object({
   spool: z
     .object({
       /**
-       * Local bytes live audio may occupy (each live stream holds up to two parts: part 1 until
-       * the end, and the part being filled). Unset: half the free space of DATA_DIR's
+       * Local bytes live audio may occupy (each live stream holds part 1 until the end, the part
+       * being filled and, on S3, its uploaded parts within `live.resumeWindowSec`). Unset: half the free space of DATA_DIR's
        * filesystem at start, at least 1 GiB. Env SPOOL_MAX_BYTES.
        */
       maxBytes: positiveInt.optional(),

@@ -14,7 +14,9 @@
  *   end the header is written in place and the file is moved into the store, no byte copied.
  * - Otherwise (S3) every full part from part 2 on is uploaded in the background from its file,
  *   retried with backoff while the store is unavailable, recorded in `manifest.json` and
- *   deleted. At the end the last part is uploaded, the header is written into part 1's file,
+ *   deleted, or kept while its audio is within `keepUploadedSec` of the live edge (the resume
+ *   window of live audio out: S3 cannot read parts of an unfinished upload, so the spool serves
+ *   them; kept files stay counted in the spool budget until deleted). At the end the last part is uploaded, the header is written into part 1's file,
  *   part 1 is uploaded and the upload completed; a recording that fits in one part is one
  *   streamed PUT. Nothing is read into memory at the end.
  * - After a crash, `MasterUpload.recover()` finishes every upload left in the state directory
@@ -97,6 +99,11 @@ export interface MasterUploadOptions {
   retry?: RetryOptions;
   /** `source` label of the drop metric (default `livekit`). */
   source?: string;
+  /**
+   * Seconds of audio behind the live edge whose uploaded part files stay in the spool, readable
+   * there (default 0: a part file is deleted once uploaded). All of them go at the end.
+   */
+  keepUploadedSec?: number;
   logger?: Logger;
   metrics?: Metrics;
 }
@@ -277,11 +284,17 @@ export class MasterUpload {
 
   // store side (uploader)
   private readonly readyParts: number[] = [];
+  /** PCM bytes behind the live edge whose uploaded part files are kept (0: none kept). */
+  private readonly keepBytes: number;
+  /** Uploaded parts whose files are still in the spool (and in the budget), in order. */
+  private readonly kept: { part: number; bytes: number }[] = [];
+  /** Deletion of kept files that left the window, in flight. */
+  private pruning: Promise<void> | null = null;
   private uploading: Promise<void> | null = null;
   private uploadFailure: AppError | null = null;
 
   private constructor(store: ObjectStore, stateDir: string, dir: string, manifest: Manifest, spool: Spool, opts: {
-    queueMaxBytes?: number; release?: (buf: Buffer) => void; retry?: RetryOptions; maxUnavailableAttempts?: number; source?: string; logger?: Logger; metrics?: Metrics;
+    queueMaxBytes?: number; release?: (buf: Buffer) => void; retry?: RetryOptions; maxUnavailableAttempts?: number; source?: string; keepUploadedSec?: number; logger?: Logger; metrics?: Metrics;
   }) {
     this.store = store;
     this.stateDir = stateDir;
@@ -301,6 +314,7 @@ export class MasterUpload {
     this.retry = { baseMs: opts.retry?.baseMs ?? 250, maxMs: opts.retry?.maxMs ?? 30_000, maxErrorAttempts: opts.retry?.maxErrorAttempts ?? 3 };
     this.maxUnavailableAttempts = opts.maxUnavailableAttempts ?? Infinity;
     this.source = opts.source ?? 'livekit';
+    this.keepBytes = Math.max(0, Math.round((opts.keepUploadedSec ?? 0) * manifest.format.sampleRate)) * this.blockAlign;
     this.logger = opts.logger?.child({ recordingId: manifest.recordingId, key: manifest.key });
     this.metrics = opts.metrics;
   }
@@ -419,6 +433,8 @@ export class MasterUpload {
       throw err;
     }
     this.state = 'done';
+    // a deletion in flight releases its bytes before the rest is released below
+    while (this.pruning !== null) await this.pruning;
     await this.removeSpool().catch((err: unknown) => this.logger?.error({ err }, 'spool folder of a finished master not removed'));
     this.spool.release(this.reserved);
     this.reserved = 0;
@@ -708,6 +724,8 @@ export class MasterUpload {
     await this.settle();
     this.logger?.error({ err }, 'master upload refused by the store for good; spool set aside');
     try {
+      // the upload is aborted: kept copies of its parts are no resume source any more
+      await this.pruneKept(Number.POSITIVE_INFINITY);
       await this.markFailed(err);
       await this.setAside();
     } catch (e) {
@@ -731,9 +749,11 @@ export class MasterUpload {
   private async failedOutcome(): Promise<RecoveryOutcome> {
     const m = this.manifest;
     let bytes = m.parts.reduce((s, p) => s + p.dataBytes, 0);
+    const uploaded = new Set(m.parts.map((p) => p.partNumber));
     for (const name of await readdir(this.dir).catch(() => [] as string[])) {
       const match = PART_FILE.exec(name);
-      if (match === null) continue;
+      // an uploaded part's file kept for resume is counted once, as uploaded
+      if (match === null || uploaded.has(Number(match[1]))) continue;
       const size = (await stat(join(this.dir, name))).size;
       bytes += match[1] === '000001' ? Math.max(0, size - m.dataOffset) : size;
     }
@@ -807,6 +827,7 @@ export class MasterUpload {
       this.qHead = end;
       this.queuedBytes -= bytes;
       this.spooled += bytes;
+      this.kickPrune();
       if (this.qHead > 1024 && this.qHead * 2 > this.qBufs.length) this.compactQueue();
       const filled = pos + bytes;
       if (filled === this.fileBytes) {
@@ -944,10 +965,11 @@ export class MasterUpload {
         this.manifest.parts.push({ partNumber: part, etag: ref.etag, ...(ref.checksum === undefined ? {} : { checksum: ref.checksum }), dataBytes: ref.size });
         this.manifest.parts.sort((a, b) => a.partNumber - b.partNumber);
         await this.saveManifest();
-        await unlink(path);
-        this.spool.release(ref.size);
-        this.reserved -= ref.size;
         this.readyParts.shift();
+        // kept (still counted in the spool) while within the resume window; recovery deletes it as uploaded
+        this.kept.push({ part, bytes: ref.size });
+        this.kickPrune();
+        if (this.pruning !== null) await this.pruning;
       } catch (err) {
         const state = this.state as State;
         if (state === 'aborted' || state === 'suspended') return;
@@ -955,6 +977,39 @@ export class MasterUpload {
         this.logger?.error({ err, part }, 'part upload failed; spool kept');
         return;
       }
+    }
+  }
+
+  /** Starts deleting the kept files the live edge has left more than the window behind (one run at a time). */
+  private kickPrune(): void {
+    const first = this.kept[0];
+    if (this.pruning !== null || first === undefined || first.part * this.fileBytes + this.keepBytes > this.manifest.dataOffset + this.spooled) return;
+    this.pruning = this.pruneKept(this.keepBytes).finally(() => {
+      this.pruning = null;
+    });
+  }
+
+  /**
+   * Deletes the kept files of uploaded parts that end more than `behind` PCM bytes before the
+   * spooled live edge (all of them for +∞) and gives their bytes back to the spool.
+   */
+  private async pruneKept(behind: number): Promise<void> {
+    const edge = this.manifest.dataOffset + this.spooled;
+    let n = 0;
+    while (n < this.kept.length && (behind === Number.POSITIVE_INFINITY || this.kept[n]!.part * this.fileBytes + behind <= edge)) n++;
+    // taken off the list before the first await: a second call never deletes (and releases) one twice
+    for (const { part, bytes } of this.kept.splice(0, n)) {
+      try {
+        await unlink(partFile(this.dir, part));
+      } catch (err) {
+        if (!isNotFound(err)) {
+          // still on disk: its bytes stay reserved until the spool folder goes at the end
+          this.logger?.error({ err, part }, 'uploaded part file not deleted; kept until the end');
+          continue;
+        }
+      }
+      this.spool.release(bytes);
+      this.reserved -= bytes;
     }
   }
 
@@ -993,8 +1048,8 @@ export class MasterUpload {
 
   /** Waits for the writer and uploader to stop (after a state change that stops them). */
   private async settle(): Promise<void> {
-    while (this.writing !== null || this.uploading !== null) {
-      await Promise.all([this.writing, this.uploading]);
+    while (this.writing !== null || this.uploading !== null || this.pruning !== null) {
+      await Promise.all([this.writing, this.uploading, this.pruning]);
     }
     await this.closeFile().catch(() => undefined);
   }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -51,6 +51,14 @@ t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes 
   // 115 s of audio at 8× real time: part 2 of the master is full (uploaded or spooled), part 3 partial.
   const sent = await sendPaced(ws, pcm, { speed: 8, stopAtBytes: 115 * 192_000 });
   await sleep(500); // every frame written to the socket has been read by the daemon
+  // part 2 is uploaded and its file kept (the default resume window of live audio out)
+  const uploadsDir = join(dataDir, 'uploads');
+  const keptPart2 = (): boolean => readdirSync(uploadsDir).some((name) => {
+    const dir = join(uploadsDir, name);
+    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { parts: { partNumber: number }[] };
+    return manifest.parts.some((p) => p.partNumber === 2) && existsSync(join(dir, 'part-000002.pcm'));
+  });
+  await waitFor(() => (keptPart2() ? true : undefined), 20_000, 'part 2 uploaded and kept');
   first.child.kill('SIGKILL');
   t.equal(await first.exited, 'SIGKILL');
   const spooled = spooledBytes(dataDir);
@@ -72,7 +80,8 @@ t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes 
   t.equal(wav.dataSize, wav.data.length, 'valid WAV: data size matches the bytes');
   t.equal(completed.size_bytes, MASTER_HEADER_BYTES + wav.dataSize);
   t.ok(wav.data.equals(expected.subarray(0, wav.data.length)), 'the master is an exact prefix of the downmixed input');
-  t.equal(wav.dataSize, spooledAtKill, 'every byte spooled at the kill is in the master');
+  t.equal(wav.dataSize, spooledAtKill, 'every byte spooled at the kill is in the master (the kept part counted once)');
+  t.notOk(existsSync(join(uploadsDir, spooled[0]!.recordingId)), 'recovered: no spool folder (kept part files included) is left');
   const lostBytes = expected.length - wav.dataSize;
   const prefix = wav.data.equals(expected.subarray(0, wav.data.length));
   t.ok(lostBytes >= 0 && lostBytes <= CHUNK_BYTES + QUEUE_BYTES, `lost ${lostBytes} bytes ≤ one chunk (${CHUNK_BYTES}) + the write queue (${QUEUE_BYTES})`);

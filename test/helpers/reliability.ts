@@ -122,9 +122,11 @@ export function spooledBytes(dataDir: string): { recordingId: string; bytes: num
   return readdirSync(root).map((name) => {
     const dir = join(root, name);
     let bytes = 0;
-    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { recordingId: string; dataOffset: number; parts: { dataBytes: number }[] };
+    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { recordingId: string; dataOffset: number; parts: { partNumber: number; dataBytes: number }[] };
+    // an uploaded part whose file is kept (the live resume window) counts once, as uploaded
+    const uploaded = new Set(manifest.parts.map((p) => `part-${String(p.partNumber).padStart(6, '0')}.pcm`));
     // part 1's file starts with the room reserved for the header (manifest.dataOffset bytes)
-    for (const f of readdirSync(dir)) if (/^part-\d{6}\.pcm$/.test(f)) bytes += Math.max(0, statSync(join(dir, f)).size - (f === 'part-000001.pcm' ? manifest.dataOffset : 0));
+    for (const f of readdirSync(dir)) if (/^part-\d{6}\.pcm$/.test(f) && !uploaded.has(f)) bytes += Math.max(0, statSync(join(dir, f)).size - (f === 'part-000001.pcm' ? manifest.dataOffset : 0));
     for (const p of manifest.parts) bytes += p.dataBytes;
     return { recordingId: manifest.recordingId, bytes };
   });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
 import { sanitizeSegment } from '../../src/storage/keys.js';
@@ -13,9 +13,9 @@ async function liveRecordingId(h: TestApp, trackId: string): Promise<string> {
   return waitFor(() => h.app.recordings.all().find((r) => r.identity.trackId === trackId)?.identity.recordingId, 10_000, `recording of ${trackId}`);
 }
 
-t.test('S3, live: a from= inside parts already uploaded is refused before the upgrade with the offset resume can start at, which then works; stored, everything replays', async (t) => {
+t.test('S3, live, no resume window: a from= inside parts already uploaded is refused before the upgrade with the offset resume can start at, which then works; stored, everything replays', async (t) => {
   const { storage } = await s3rverStorage(t, 'aid-live-s3-');
-  const h = await startTestApp({ storage });
+  const h = await startTestApp({ storage, live: { resumeWindowSec: 0 } });
   t.teardown(() => h.close());
   const egress = await connectEgress(await egressUrl(h, { roomName: 'room-s3', trackId: 'TR_s3' }));
   // 5 MiB parts of 48 kHz mono: 54.6 s each; 125 s reaches part 3, so part 2 is uploaded and gone from the spool
@@ -63,4 +63,62 @@ t.test('S3, live: a from= inside parts already uploaded is refused before the up
   await replay.closed;
   t.equal(replay.closeCode, 1000);
   t.ok(replay.pcm().equals(at16.subarray(16000 * 60 * 2)), 'the stored master replays from inside part 2');
+});
+
+/** Frames of the 48 kHz mono master before part `k` (5 MiB parts, the 80-byte header in part 1). */
+function partStartFrame(k: number): number {
+  return ((k - 1) * 5 * 1024 * 1024 - 80) / 2;
+}
+
+t.test('S3, live, resume window: a from= two parts back resumes from the kept part files with no gap or overlap into the live edge; older offsets get 410 with the start of the window; stored, the spool holds no part file', async (t) => {
+  const { storage } = await s3rverStorage(t, 'aid-live-s3w-');
+  // 120 s of window, 5 MiB parts (54.6 s): at 235 s parts 3 and 4 are uploaded and kept, part 2
+  // (ends at 109.2 s, more than 120 s behind) is uploaded and deleted, part 5 is being filled
+  const h = await startTestApp({ storage, live: { resumeWindowSec: 120 } });
+  t.teardown(() => h.close());
+  const egress = await connectEgress(await egressUrl(h, { roomName: 'room-s3w', trackId: 'TR_s3w' }));
+  const pcm = randomStereo(48000 * 240 + 11, 37);
+  const cut = 48000 * 235 * 4;
+  await sendFrames(egress, pcm.subarray(0, cut), 1920, 20, 4);
+  const id = await liveRecordingId(h, 'TR_s3w');
+  const spoolDir = join(h.dataDir, 'uploads', sanitizeSegment(id));
+  const part = (k: number): string => join(spoolDir, `part-00000${k}.pcm`);
+  const manifestParts = (): number[] => (JSON.parse(readFileSync(join(spoolDir, 'manifest.json'), 'utf8')) as { parts: { partNumber: number }[] }).parts.map((p) => p.partNumber);
+  await waitFor(
+    () => (h.app.recordings.get(id)!.frames >= cut / 4 && existsSync(part(5)) && manifestParts().includes(4) && !existsSync(part(2)) ? true : undefined),
+    30_000,
+    'part 4 uploaded, part 2 out of the window',
+  );
+  t.same(manifestParts(), [2, 3, 4], 'parts 2, 3 and 4 are uploaded');
+  t.ok(existsSync(part(1)) && existsSync(part(3)) && existsSync(part(4)), 'part 1 and the uploaded parts 3 and 4 (within the window) are kept');
+  t.equal(h.app.recordings.get(id)!.masterStats!.droppedBytes, 0, 'nothing dropped');
+  t.ok(h.app.spool.usedBytes >= 2 * 5 * 1024 * 1024, `the kept parts stay in the spool budget (${h.app.spool.usedBytes} B in use)`);
+
+  const q = `${h.wsUrl}/v1/live?recordingId=${id}&rate=16000`;
+  const old = new LiveConsumer(`${q}&from=${16000 * 80}`);
+  await old.opened.catch(() => undefined);
+  t.equal(old.refused?.status, 410, 'from= in part 2, before the window: refused before the upgrade');
+  const body = JSON.parse(old.refused?.body ?? '{}') as { error: { code: string; details: { availableFrom: number } } };
+  t.equal(body.error?.code, 'RESUME_UNAVAILABLE');
+  const availableFrom = body.error.details.availableFrom;
+  t.ok(availableFrom >= partStartFrame(3) / 3 && availableFrom < partStartFrame(3) / 3 + 100, `availableFrom ${availableFrom} is where the oldest kept part begins (${partStartFrame(3) / 3})`);
+
+  // two parts back from the one being filled: inside part 3, uploaded
+  const from = Math.ceil(partStartFrame(3) / 3) + 16000 * 10 + 123;
+  const resumed = new LiveConsumer(`${q}&from=${from}`);
+  await resumed.opened;
+  await sendFrames(egress, pcm.subarray(cut), 1920, 5, 2);
+  await endEgress(egress);
+  await resumed.closed;
+  const ev = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === id), 30_000, 'recording.completed');
+  const master = readWav(await h.app.store.get(ev.s3_key_master as string)).data;
+  const at16 = resampleMaster(master, 48000, 16000);
+  t.same(resumed.problems, []);
+  t.equal(resumed.closeCode, 1000, `the resumed subscription ran to the end (closed: "${resumed.closeReason}")`);
+  t.equal(resumed.firstOffset.get(0), from);
+  t.equal(resumed.pcm().length, at16.length - from * 2, 'exactly the samples from the offset to the end');
+  t.ok(resumed.pcm().equals(at16.subarray(from * 2)), 'from the kept parts through the live edge: the master resampled, no gap, no overlap');
+
+  t.notOk(existsSync(spoolDir) && readdirSync(spoolDir).some((f) => f.endsWith('.pcm')), 'stored: the spool holds no part file of the recording');
+  await waitFor(() => (h.app.spool.usedBytes === 0 ? true : undefined), 5_000, 'spool budget released');
 });
