@@ -16,6 +16,8 @@
 //   live     — the steady window with every stream open, also per stream-hour;
 //   finalize — from the common end to the last recording.completed (baselines: the last close);
 //   whole    — from the first mint to the last recording.completed.
+// Also the event loop's lag p99 / max from 1 s before the common end to the last completion
+// (`finalize lag`), and s3rver's own CPU in the finalize phase (daemon-s3).
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
