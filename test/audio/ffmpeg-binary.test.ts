@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { bundledFfmpeg, ffmpegVersion, resolveFfmpeg } from '../../src/audio/ffmpeg-binary.js';
 import { startTestApp } from '../helpers/app.js';
 import * as fx from '../helpers/audio-fixtures.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 t.test('FFMPEG_PATH wins, then an ffmpeg on PATH, then the bundled static build', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ffmpeg-bin-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'ffmpeg-bin-');
   const sys = join(dir, 'with', 'ffmpeg');
   const without = join(dir, 'without');
   mkdirSync(join(dir, 'with'));

@@ -1,12 +1,12 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import wavefile from 'wavefile';
 import { encodeWav, MASTER_HEADER_BYTES, masterHeader, parseWav, RIFF_MAX_DATA_BYTES, wavHeader, WAV_HEADER_BYTES } from '../../src/audio/wav.js';
 import { ENCODER_FFMPEG, speechWav } from '../helpers/audio-fixtures.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 
@@ -93,8 +93,7 @@ t.test('wavefile reads our output with the same format and samples', async (t) =
 });
 
 t.test('parses WAV written by ffmpeg (extra LIST chunk before data)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'audio-wav-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'audio-wav-');
   const out = join(dir, 'x.wav');
   await run(ENCODER_FFMPEG, ['-nostdin', '-loglevel', 'error', '-i', await speechWav(), '-ar', '16000', '-ac', '2', out]);
   const buf = readFileSync(out);

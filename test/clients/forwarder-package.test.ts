@@ -5,11 +5,11 @@
  * real Baileys and those types. Needs `npm run build` (the test script builds first).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '..', '..');
@@ -68,8 +68,7 @@ t.test("the README's Baileys example type-checks against the real Baileys and th
     source = source.replace(from, to);
   }
   // a user's project: the package and Baileys installed, nothing else
-  const dir = mkdtempSync(join(tmpdir(), 'aid-readme-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'aid-readme-');
   mkdirSync(join(dir, 'node_modules', '@types'), { recursive: true });
   symlinkSync(root, join(dir, 'node_modules', 'audio-ingestd'));
   symlinkSync(join(root, 'node_modules', '@whiskeysockets'), join(dir, 'node_modules', '@whiskeysockets'));

@@ -1,8 +1,7 @@
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { oggCrc } from '../../src/audio/ogg-reader.js';
 import { readBoxes } from '../../src/audio/mp4-faststart.js';
@@ -10,6 +9,7 @@ import { encodeWav } from '../../src/audio/wav.js';
 import { startTestApp } from '../helpers/app.js';
 import * as fx from '../helpers/audio-fixtures.js';
 import { audioHeaders, ffmpegChildren, postAudio, storedKeys, type Answer } from '../helpers/whatsapp-app.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /**
  * Attacker-made media, built here: scripts for demuxers that open other inputs (HLS, ffconcat)
@@ -146,8 +146,7 @@ interface Hostile {
 }
 
 t.test('hostile media: refused with its code, nothing opened or stored, the daemon healthy', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-hostile-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'aid-hostile-');
   const net = await listener();
   t.teardown(() => net.server.close());
   // a .ts name: ffmpeg's HLS demuxer refuses a playlist whose segments have other extensions

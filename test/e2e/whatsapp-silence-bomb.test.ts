@@ -1,16 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { startTestApp } from '../helpers/app.js';
 import { ENCODER_FFMPEG } from '../helpers/audio-fixtures.js';
 import { outboxEvents } from '../helpers/egress.js';
 import { audioHeaders, postAudio } from '../helpers/whatsapp-app.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 t.test('a small note of long silence declared short is refused without decoding it all', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-bomb-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'aid-bomb-');
   const file = join(dir, 'silence.ogg');
   // 10 minutes of silence: a few kilobytes of Opus, 19 MB of PCM once decoded.
   execFileSync(ENCODER_FFMPEG, ['-nostdin', '-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'anullsrc=r=16000:cl=mono', '-t', '600', '-c:a', 'libopus', '-b:a', '6k', '-application', 'voip', file]);

@@ -12,7 +12,7 @@ import {
 } from '../helpers/events-amqp.js';
 import { completedEvent, storedVoiceNote } from '../helpers/events-fixtures.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 t.setTimeout(60_000);

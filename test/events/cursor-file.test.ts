@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { CursorFile } from '../../src/events/cursor-file.js';
 import { Outbox, type OutboxEvent, type Sink } from '../../src/events/outbox.js';
 import { completedEvent } from '../helpers/events-fixtures.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 t.test('a cursor is rewritten in place: same inode, no other file, newest value read back', async (t) => {
   const dir = await tempDir(t);

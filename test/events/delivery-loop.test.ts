@@ -10,7 +10,7 @@ import { WebhookSink } from '../../src/events/webhooks.js';
 import { AMQP_URL, TestConsumer, deleteTopology, uniqueNames } from '../helpers/events-amqp.js';
 import { completedEvent } from '../helpers/events-fixtures.js';
 import { startReceiver } from '../helpers/events-http.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 t.setTimeout(60_000);

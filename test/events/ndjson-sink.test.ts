@@ -5,7 +5,7 @@ import { NdjsonSink } from '../../src/events/ndjson-sink.js';
 import { Outbox } from '../../src/events/outbox.js';
 import { completedEvent, storedVoiceNote } from '../helpers/events-fixtures.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 t.test('without a broker, events land in <dataDir>/events.ndjson, in order, across restarts', async (t) => {

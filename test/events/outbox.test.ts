@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Outbox, type OutboxEvent, type Sink } from '../../src/events/outbox.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { completedEvent } from '../helpers/events-fixtures.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 
 /** A sink that keeps what it confirmed; `failFirst` batches are rejected before it starts confirming. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { SegmentLog } from '../../src/events/segment-log.js';
 import type { OutboxEvent } from '../../src/events/sink.js';
 import { completedEvent } from '../helpers/events-fixtures.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const segmentsIn = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((n) => n.startsWith('seg-')).sort();
 const ids = (events: OutboxEvent[]): string[] => events.map((e) => e.id);

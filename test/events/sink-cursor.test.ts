@@ -3,7 +3,7 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CursorFile } from '../../src/events/cursor-file.js';
 import { SinkCursor } from '../../src/events/sink-cursor.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** The position on disk, read by a second handle the way the next process would. */
 async function onDisk(dir: string, sink: string): Promise<number | null> {

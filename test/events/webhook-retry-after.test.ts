@@ -5,7 +5,7 @@ import { Outbox } from '../../src/events/outbox.js';
 import { parseWebhookSecrets } from '../../src/events/webhook-signing.js';
 import { parseRetryAfter, WebhookSink } from '../../src/events/webhooks.js';
 import { completedEvent } from '../helpers/events-fixtures.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 t.test('Retry-After is read as seconds or an HTTP date', async (t) => {

@@ -10,7 +10,7 @@ import { WebhookSink, signWebhook, verifyWebhookSignature } from '../../src/even
 import { startReceiver } from '../helpers/events-http.js';
 import { completedEvent, storedVoiceNote } from '../helpers/events-fixtures.js';
 import { loadSchema, validate } from '../helpers/events-schema.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const secret = 'legacy-secret-test-1';

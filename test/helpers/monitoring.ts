@@ -4,8 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { parse } from 'yaml';
@@ -14,6 +13,7 @@ import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { mintEgressToken } from '../../src/sources/egress-token.js';
 import { type Daemon, startDaemon } from './daemon.js';
 import { startReceiver } from './events-http.js';
+import { tempDir } from './temp-dir.js';
 
 const root = join(import.meta.dirname, '..', '..');
 export const deploy = (p: string): string => join(root, 'deploy', p);
@@ -84,8 +84,7 @@ export async function exportedMetrics(baseUrl: string): Promise<Set<string>> {
 }
 
 async function configFileOf(t: Test, config: Record<string, unknown>): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'aid-dash-cfg-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'aid-dash-cfg-');
   const file = join(dir, 'config.json');
   await writeFile(file, JSON.stringify(config));
   return file;

@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { AppError } from '../../src/errors.js';
@@ -9,6 +8,7 @@ import type { ObjectStore } from '../../src/storage/object-store.js';
 
 import type { Test, TestOpts } from 'tap';
 import type { BuiltPlugins } from '@tapjs/test';
+import { tempDir } from './temp-dir.js';
 
 /** A tap test object as given to subtests. */
 export type Tap = Test<BuiltPlugins, TestOpts> & BuiltPlugins;
@@ -114,8 +114,7 @@ export function runConformance(t: Tap, target: () => Promise<ConformanceTarget>)
 
   t.test('multipart parts uploaded from files, mixed with buffers; the source name may go away', async (t) => {
     const { store } = await target();
-    const dir = await mkdtemp(join(tmpdir(), 'aid-partfile-'));
-    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir(t, 'aid-partfile-');
     const p1 = randomBytes(5 * 1024 * 1024);
     const p2 = randomBytes(5 * 1024 * 1024);
     const p3 = randomBytes(777);
@@ -136,8 +135,7 @@ export function runConformance(t: Tap, target: () => Promise<ConformanceTarget>)
 
   t.test('putFile stores a local file with its metadata, replaces an object, refuses a missing file', async (t) => {
     const { store } = await target();
-    const dir = await mkdtemp(join(tmpdir(), 'aid-putfile-'));
-    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir(t, 'aid-putfile-');
     const body = randomBytes(3 * 1024 * 1024 + 17);
     await writeFile(join(dir, 'a'), body);
     const r = await store.putFile('f/one.wav', join(dir, 'a'), { contentType: 'audio/wav', metadata: { tenant: 'acme' } });

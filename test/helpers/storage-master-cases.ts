@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -10,6 +9,7 @@ import { Spool } from '../../src/storage/spool.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import type { Tap } from './storage-conformance.js';
 import { parseWav, patternBytes } from './storage-wav.js';
+import { tempDir } from './temp-dir.js';
 
 /** What a driver's test file gives the shared master-upload cases. */
 export interface MasterTarget {
@@ -32,10 +32,6 @@ export async function writeRecording(upload: MasterUpload, total: number, offset
   }
 }
 
-export async function tempDir(prefix: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
-}
-
 /** Checks a stored master: valid WAV, 48 kHz stereo, data = pattern of `dataBytes`. */
 export async function assertMaster(t: Tap, store: ObjectStore, key: string, dataBytes: number): Promise<void> {
   const file = await store.get(key);
@@ -49,8 +45,7 @@ export async function assertMaster(t: Tap, store: ObjectStore, key: string, data
 export function runMasterCases(t: Tap, target: () => Promise<MasterTarget>): void {
   t.test('long recording: valid WAV, every byte, metadata added at finish', async (t) => {
     const { store, partSize } = await target();
-    const stateDir = await tempDir('storage-state-');
-    t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+    const stateDir = await tempDir(t, 'storage-state-');
     const spool = new Spool({ maxBytes: 64 * 1024 * 1024 });
     const total = Math.ceil((partSize * 3.5) / FRAME) * FRAME;
     const upload = await MasterUpload.create({
@@ -75,8 +70,7 @@ export function runMasterCases(t: Tap, target: () => Promise<MasterTarget>): voi
 
   t.test('short recording: one object, valid WAV', async (t) => {
     const { store, partSize } = await target();
-    const stateDir = await tempDir('storage-state-');
-    t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+    const stateDir = await tempDir(t, 'storage-state-');
     const spool = new Spool({ maxBytes: 64 * 1024 * 1024 });
     const upload = await MasterUpload.create({
       store, stateDir, recordingId: 'rec-short', key: 'rec/short.wav', format: { sampleRate: 48000, channels: 2 },
@@ -97,8 +91,7 @@ export function runMasterCases(t: Tap, target: () => Promise<MasterTarget>): voi
 
   t.test('spool budget: bytes beyond it are dropped and counted, never queued', async (t) => {
     const { store, partSize } = await target();
-    const stateDir = await tempDir('storage-state-');
-    t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+    const stateDir = await tempDir(t, 'storage-state-');
     const metrics = new Metrics({ defaultMetrics: false });
     const spool = new Spool({ maxBytes: 64 * FRAME, metrics });
     const upload = await MasterUpload.create({
@@ -121,8 +114,7 @@ export function runMasterCases(t: Tap, target: () => Promise<MasterTarget>): voi
 
   t.test('abort removes the spool and leaves no object', async (t) => {
     const { store, partSize } = await target();
-    const stateDir = await tempDir('storage-state-');
-    t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+    const stateDir = await tempDir(t, 'storage-state-');
     const spool = new Spool({ maxBytes: 64 * 1024 * 1024 });
     const upload = await MasterUpload.create({
       store, stateDir, recordingId: 'rec-abort', key: 'rec/abort.wav', format: { sampleRate: 48000, channels: 2 }, metadata: {}, partSize, spool,
@@ -138,8 +130,7 @@ export function runMasterCases(t: Tap, target: () => Promise<MasterTarget>): voi
 
   t.test('crash: recover completes what a killed process spooled', async (t) => {
     const { store, partSize, childStoreArgs } = await target();
-    const stateDir = await tempDir('storage-state-');
-    t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+    const stateDir = await tempDir(t, 'storage-state-');
     const child = spawn(process.execPath, [...process.execArgv, 'test/helpers/storage-crash-child.ts', ...childStoreArgs, stateDir, 'rec-crash', 'rec/crash.wav', String(partSize)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });

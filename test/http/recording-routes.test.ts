@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
@@ -8,6 +7,7 @@ import { startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
 import { egressUrl, outboxEvents, readWav } from '../helpers/egress.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 type Ev = Record<string, unknown>;
 type View = Record<string, unknown> & { id: string; state: string; url: string | null };
@@ -16,8 +16,7 @@ const OTHER_KEY = 'other-tenant-key-0123456789abcdef';
 
 /** A daemon with two tenants: `default` (TEST_API_KEY) and `other` (from a tenants file). */
 async function twoTenantApp(t: Test): Promise<TestApp> {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-tenants-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'aid-tenants-');
   const tenantsFile = join(dir, 'tenants.json');
   writeFileSync(tenantsFile, JSON.stringify({ tenants: [{ id: 'other', keySha256: [sha256Hex(OTHER_KEY)] }] }));
   const h = await startTestApp({ auth: { tenantsFile } });

@@ -9,7 +9,7 @@ import {
   DurationFilter,
   durationRejectionError,
 } from '../../src/limits/duration-filter.js';
-import { stateDir } from '../helpers/limits-state-dir.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 t.test('defaults: 3 s to 7200 s, both bounds inclusive', async (t) => {
   const f = await DurationFilter.open();
@@ -89,7 +89,7 @@ t.test('allowed ranges: min 1..300, max <= 7200, min < max', async (t) => {
 });
 
 t.test('setInstanceFilter persists atomically and survives a restart', async (t) => {
-  const dir = await stateDir(t);
+  const dir = await tempDir(t, 'aid-limits-');
   const f = await DurationFilter.open({ stateDir: dir, instances: { sales: { maxSec: 60 } } });
   t.same(await f.setInstanceFilter('sales', { minSec: 10 }), { minSec: 10, maxSec: 60, enabled: true }, 'unset fields kept');
   t.same(await f.setInstanceFilter('support', { minSec: 1, maxSec: 30, enabled: false }), { minSec: 1, maxSec: 30, enabled: false });
@@ -111,7 +111,7 @@ t.test('setInstanceFilter persists atomically and survives a restart', async (t)
 });
 
 t.test('an invalid change is refused and changes nothing, in memory or on disk', async (t) => {
-  const dir = await stateDir(t);
+  const dir = await tempDir(t, 'aid-limits-');
   const f = await DurationFilter.open({ stateDir: dir });
   await f.setInstanceFilter('sales', { minSec: 5, maxSec: 50 });
   const before = await readFile(join(dir, DURATION_STATE_FILE), 'utf8');
@@ -125,7 +125,7 @@ t.test('an invalid change is refused and changes nothing, in memory or on disk',
 });
 
 t.test('concurrent changes are all kept', async (t) => {
-  const dir = await stateDir(t);
+  const dir = await tempDir(t, 'aid-limits-');
   const f = await DurationFilter.open({ stateDir: dir });
   await Promise.all(Array.from({ length: 20 }, (_, i) => f.setInstanceFilter(`i${i}`, { minSec: i + 1 })));
   const restarted = await DurationFilter.open({ stateDir: dir });
@@ -133,7 +133,7 @@ t.test('concurrent changes are all kept', async (t) => {
 });
 
 t.test('a corrupt state file stops the start with a clear message', async (t) => {
-  const dir = await stateDir(t);
+  const dir = await tempDir(t, 'aid-limits-');
   await writeFile(join(dir, DURATION_STATE_FILE), '{"version":1,"instances":{"sales":{"minSec":0,"maxSec":10,"enabled":true}}}');
   await t.rejects(DurationFilter.open({ stateDir: dir }), { code: 'CONFIG_INVALID', message: /instances\.sales\.minSec must be/ });
   await writeFile(join(dir, DURATION_STATE_FILE), '{not json');

@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { Outbox, type OutboxEvent, type Sink } from '../../src/events/outbox.js';
 import { recordingCompleted } from '../../src/events/types.js';
@@ -8,7 +5,7 @@ import { Metrics } from '../../src/observability/metrics.js';
 import { FsObjectStore, verifyPresigned } from '../../src/storage/fs-store.js';
 import { MeteredObjectStore } from '../../src/storage/metered-store.js';
 import { completedEvent } from '../helpers/events-fixtures.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { runConformance } from '../helpers/storage-conformance.js';
 
@@ -22,8 +19,7 @@ async function sample(metrics: Metrics, name: string, labels: string): Promise<n
 }
 
 async function freshFs(t: { teardown(fn: () => unknown): void }): Promise<FsObjectStore> {
-  const root = await mkdtemp(join(tmpdir(), 'metered-fs-'));
-  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const root = await tempDir(t, 'metered-fs-');
   const store = new FsObjectStore({ root, presign: { baseUrl: 'http://127.0.0.1:8080/', secret: SECRET } });
   await store.start();
   return store;

@@ -1,5 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
@@ -14,13 +13,13 @@ import type { BatchItem, ObjectStore, PutOptions } from '../../src/storage/objec
 import { metricValue, startTestApp, TEST_API_KEY } from '../helpers/app.js';
 import { egressUrl, outboxEvents, readWav } from '../helpers/egress.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const logger = createLogger({ level: 'silent' });
 
 /** A real fs store under a temp dir. */
 async function fsStore(t: Test): Promise<FsObjectStore> {
-  const root = await mkdtemp(join(tmpdir(), 'aid-catalog-'));
-  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const root = await tempDir(t, 'aid-catalog-');
   const store = new FsObjectStore({ root, presign: { baseUrl: 'http://127.0.0.1:1', secret: 's' } });
   await store.start();
   return store;

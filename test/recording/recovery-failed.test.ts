@@ -1,8 +1,8 @@
 import t from 'tap';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestApp } from '../helpers/app.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** Every recording.failed line in the NDJSON event log, duplicates included. */
 function failedLines(dataDir: string): Record<string, unknown>[] {
@@ -12,8 +12,7 @@ function failedLines(dataDir: string): Record<string, unknown>[] {
 }
 
 t.test('a spooled master recovery cannot complete for good ends in one recording.failed, and later starts leave it alone', async (t) => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'aid-recovery-failed-'));
-  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const dataDir = await tempDir(t, 'aid-recovery-failed-');
   // what an older layout left after a crash: a manifest this version does not read, and audio
   const dir = join(dataDir, 'uploads', 'rec-old');
   mkdirSync(dir, { recursive: true });

@@ -1,9 +1,8 @@
-import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { utimes, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { retentionCommand } from '../../src/cli-commands.js';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -13,16 +12,11 @@ import { startTestApp, TEST_API_KEY } from '../helpers/app.js';
 import { egressUrl, outboxEvents } from '../helpers/egress.js';
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 
 const logger = createLogger({ level: 'silent' });
 const DAY = 86_400_000;
-
-async function tempDir(t: Test, name: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `aid-${name}-`));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** Sets the mtime of an fs-store object (what `list` reports as lastModified). */
 async function age(objectsDir: string, key: string, days: number): Promise<void> {
@@ -39,7 +33,7 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
 }
 
 t.test('the sweeper runs shortly after start, deletes what is older than retentionDays under the prefix, keeps the rest', async (t) => {
-  const root = await tempDir(t, 'sweeper');
+  const root = await tempDir(t, 'aid-sweeper-');
   const store = new FsObjectStore({ root, presign: { baseUrl: 'http://x', secret: 's' } });
   await store.start();
   for (const k of ['p/recordings/old.wav', 'p/recordings/new.wav', 'p/catalog/recordings/a/old.json', 'elsewhere/old.wav']) await store.put(k, Buffer.from(k), { contentType: 'audio/wav' });
@@ -90,7 +84,7 @@ t.test('in the daemon: retentionDays > 0 runs the sweep, which removes old recor
 });
 
 t.test('CLI: retention sweep deletes now; retention apply on fs explains the sweep; retentionDays 0 is off', async (t) => {
-  const dataDir = await tempDir(t, 'cli');
+  const dataDir = await tempDir(t, 'aid-cli-');
   const store = new FsObjectStore({ root: join(dataDir, 'store'), presign: { baseUrl: 'http://x', secret: 's' } });
   await store.start();
   await store.put('recordings/a/old.wav', Buffer.from('old'), { contentType: 'audio/wav' });
@@ -116,7 +110,7 @@ t.test('CLI: retention sweep deletes now; retention apply on fs explains the swe
 });
 
 t.test('CLI: retention apply against an S3 endpoint without lifecycle support (s3rver) falls back to the sweep', async (t) => {
-  const dir = await tempDir(t, 's3rver');
+  const dir = await tempDir(t, 'aid-s3rver-');
   const s3 = await startS3rver(dir);
   t.teardown(() => s3.close());
   const config = join(dir, 'config.json');
@@ -161,7 +155,7 @@ t.test('CLI: retention apply installs the lifecycle rule where the endpoint supp
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const dir = await tempDir(t, 'lifecycle');
+  const dir = await tempDir(t, 'aid-lifecycle-');
   const config = join(dir, 'config.json');
   const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   await writeFile(config, JSON.stringify({ dataDir: dir, storage: { driver: 's3', prefix: 'env/eu', retentionDays: 14, s3: { endpoint, bucket: 'audio', forcePathStyle: true } } }));

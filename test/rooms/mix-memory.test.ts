@@ -1,14 +1,12 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { setPriority, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { setPriority } from 'node:os';
 import t from 'tap';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const MiB = 1024 * 1024;
 
 t.test('a 50-track, 10-minute room mixes with bounded memory (RSS growth measured in a child)', async (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'aid-rooms-mem-'));
-  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const root = await tempDir(t, 'aid-rooms-mem-');
   const tracks = 50;
   const seconds = 600;
   const rate = 16000;

@@ -1,14 +1,13 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { DurationFilter } from '../../src/limits/duration-filter.js';
 import { sha256Hex } from '../../src/tenants/tenant-registry.js';
 import { startTestApp } from '../helpers/app.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 t.test('runtime filters belong to the tenant that set them; configured instances apply to all', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-filter-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'aid-filter-');
   const f = await DurationFilter.open({ defaults: { minSec: 3, maxSec: 7200 }, instances: { shared: { minSec: 10, maxSec: 100, enabled: true } }, stateDir: dir });
   await f.setInstanceFilter('inst', { minSec: 30 }, 'acme');
   t.equal(f.get('inst', 'acme').minSec, 30);
@@ -23,8 +22,7 @@ t.test('runtime filters belong to the tenant that set them; configured instances
 });
 
 t.test('over HTTP, one tenant cannot change or see another tenant\'s instance filter', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-filter-http-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'aid-filter-http-');
   const file = join(dir, 'tenants.json');
   writeFileSync(file, JSON.stringify({ tenants: [{ id: 'acme', keySha256: [sha256Hex('acme-key-0123456789')] }, { id: 'globex', keySha256: [sha256Hex('globex-key-0123456789')] }] }));
   const h = await startTestApp({ auth: { tenantsFile: file, apiKey: undefined } });

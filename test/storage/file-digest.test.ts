@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FileDigester, FileDigestError } from '../../src/storage/file-digest.js';
-import { tempDir } from '../helpers/events-tmp.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const crcBase64 = (b: Buffer): string => {
   const out = Buffer.allocUnsafe(4);

@@ -1,13 +1,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
 import { startS3rver } from '../helpers/storage-s3rver.js';
-import { tempDir } from '../helpers/storage-master-cases.js';
-
-const dirs: string[] = [];
-t.teardown(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+import { tempDir } from '../helpers/temp-dir.js';
 
 const PART = 5 * 1024 * 1024;
 const QUEUE = 4;
@@ -26,8 +20,7 @@ interface Measured {
 }
 
 async function measure(driver: 'fs' | 's3', where: string, streams: number, dataBytes: number): Promise<Measured> {
-  const state = await tempDir('storage-finalize-state-');
-  dirs.push(state);
+  const state = await tempDir(t, 'storage-finalize-state-');
   const child = spawn(process.execPath, [...process.execArgv, '--expose-gc', 'test/helpers/storage-finalize-child.ts', driver, where, state, String(streams), String(dataBytes), String(QUEUE), '5'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -46,11 +39,9 @@ for (const driver of ['fs', 's3'] as const) {
   t.test(`${driver}: finishing many masters at once grows RSS by a bound of the queue size, not of their length`, async (t) => {
     let where: string;
     if (driver === 'fs') {
-      where = await tempDir('storage-finalize-fs-');
-      dirs.push(where);
+      where = await tempDir(t, 'storage-finalize-fs-');
     } else {
-      const dir = await tempDir('storage-finalize-s3-');
-      dirs.push(dir);
+      const dir = await tempDir(t, 'storage-finalize-s3-');
       const server = await startS3rver(dir);
       t.teardown(() => server.close());
       where = server.endpoint;

@@ -1,33 +1,26 @@
 import t from 'tap';
 import { existsSync } from 'node:fs';
-import { open, readdir, rm, stat, truncate } from 'node:fs/promises';
+import { open, readdir, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
 import { MasterUpload } from '../../src/storage/master-upload.js';
 import { Spool } from '../../src/storage/spool.js';
 import { MASTER_HEADER_BYTES, RIFF_MAX_DATA_BYTES } from '../../src/audio/wav.js';
-import { assertMaster, runMasterCases, tempDir, writeRecording } from '../helpers/storage-master-cases.js';
+import { assertMaster, runMasterCases, writeRecording } from '../helpers/storage-master-cases.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { parseMasterHeader, patternBytes } from '../helpers/storage-wav.js';
-
-const dirs: string[] = [];
-t.teardown(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
 
 const PART = 1024 * 1024;
 
 async function freshStore(): Promise<{ store: FsObjectStore; root: string }> {
-  const root = await tempDir('storage-fsmaster-');
-  dirs.push(root);
+  const root = await tempDir(t, 'storage-fsmaster-');
   const store = new FsObjectStore({ root, presign: { baseUrl: 'http://x', secret: 's' } });
   await store.start();
   return { store, root };
 }
 
 async function stateDir(): Promise<string> {
-  const d = await tempDir('storage-state-');
-  dirs.push(d);
-  return d;
+  return tempDir(t, 'storage-state-');
 }
 
 runMasterCases(t, async () => {

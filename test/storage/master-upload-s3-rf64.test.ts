@@ -6,14 +6,14 @@
  * (the process's RSS stays far below one part, let alone the object).
  */
 import t from 'tap';
-import { open, rm, truncate } from 'node:fs/promises';
+import { open, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MasterUpload, type RecoveryOutcome } from '../../src/storage/master-upload.js';
 import { Spool } from '../../src/storage/spool.js';
 import { MASTER_HEADER_BYTES, RIFF_MAX_DATA_BYTES } from '../../src/audio/wav.js';
 import { startRecordingProxy } from '../helpers/storage-s3-proxy.js';
 import { s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
-import { tempDir } from '../helpers/storage-master-cases.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { parseMasterHeader, patternBytes } from '../helpers/storage-wav.js';
 
 const MiB = 1024 * 1024;
@@ -21,9 +21,8 @@ const MiB = 1024 * 1024;
 t.setTimeout(900_000);
 
 t.test('s3: a sparse 4.1 GiB spool is recovered into an RF64 master of equal parts (ds64 sizes, PCM where it was, constant memory)', async (t) => {
-  const s3Dir = await tempDir('storage-s3rf64-');
-  const state = await tempDir('storage-state-');
-  t.teardown(() => Promise.all([rm(s3Dir, { recursive: true, force: true }), rm(state, { recursive: true, force: true })]));
+  const s3Dir = await tempDir(t, 'storage-s3rf64-');
+  const state = await tempDir(t, 'storage-state-');
   const server = await startS3rver(s3Dir);
   const proxy = await startRecordingProxy(server.endpoint, { hashBodies: false });
   // Large parts keep the request count small; the bodies still stream from the spool files.

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -9,19 +9,17 @@ import type { S3ObjectStore, S3ObjectStoreOptions } from '../../src/storage/s3-s
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import { type ProxiedRequest, type RecordingProxy, type RecordingProxyOptions, startRecordingProxy } from '../helpers/storage-s3-proxy.js';
 import { startS3rver, s3rverStore } from '../helpers/storage-s3rver.js';
-import { assertMaster, runMasterCases, tempDir, writeRecording } from '../helpers/storage-master-cases.js';
+import { assertMaster, runMasterCases, writeRecording } from '../helpers/storage-master-cases.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const PART = MIN_S3_PART_SIZE;
-const dirs: string[] = [];
 const closers: (() => Promise<void>)[] = [];
 t.teardown(async () => {
   for (const c of closers.reverse()) await c();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
 async function freshS3(): Promise<{ store: S3ObjectStore; endpoint: string; dir: string; port: number; close: () => Promise<void> }> {
-  const dir = await tempDir('storage-s3master-');
-  dirs.push(dir);
+  const dir = await tempDir(t, 'storage-s3master-');
   const server = await startS3rver(dir);
   const store = s3rverStore(server.endpoint);
   closers.push(async () => { await store.stop(); await server.close(); });
@@ -48,8 +46,7 @@ async function proxiedStore(options: RecordingProxyOptions = {}, extra: Partial<
 }
 
 async function newUpload(store: S3ObjectStore, recordingId: string, stateDir?: string): Promise<{ upload: MasterUpload; stateDir: string; spool: Spool }> {
-  const dir = stateDir ?? await tempDir('storage-state-');
-  if (stateDir === undefined) dirs.push(dir);
+  const dir = stateDir ?? await tempDir(t, 'storage-state-');
   const spool = new Spool({ maxBytes: 256 * 1024 * 1024 });
   const upload = await MasterUpload.create({
     store, stateDir: dir, recordingId, key: `rec/${recordingId}.wav`, format: { sampleRate: 48000, channels: 2 },
@@ -210,8 +207,7 @@ t.test('a failure announcement cut by a crash is repeated with the same event id
 
 t.test('store outage mid-stream: audio spools, nothing is lost', async (t) => {
   const s3 = await freshS3();
-  const stateDir = await tempDir('storage-state-');
-  dirs.push(stateDir);
+  const stateDir = await tempDir(t, 'storage-state-');
   const lines: string[] = [];
   let onLine: () => void = () => undefined;
   const logger = pino({ level: 'warn' }, new Writable({

@@ -1,13 +1,12 @@
 import t from 'tap';
-import { mkdtemp, rm, utimes } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
 import { sweepRetention } from '../../src/storage/retention.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 t.test('deletes objects older than the retention, keeps the rest', async (t) => {
-  const root = await mkdtemp(join(tmpdir(), 'storage-ret-'));
-  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const root = await tempDir(t, 'storage-ret-');
   const store = new FsObjectStore({ root, presign: { baseUrl: 'http://x', secret: 's' } });
   await store.start();
   for (const k of ['recordings/a/old.wav', 'recordings/a/new.wav', 'whatsapp/old.wav']) await store.put(k, Buffer.from(k), { contentType: 'audio/wav' });

@@ -10,6 +10,7 @@ import { type ProxiedRequest, startRecordingProxy } from '../helpers/storage-s3-
 import { startS3rver, s3rverStore } from '../helpers/storage-s3rver.js';
 import type { S3ObjectStore } from '../../src/storage/s3-store.js';
 import { isRetryableS3Error, mapS3Error } from '../../src/storage/s3-store.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'storage-s3-'));
 const server = await startS3rver(dir);
@@ -70,8 +71,7 @@ t.test('abort tolerates a store without AbortMultipartUpload', async (t) => {
 });
 
 t.test('checksums on the wire: Content-MD5 (default), CRC32 header, SDK trailer-less CRC32 for buffers, or none', async (t) => {
-  const dir2 = await mkdtemp(join(tmpdir(), 'storage-s3-sum-'));
-  t.teardown(() => rm(dir2, { recursive: true, force: true }));
+  const dir2 = await tempDir(t, 'storage-s3-sum-');
   const file = join(dir2, 'part');
   await writeFile(file, randomBytes(5 * 1024 * 1024 + 333));
   const proxy = await startRecordingProxy(server.endpoint);

@@ -1,13 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ConfigError } from '../../src/errors.js';
 import { apiKeyFromHeaders, sha256Hex, TenantRegistry } from '../../src/tenants/tenant-registry.js';
 import { startTestApp } from '../helpers/app.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'aid-tenants-'));
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const dir = await tempDir(t, 'aid-tenants-');
 const defaults = { maxStreams: 3, requestsPerMinute: 100 };
 
 t.test('API_KEY makes the default tenant; a tenants file adds more with hashed keys', async (t) => {

@@ -1,12 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { IdempotencyStore } from '../../src/voicenotes/idempotency-store.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 t.test('one caller per key does the work; the record survives a new store (a restart)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'idem-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'idem-');
   const store = new IdempotencyStore<{ n: number }>({ dir });
   let runs = 0;
   let release!: () => void;
@@ -29,8 +26,7 @@ t.test('one caller per key does the work; the record survives a new store (a res
 });
 
 t.test('a failed first attempt lets the waiting one try with its own work', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'idem-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'idem-');
   const store = new IdempotencyStore<string>({ dir });
   const a = store.run('t', 'k', async () => {
     await new Promise((r) => setImmediate(r));

@@ -1,6 +1,5 @@
 import t, { type Test } from 'tap';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { OpusWorkerPool } from '../../src/audio/opus-workers.js';
@@ -14,6 +13,7 @@ import { ObjectKeys } from '../../src/storage/keys.js';
 import { IdempotencyStore } from '../../src/voicenotes/idempotency-store.js';
 import { type VoiceNoteAnswer, VoiceNoteService } from '../../src/voicenotes/voice-note-service.js';
 import * as fx from '../helpers/audio-fixtures.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** The outbox's append, failing while `down` is set (a local disk that refuses the write). */
 class Appender {
@@ -26,8 +26,7 @@ class Appender {
 }
 
 async function setup(t: Test, opusWorkers?: OpusWorkerPool): Promise<{ svc: VoiceNoteService; events: Appender; root: string }> {
-  const root = await mkdtemp(join(tmpdir(), 'vn-svc-'));
-  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const root = await tempDir(t, 'vn-svc-');
   const store = new FsObjectStore({ root, presign: { baseUrl: 'http://127.0.0.1:1/', secret: 's' } });
   await store.start();
   const events = new Appender();
