@@ -57,7 +57,7 @@ async function workerOnly() {
   const speech = await s.finish();
   const wallSec = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(cpu0);
-  await pool.close();
+  await pool.stop();
   const cpuSec = (c.user + c.system) / 1e6;
   const audioHours = (chunks * 2) / 3600;
   return {

@@ -130,7 +130,7 @@ export class HttpServer {
   }
 
   /** Stops accepting connections; requests already in flight are left to finish. */
-  stopListening(): void {
+  stop(): void {
     if (this.listenSocket) {
       uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = undefined;

@@ -71,7 +71,7 @@ export class FailOpenBucketStore implements TokenBucketStore {
     return results;
   }
 
-  async close(): Promise<void> {
-    await Promise.all([this.primary.close(), this.fallback.close()]);
+  async stop(): Promise<void> {
+    await Promise.all([this.primary.stop(), this.fallback.stop()]);
   }
 }

@@ -61,7 +61,7 @@ export class MemoryBucketStore implements TokenBucketStore {
     });
   }
 
-  close(): Promise<void> {
+  stop(): Promise<void> {
     this.buckets.clear();
     return Promise.resolve();
   }

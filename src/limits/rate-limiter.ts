@@ -79,8 +79,8 @@ export class RateLimiter {
     });
   }
 
-  close(): Promise<void> {
-    return this.store.close();
+  stop(): Promise<void> {
+    return this.store.stop();
   }
 }
 

@@ -3,7 +3,7 @@ import type { BucketRef, TakeResult, TokenBucketStore } from './token-bucket-sto
 
 /** Options of {@link RedisBucketStore}; give either `client` or `url`. */
 export interface RedisBucketStoreOptions {
-  /** A client owned by the caller (not closed by `close()`). */
+  /** A client owned by the caller (not closed by `stop()`). */
   client?: Redis;
   /** A Redis URL; the store then creates, owns and closes its own client. */
   url?: string;
@@ -137,7 +137,7 @@ export class RedisBucketStore implements TokenBucketStore {
     });
   }
 
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     if (!this.ownsClient) return;
     try {
       await this.client.quit();

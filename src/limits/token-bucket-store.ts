@@ -31,5 +31,5 @@ export interface TokenBucketStore {
   /** Takes `n` tokens from each bucket; results are in the order of `buckets`. */
   take(buckets: readonly BucketRef[], n: number): Promise<TakeResult[]>;
   /** Releases connections or memory held by the store. */
-  close(): Promise<void>;
+  stop(): Promise<void>;
 }

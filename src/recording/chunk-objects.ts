@@ -67,7 +67,7 @@ export class ChunkObjects implements ChunkSink {
     this.pump();
   }
 
-  settle(recordingId: string): Promise<void> {
+  whenIdle(recordingId: string): Promise<void> {
     const entry = this.perRecording.get(recordingId);
     if (!entry || entry.count === 0) return Promise.resolve();
     return new Promise((resolve) => entry.waiters.push(resolve));

@@ -184,7 +184,7 @@ export class RecordingCatalog {
   }
 
   /** Resolves when every catalog write started so far has succeeded or been given up. */
-  async settle(): Promise<void> {
+  async whenIdle(): Promise<void> {
     while (this.writing.size > 0) await Promise.all([...this.writing.values()]);
   }
 

@@ -177,7 +177,7 @@ export class RecordingService {
   }
 
   /** Waits for every finalization already started. */
-  async settle(): Promise<void> {
+  async whenIdle(): Promise<void> {
     while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
   }
 }

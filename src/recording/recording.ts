@@ -48,7 +48,7 @@ export interface ChunkSink {
   /** Called with the WAV bytes of each chunk; returns the object key when it stores one. */
   chunk(recording: RecordingIdentity, seq: number, wav: Buffer, pcmFormat: PcmFormat, startFrame: number, frames: number): void;
   /** Resolves when every chunk handed over so far is settled. */
-  settle?(recordingId: string): Promise<void>;
+  whenIdle?(recordingId: string): Promise<void>;
 }
 
 export interface EventAppender {
@@ -356,7 +356,7 @@ export class Recording {
     let result: RecordingResult;
     try {
       await this.started;
-      for (const sink of this.opts.chunkSinks) await sink.settle?.(id.recordingId);
+      for (const sink of this.opts.chunkSinks) await sink.whenIdle?.(id.recordingId);
       const stored = await this.opts.master.finish({ 'duration-sec': String(durationSec), 'end-reason': endReason });
       const link = await this.opts.presign(stored.key).catch(() => null);
       result = {

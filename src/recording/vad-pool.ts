@@ -79,7 +79,7 @@ export class VadPool {
   }
 
   /** Stops the workers; streams still open end with speech null. */
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     this.closed = true;
     const slots = this.slots.splice(0);
     await Promise.all(

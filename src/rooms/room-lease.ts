@@ -12,7 +12,7 @@ export interface RoomLease {
   /** Extends our lease; false when it is no longer ours (expired and taken, or lost). */
   renew(name: string, token: string, ttlMs: number): Promise<boolean>;
   release(name: string, token: string): Promise<void>;
-  close(): Promise<void>;
+  stop(): Promise<void>;
 }
 
 /** One host: leases in this process's memory (several hosts need {@link RedisRoomLease}). */
@@ -39,7 +39,7 @@ export class LocalRoomLease implements RoomLease {
     return Promise.resolve();
   }
 
-  close(): Promise<void> {
+  stop(): Promise<void> {
     this.held.clear();
     return Promise.resolve();
   }
@@ -73,7 +73,7 @@ export class RedisRoomLease implements RoomLease {
     await this.redis.eval(RELEASE, 1, this.prefix + name, token);
   }
 
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     this.redis.disconnect();
     return Promise.resolve();
   }

@@ -124,7 +124,7 @@ export class RoomService {
     for (const w of this.watches.values()) if (w.timer) clearTimeout(w.timer);
     await Promise.allSettled([...this.watches.values()].map((w) => w.running));
     while (this.writing.size > 0) await Promise.allSettled([...this.writing.values()]);
-    await this.o.lease.close();
+    await this.o.lease.stop();
   }
 
   // ---- keys ----

@@ -17,7 +17,7 @@ const SAMPLE_RATES = new Set([8000, 12000, 16000, 22050, 24000, 32000, 44100, 48
 
 export interface LiveKitEgressOptions {
   server: HttpServer;
-  recordings: Pick<RecordingService, 'open' | 'finish' | 'settle'>;
+  recordings: Pick<RecordingService, 'open' | 'finish' | 'whenIdle'>;
   tenants: Pick<TenantRegistry, 'get' | 'acquireStream'>;
   replayGuard: ReplayGuard;
   tokenSecret: string;
@@ -214,7 +214,7 @@ export class LiveKitEgressSource {
     data.release();
     // 1000 and an empty close (1005) are egress's normal end; anything else is abnormal.
     const reason: EndReason = data.endReason ?? (code === 1000 || code === 1005 ? 'normal' : 'aborted');
-    void this.opts.recordings.finish(data.recording, reason); // as above: stop() waits for every finish through recordings.settle()
+    void this.opts.recordings.finish(data.recording, reason); // as above: stop() waits for every finish through recordings.whenIdle()
   }
 
   private sweepIdle(): void {
@@ -263,7 +263,7 @@ export class LiveKitEgressSource {
     clearInterval(this.sweepTimer);
     clearInterval(this.flushTimer);
     this.flushCounters();
-    await this.opts.recordings.settle();
+    await this.opts.recordings.whenIdle();
   }
 }
 

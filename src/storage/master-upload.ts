@@ -194,7 +194,7 @@ interface Manifest {
   failure?: { error: string; at: string; eventId: string };
 }
 
-type State = 'open' | 'finishing' | 'done' | 'aborted' | 'suspended' | 'failed';
+type State = 'open' | 'finishing' | 'done' | 'aborted' | 'stopped' | 'failed';
 
 const MANIFEST = 'manifest.json';
 const PART_FILE = /^part-(\d{6})\.pcm$/;
@@ -413,7 +413,7 @@ export class MasterUpload {
    * Ends the master: spools what is queued, uploads what is left, writes the final header in
    * place and completes the object. `extraMetadata` (e.g. the duration) is added to the
    * object's metadata. Retries while the store is unavailable; rejects when the store refuses
-   * for good (the upload is then aborted and its spool set aside) or when suspended.
+   * for good (the upload is then aborted and its spool set aside) or when stopped.
    */
   async finish(extraMetadata: ObjectMetadata = {}): Promise<MasterResult> {
     if (this.state !== 'open') throw new AppError('INTERNAL', `master upload is ${this.state}`);
@@ -424,7 +424,7 @@ export class MasterUpload {
       await this.flush();
       done = await this.complete(this.acceptedBytes, metadata);
     } catch (err) {
-      if ((this.state as State) === 'suspended' || (this.state as State) === 'aborted' || !isPermanent(err)) {
+      if ((this.state as State) === 'stopped' || (this.state as State) === 'aborted' || !isPermanent(err)) {
         // stopped, or the store still down when stopping: the spool stays for the next start's recover()
         await this.closeFile().catch(() => undefined);
         throw err;
@@ -447,7 +447,7 @@ export class MasterUpload {
     if (this.state === 'done' || this.state === 'aborted' || this.state === 'failed') return;
     this.state = 'aborted';
     this.stopSignal.abort();
-    await this.settle();
+    await this.whenUploaderIdle();
     if (this.manifest.uploadId !== null) {
       await this.store.abortMultipart(this.key, this.manifest.uploadId).catch((err: unknown) => {
         this.logger?.warn({ err }, 'multipart abort failed; the store lifecycle rule must clean it');
@@ -462,13 +462,13 @@ export class MasterUpload {
    * Stops without completing (e.g. shutdown while the store is down): what was accepted is
    * spooled and the manifest kept, so the next start's {@link MasterUpload.recover} completes it.
    */
-  async suspend(): Promise<void> {
+  async stop(): Promise<void> {
     if (this.state !== 'open' && this.state !== 'finishing') return;
     const wasOpen = this.state === 'open';
-    this.state = 'suspended';
+    this.state = 'stopped';
     if (wasOpen) await this.flush();
     this.stopSignal.abort();
-    await this.settle();
+    await this.whenUploaderIdle();
   }
 
   /**
@@ -721,7 +721,7 @@ export class MasterUpload {
   private async fail(err: unknown): Promise<void> {
     this.state = 'failed';
     this.stopSignal.abort();
-    await this.settle();
+    await this.whenUploaderIdle();
     this.logger?.error({ err }, 'master upload refused by the store for good; spool set aside');
     try {
       // the upload is aborted: kept copies of its parts are no resume source any more
@@ -940,14 +940,14 @@ export class MasterUpload {
     if (this.uploading !== null || this.readyParts.length === 0 || this.uploadFailure !== null) return;
     this.uploading = this.runUploader().finally(() => {
       this.uploading = null;
-      if (this.uploadFailure === null && this.state !== 'aborted' && this.state !== 'suspended' && this.state !== 'failed') this.kickUploader();
+      if (this.uploadFailure === null && this.state !== 'aborted' && this.state !== 'stopped' && this.state !== 'failed') this.kickUploader();
     });
   }
 
   /** Uploads ready parts one at a time; a part file is deleted only once its ETag is in the manifest. */
   private async runUploader(): Promise<void> {
     while (this.readyParts.length > 0) {
-      if (this.state === 'aborted' || this.state === 'suspended' || this.state === 'failed') return;
+      if (this.state === 'aborted' || this.state === 'stopped' || this.state === 'failed') return;
       const part = this.readyParts[0]!;
       try {
         if (this.manifest.uploadId === null) {
@@ -972,7 +972,7 @@ export class MasterUpload {
         if (this.pruning !== null) await this.pruning;
       } catch (err) {
         const state = this.state as State;
-        if (state === 'aborted' || state === 'suspended') return;
+        if (state === 'aborted' || state === 'stopped') return;
         this.uploadFailure = err instanceof AppError ? err : new AppError('STORAGE_ERROR', 'part upload failed', { cause: err });
         this.logger?.error({ err, part }, 'part upload failed; spool kept');
         return;
@@ -1015,7 +1015,7 @@ export class MasterUpload {
 
   private isStopped(): boolean {
     const state = this.state as State;
-    return state === 'aborted' || state === 'suspended' || state === 'failed';
+    return state === 'aborted' || state === 'stopped' || state === 'failed';
   }
 
   /** Runs a store call, retrying an unavailable store (retryable errors) with backoff (bounded for recovery) and other errors a few times. */
@@ -1047,7 +1047,7 @@ export class MasterUpload {
   }
 
   /** Waits for the writer and uploader to stop (after a state change that stops them). */
-  private async settle(): Promise<void> {
+  private async whenUploaderIdle(): Promise<void> {
     while (this.writing !== null || this.uploading !== null || this.pruning !== null) {
       await Promise.all([this.writing, this.uploading, this.pruning]);
     }

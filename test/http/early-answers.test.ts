@@ -40,7 +40,7 @@ async function start(t: Test, options: { requestTimeoutSec?: number; bodyIdleTim
   server.route('get', '/ping', 'ping', () => json(200, { pong: true }));
   server.fallback();
   const port = await server.listen('127.0.0.1', 0);
-  t.teardown(() => server.stopListening());
+  t.teardown(() => server.stop());
   return port;
 }
 

@@ -29,7 +29,7 @@ t.test('a body that arrives while the handler is still awaiting something else i
   });
   server.fallback();
   const port = await server.listen('127.0.0.1', 0);
-  t.teardown(() => server.stopListening());
+  t.teardown(() => server.stop());
   for (const route of ['late-read', 'late-stream']) {
     for (const size of [10, 100_000, 3 * 1024 * 1024]) {
       const body = Buffer.alloc(size, 7);

@@ -21,7 +21,7 @@ t.test('Redis unreachable: takes are served by the local bucket, warned once and
   const logger = recordingLogger();
   const metrics = new Metrics({ defaultMetrics: false });
   const store = new FailOpenBucketStore({ primary, fallback: new MemoryBucketStore({ now: manualClock().now }), logger, metrics });
-  t.teardown(() => store.close());
+  t.teardown(() => store.stop());
   await t.rejects(primary.take([{ key: 'a', limit }], 1), 'the primary alone fails');
   const results = [];
   for (let i = 0; i < 4; i++) results.push((await store.take([{ key: 'a', limit }], 1))[0]);

@@ -82,7 +82,7 @@ t.test('idle buckets that are full again are forgotten without timers', async (t
   await store.take([{ key: 'e', limit }], 1);
   await store.take([{ key: 'e', limit }], 1);
   t.ok(store.size <= 2, `swept to ${store.size}`);
-  await store.close();
+  await store.stop();
   t.equal(store.size, 0);
 });
 

@@ -28,7 +28,7 @@ t.test('defaults are 500 / 500 per minute for every scope', async (t) => {
     tenant: { capacity: 500, refillPerMinute: 500 },
     instance: { capacity: 500, refillPerMinute: 500 },
   });
-  await l.close();
+  await l.stop();
 });
 
 t.test('reports which scope refused, and a refused request charges no scope', async (t) => {
@@ -108,8 +108,8 @@ t.test('two limiters sharing Redis drain one budget per scope', async (t) => {
   const a = make();
   const b = make();
   t.teardown(async () => {
-    await a.limiter.close();
-    await b.limiter.close();
+    await a.limiter.stop();
+    await b.limiter.stop();
     await deleteKeys(admin, prefix);
     await admin.quit();
   });

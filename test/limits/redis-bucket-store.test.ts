@@ -12,7 +12,7 @@ t.test('exact counts: capacity N gives N ok, then refused with retryAfterSec >= 
   const prefix = uniquePrefix('counts');
   const store = new RedisBucketStore({ url: REDIS_URL, keyPrefix: prefix });
   t.teardown(async () => {
-    await store.close();
+    await store.stop();
     await deleteKeys(admin, prefix);
     await admin.quit();
   });
@@ -34,8 +34,8 @@ t.test('two limiters on two connections drain one shared budget', async (t) => {
   const hostA = new TokenBucket({ capacity: 20, refillPerMinute: 0.0001, store: new RedisBucketStore({ url: REDIS_URL, keyPrefix: prefix }) });
   const hostB = new TokenBucket({ capacity: 20, refillPerMinute: 0.0001, store: new RedisBucketStore({ url: REDIS_URL, keyPrefix: prefix }) });
   t.teardown(async () => {
-    await hostA.store.close();
-    await hostB.store.close();
+    await hostA.store.stop();
+    await hostB.store.stop();
     await deleteKeys(admin, prefix);
     await admin.quit();
   });
@@ -56,7 +56,7 @@ t.test('refills from the server clock (time shifted in the stored state)', async
   const prefix = uniquePrefix('refill');
   const store = new RedisBucketStore({ client: admin, keyPrefix: prefix });
   t.teardown(async () => {
-    await store.close(); // does not close a caller's client
+    await store.stop(); // does not close a caller's client
     await deleteKeys(admin, prefix);
     await admin.quit();
   });
@@ -76,7 +76,7 @@ t.test('all or nothing across keys, and survives a flushed script cache', async 
   const prefix = uniquePrefix('multi');
   const store = new RedisBucketStore({ url: REDIS_URL, keyPrefix: prefix });
   t.teardown(async () => {
-    await store.close();
+    await store.stop();
     await deleteKeys(admin, prefix);
     await admin.quit();
   });

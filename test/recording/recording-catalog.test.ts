@@ -72,10 +72,10 @@ t.test('writes are serialized per recording: a slow first write never overwrites
   const catalog = new RecordingCatalog({ store: slow, keys: new ObjectKeys(), logger, metrics: new Metrics() });
   const o = opened('rec-1');
   catalog.opened(o);
-  void catalog.finished(o.identity, result(o.key)); // never rejects; settle() below waits for both
+  void catalog.finished(o.identity, result(o.key)); // never rejects; whenIdle() below waits for both
   void catalog.finished(o.identity, result(o.key, { status: 'failed' }));
   release();
-  await catalog.settle();
+  await catalog.whenIdle();
   const record = await catalog.get('acme', 'rec-1');
   t.match(record, { recordingId: 'rec-1', tenant: 'acme', state: 'completed', endReason: 'normal', durationSec: 1, sizeBytes: 96044, meetingId: 'meet-1', roomName: 'room-1' });
   t.equal(catalog.failedWrites, 0);
@@ -95,7 +95,7 @@ t.test('a store that is briefly unavailable is retried; a store error is given u
   const metrics = new Metrics();
   const catalog = new RecordingCatalog({ store: flaky, keys: new ObjectKeys(), logger, metrics, retryDelaysMs: [1, 1, 1] });
   catalog.opened(opened('rec-2'));
-  await catalog.settle();
+  await catalog.whenIdle();
   t.match(await catalog.get('acme', 'rec-2'), { state: 'recording', endedAt: null, durationSec: null });
   t.equal(catalog.failedWrites, 0);
 
@@ -107,8 +107,8 @@ t.test('a store that is briefly unavailable is retried; a store error is given u
   const failing = new RecordingCatalog({ store: broken, keys: new ObjectKeys(), logger: captured, metrics, retryDelaysMs: [1] });
   const o = opened('rec-3');
   failing.opened(o);
-  void failing.finished(o.identity, result(o.key)); // never rejects; settle() waits for it
-  await failing.settle();
+  void failing.finished(o.identity, result(o.key)); // never rejects; whenIdle() waits for it
+  await failing.whenIdle();
   t.equal(failing.failedWrites, 2, 'each given-up write counted');
   t.equal((await metrics.registry.getSingleMetric('audio_ingestd_errors_total')!.get()).values.find((v) => v.labels.code === 'STORAGE_ERROR')?.value, 2);
   t.ok(lines.some((l) => l.msg?.toString().startsWith('catalog write failed') && l.recordingId === 'rec-3'), 'logged with the recording id');
@@ -136,7 +136,7 @@ t.test('on a store with group commit, the records written in one tick go in one 
   const catalog = new RecordingCatalog({ store: counted, keys: new ObjectKeys(), logger, metrics: new Metrics() });
   const recs = Array.from({ length: 40 }, (_, i) => opened(`rec-b${i}`));
   for (const o of recs) catalog.opened(o);
-  await catalog.settle();
+  await catalog.whenIdle();
   t.same(batches, [120], '40 records × (record + room entry + meeting entry) in one putBatch');
   // a meeting ending: every finished() of one tick, one batch, then the final states
   await Promise.all(recs.map((o) => catalog.finished(o.identity, result(o.key))));
@@ -162,7 +162,7 @@ t.test('a batch the store refuses for good is written record by record: only the
   catalog.opened(opened('rec-ok1'));
   catalog.opened(bad);
   catalog.opened(opened('rec-ok2'));
-  await catalog.settle();
+  await catalog.whenIdle();
   t.equal(batches, 1);
   t.match(await catalog.get('acme', 'rec-ok1'), { state: 'recording' });
   t.match(await catalog.get('acme', 'rec-ok2'), { state: 'recording' });
@@ -182,7 +182,7 @@ t.test('get and list: per tenant, by meeting or room, oldest first, bounded, ski
     ['r-e', { tenant: 'other' }],
   ];
   specs.forEach(([id, over], i) => catalog.opened(opened(id, over, new Date(t0 + i * 1000))));
-  await catalog.settle();
+  await catalog.whenIdle();
   t.ok((await store.head('env/eu/catalog/recordings/acme/r-a.json')) !== null, 'under the storage prefix');
 
   const ids = (r: { records: { recordingId: string }[] }): string[] => r.records.map((x) => x.recordingId);
@@ -199,7 +199,7 @@ t.test('get and list: per tenant, by meeting or room, oldest first, bounded, ski
   t.same(ids(await catalog.list('acme', { meetingId: 'meet-1' })), ['r-c'], 'an index entry without its record is skipped');
   // a room whose sanitized name collides with another's lists only its own recordings
   catalog.opened(opened('r-f', { roomName: 'room/1', meetingId: undefined }, new Date(t0 + 9000)));
-  await catalog.settle();
+  await catalog.whenIdle();
   t.same(ids(await catalog.list('acme', { roomName: 'room/1' })), ['r-f']);
   t.notOk(ids(await catalog.list('acme', { roomName: 'room_1' })).includes('r-f'));
 });
@@ -215,7 +215,7 @@ t.test('in the daemon: catalog writes failing never fail the recording', async (
   t.equal(ev.status, 'completed');
   const wav = readWav(await h.app.store.get(ev.s3_key_master as string));
   t.equal(wav.dataSize, 96000, 'the master is whole');
-  await h.app.catalog.settle();
+  await h.app.catalog.whenIdle();
   t.equal(h.app.catalog.failedWrites, 2, 'the start and the end write were given up');
   t.ok(h.logs.some((l) => l.msg === 'catalog write failed: the recording is unaffected, its catalog entry is incomplete' && l.recordingId === ev.recording_id));
   t.equal(await metricValue(h.baseUrl, 'audio_ingestd_errors_total', 'code="STORAGE_ERROR"'), 2);

@@ -63,10 +63,10 @@ t.test('in the daemon: retentionDays > 0 runs the sweep, which removes old recor
   t.ok(h.app.retention, 'sweeper started');
   await simulateEgress({ url: await egressUrl(h, { roomName: 'room-old', trackId: 'TR_old' }), pcm: tonePcm(0.5), realtime: false });
   const old = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed'), 10_000, 'first recording');
-  await h.app.catalog.settle();
+  await h.app.catalog.whenIdle();
   await simulateEgress({ url: await egressUrl(h, { roomName: 'room-new', trackId: 'TR_new' }), pcm: tonePcm(0.5), realtime: false });
   const fresh = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id !== old.recording_id), 10_000, 'second recording');
-  await h.app.catalog.settle();
+  await h.app.catalog.whenIdle();
 
   const objects = join(h.dataDir, 'store', 'objects');
   const oldKeys: string[] = [];

@@ -89,7 +89,7 @@ t.test('crash after the master was moved into the store: recovery finds it compl
     store, stateDir: state, recordingId: 'rec-moved', key: 'rec/moved.wav', format: { sampleRate: 48000, channels: 2 }, metadata: { tenant: 'x' }, partSize: PART, spool,
   });
   await writeRecording(upload, 38_400);
-  await upload.suspend();
+  await upload.stop();
   // what finish() does before it removes the spool folder: header in place, file moved
   const file = join(state, 'uploads', 'rec-moved', 'part-000001.pcm');
   const { masterHeader } = await import('../../src/audio/wav.js');
@@ -113,7 +113,7 @@ async function sparseSpool(store: FsObjectStore, state: string, recordingId: str
     store, stateDir: state, recordingId, key: `rec/${recordingId}.wav`, format: { sampleRate: 48000, channels: 1 }, metadata: { tenant: 'long' }, partSize: 5 * PART, spool,
   });
   upload.write(patternBytes(0, 1920));
-  await upload.suspend();
+  await upload.stop();
   const file = join(state, 'uploads', recordingId, 'part-000001.pcm');
   // one byte more than whole frames: the torn write of a crash
   await truncate(file, MASTER_HEADER_BYTES + dataBytes + 1);

@@ -42,7 +42,7 @@ t.test('s3: a sparse 4.1 GiB spool is recovered into an RF64 master of equal par
     store, stateDir: state, recordingId, key, format: { sampleRate: 48000, channels: 1 }, metadata: { tenant: 'long' }, partSize, spool: new Spool({ maxBytes: 64 * MiB }),
   });
   upload.write(patternBytes(0, 1920));
-  await upload.suspend();
+  await upload.stop();
   // …and the rest of the recording is laid out as the spool would hold it: part-k holds object bytes [(k-1)·S, k·S)
   const dir = join(state, 'uploads', recordingId);
   const fileOf = (part: number): string => join(dir, `part-${String(part).padStart(6, '0')}.pcm`);

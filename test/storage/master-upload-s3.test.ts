@@ -160,7 +160,7 @@ t.test('recovery of an upload the store refuses for good: recording failed annou
   const total = Math.ceil((PART * 2.5) / 3840) * 3840;
   await writeRecording(upload, total);
   while (upload.stats.uploadedParts < 1) await new Promise((r) => setTimeout(r, 20));
-  await upload.suspend();
+  await upload.stop();
 
   const { store, proxy } = await proxiedStore({ refuseComplete: 'InvalidPart' });
   const announced: RecoveryOutcome[] = [];
@@ -190,7 +190,7 @@ t.test('a failure announcement cut by a crash is repeated with the same event id
   const healthy = await proxiedStore();
   const { upload, stateDir } = await newUpload(healthy.store, 'rec-twice');
   await writeRecording(upload, Math.ceil((PART * 2.2) / 3840) * 3840);
-  await upload.suspend();
+  await upload.stop();
   const { store } = await proxiedStore({ refuseComplete: 'InvalidPart' });
   const spool = new Spool({ maxBytes: 64 * 1024 * 1024 });
   const ids: string[] = [];
