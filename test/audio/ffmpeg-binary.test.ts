@@ -1,6 +1,5 @@
 import t from 'tap';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundledFfmpeg, ffmpegVersion, resolveFfmpeg } from '../../src/audio/ffmpeg-binary.js';
 import { startTestApp } from '../helpers/app.js';
@@ -28,12 +27,11 @@ t.test('the version is read from the binary', async (t) => {
 
 t.test('without a system ffmpeg the daemon warns at start, naming the static build, and build_info says so', async (t) => {
   const saved = { PATH: process.env.PATH, FFMPEG_PATH: process.env.FFMPEG_PATH };
-  const empty = mkdtempSync(join(tmpdir(), 'no-ffmpeg-'));
+  const empty = await tempDir(t, 'no-ffmpeg-');
   t.teardown(() => {
     process.env.PATH = saved.PATH;
     if (saved.FFMPEG_PATH === undefined) delete process.env.FFMPEG_PATH;
     else process.env.FFMPEG_PATH = saved.FFMPEG_PATH;
-    rmSync(empty, { recursive: true, force: true });
   });
   process.env.PATH = empty;
   delete process.env.FFMPEG_PATH;

@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { mixSampleFn, plainSample } from '../../src/rooms/mix-law.js';
 import { mixToStore } from '../../src/rooms/mixer.js';
@@ -10,17 +7,15 @@ import { masterHeader } from '../../src/audio/wav.js';
 import { readWav } from '../helpers/egress.js';
 import type { Tap } from '../helpers/storage-conformance.js';
 import { burstPcm, referenceMix, referencePlace } from '../helpers/room-reference.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const RATE = 48000;
 
 async function fsStore(t: Tap): Promise<FsObjectStore> {
-  const root = mkdtempSync(join(tmpdir(), 'aid-rooms-'));
+  const root = await tempDir(t, 'aid-rooms-');
   const store = new FsObjectStore({ root, presign: { baseUrl: 'http://127.0.0.1:1', secret: 'x'.repeat(32) } });
   await store.start();
-  t.teardown(async () => {
-    await store.stop();
-    rmSync(root, { recursive: true, force: true });
-  });
+  t.teardown(() => store.stop());
   return store;
 }
 

@@ -1,27 +1,17 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { appendFile, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
 import { journalBody } from '../helpers/fs-journal-body.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const dirs: string[] = [];
-t.teardown(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function newRoot(): string {
-  const d = mkdtempSync(join(tmpdir(), 'aid-journal-'));
-  dirs.push(d);
-  return d;
-}
+const newRoot = (): Promise<string> => tempDir(t, 'aid-journal-');
 
 const store = (root: string): FsObjectStore => new FsObjectStore({ root, presign: { baseUrl: 'http://127.0.0.1', secret: 's' } });
 
 t.test('putBatch: every object readable with its metadata at once; a stop checkpoints and empties the journal', async (t) => {
-  const root = newRoot();
+  const root = await newRoot();
   const s = store(root);
   await s.start();
   const items = Array.from({ length: 40 }, (_, i) => ({ key: `a/${i}.wav`, body: journalBody(i), options: { contentType: 'audio/wav', metadata: { seq: String(i) } } }));
@@ -39,7 +29,7 @@ t.test('putBatch: every object readable with its metadata at once; a stop checkp
 });
 
 t.test('a crash mid-batch loses no acknowledged object, even when the objects themselves never reached the disk', async (t) => {
-  const root = newRoot();
+  const root = await newRoot();
   const child = spawn(process.execPath, [...process.execArgv, 'test/helpers/fs-journal-child.ts', root], { stdio: ['ignore', 'pipe', 'inherit'] });
   let acked = -1;
   let out = '';

@@ -1,19 +1,14 @@
 import t from 'tap';
-import { mkdtemp, rm, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FsObjectStore, verifyPresigned } from '../../src/storage/fs-store.js';
 import { runConformance } from '../helpers/storage-conformance.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const SECRET = 'fs-presign-secret';
-const dirs: string[] = [];
-t.teardown(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
 
 async function freshStore(): Promise<{ store: FsObjectStore; root: string }> {
-  const root = await mkdtemp(join(tmpdir(), 'storage-fs-'));
-  dirs.push(root);
+  const root = await tempDir(t, 'storage-fs-');
   const store = new FsObjectStore({ root, presign: { baseUrl: 'http://127.0.0.1:8080/', secret: SECRET } });
   await store.start();
   return { store, root };
@@ -115,7 +110,7 @@ t.test('putFile moves the file into place: the object is the same inode, nothing
   const { store, root } = await freshStore();
   const src = join(root, '..', `${Date.now()}-spool.pcm`);
   await writeFile(src, Buffer.alloc(1024 * 1024, 3));
-  dirs.push(src);
+  t.teardown(() => rm(src, { force: true }));
   const ino = (await stat(src)).ino;
   await store.putFile('m/x/master.wav', src, { contentType: 'audio/wav', metadata: { tenant: 't' } });
   t.equal((await stat(join(root, 'objects', 'm', 'x', 'master.wav'))).ino, ino, 'renamed, not rewritten');

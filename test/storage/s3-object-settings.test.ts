@@ -1,6 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
@@ -14,19 +12,17 @@ import { type ProxiedRequest, type RecordingProxy, startRecordingProxy } from '.
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
 import { audioHeaders, postAudio } from '../helpers/whatsapp-app.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const KMS_KEY = 'arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 
-const dirs: string[] = [];
 const closers: (() => Promise<void>)[] = [];
 t.teardown(async () => {
   for (const c of closers.reverse()) await c();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 async function proxiedS3(): Promise<{ endpoint: string; proxy: RecordingProxy }> {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-s3opts-'));
-  dirs.push(dir);
+  const dir = await tempDir(t, 'aid-s3opts-');
   const server = await startS3rver(dir);
   const proxy = await startRecordingProxy(server.endpoint);
   closers.push(async () => { await proxy.close(); await server.close(); });
@@ -63,8 +59,7 @@ t.test('taggingOf: tenant and source from the metadata, extra tags over them, ev
 });
 
 t.test('config: SSE, KMS key, bucket key, storage class and tags from the environment; contradictions refused at start', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-s3cfg-'));
-  dirs.push(dir);
+  const dir = await tempDir(t, 'aid-s3cfg-');
   const defaults = join(dir, 'default.json');
   await writeFile(defaults, '{}');
   const ok = loadConfig({ defaultFile: defaults, env: { S3_SSE: 'aws:kms', S3_SSE_KMS_KEY_ID: KMS_KEY, S3_SSE_BUCKET_KEY: 'true', S3_STORAGE_CLASS: 'STANDARD_IA', S3_TAG_OBJECTS: '1', S3_CHECKSUM: 'crc32' } });

@@ -1,8 +1,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { runConformance } from '../helpers/storage-conformance.js';
@@ -12,13 +11,12 @@ import type { S3ObjectStore } from '../../src/storage/s3-store.js';
 import { isRetryableS3Error, mapS3Error } from '../../src/storage/s3-store.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
-const dir = await mkdtemp(join(tmpdir(), 'storage-s3-'));
+const dir = await tempDir(t, 'storage-s3-');
 const server = await startS3rver(dir);
 const stores: S3ObjectStore[] = [];
 t.teardown(async () => {
   for (const s of stores) await s.stop();
   await server.close();
-  await rm(dir, { recursive: true, force: true });
 });
 
 let n = 0;
