@@ -1,7 +1,4 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
@@ -12,9 +9,10 @@ import { longOpusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { randomStereo } from '../helpers/egress.js';
 import { RawClient, requestHead } from '../helpers/raw-http.js';
 import { logLines, ndjsonEvents } from '../helpers/reliability.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 t.test('an uncaught exception is logged with its route and request id, and the fatal stop finalizes live recordings without aborting', async (t) => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'aid-fatal-'));
+  const dataDir = await tempDir(t, 'aid-fatal-');
   const child = spawn(process.execPath, [...process.execArgv, 'test/helpers/fatal-child.ts', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => void child.kill('SIGKILL'));
   let out = '';

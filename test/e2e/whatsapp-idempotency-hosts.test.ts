@@ -1,15 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { startTestApp } from '../helpers/app.js';
 import { opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { outboxEvents } from '../helpers/egress.js';
 import { S3RVER_BUCKET, startS3rver } from '../helpers/storage-s3rver.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { audioHeaders, postAudio } from '../helpers/whatsapp-app.js';
 
 t.test('a retry that lands on another host is answered from the shared record: one object, one event', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-idem-hosts-'));
+  const dir = await tempDir(t, 'aid-idem-hosts-');
   const s3 = await startS3rver(dir);
   process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
   process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
@@ -20,7 +18,6 @@ t.test('a retry that lands on another host is answered from the shared record: o
     await a.close();
     await b.close();
     await s3.close();
-    rmSync(dir, { recursive: true, force: true });
   });
   const note = readFixture(await opusVoiceNote());
   const headers = audioHeaders({ 'x-instance': 'hosts', 'x-message-id': 'MSG-HOSTS-1' });
