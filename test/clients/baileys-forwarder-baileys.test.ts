@@ -4,14 +4,12 @@
  * real protobuf messages, decrypted by Baileys' `downloadMediaMessage` and stored by a real
  * daemon (in-process) in its object store.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { type BaileysForwarderOptions, createBaileysForwarder, type ForwardError, type ForwardResult } from '../../src/clients/baileys-forwarder.js';
 import { startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
 import { longOpusVoiceNote, oggOpusFacts, opusVoiceNote, readFixture } from '../helpers/audio-fixtures.js';
 import { S3RVER_BUCKET, startS3rver } from '../helpers/storage-s3rver.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { CDN_HOST, downloadMediaMessage, voiceNoteMessage, type WAMessage, WhatsAppCdn, wrongMediaKey } from '../helpers/whatsapp-cdn.js';
 import { eventsOfType, storedKeys, storedWav } from '../helpers/whatsapp-app.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -375,7 +373,7 @@ t.test('daemon 429 with Retry-After (its real token bucket): waited out, then st
 });
 
 t.test('daemon 503 with Retry-After (its object store down): waited out, then stored', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-fwd-s3-'));
+  const dir = await tempDir(t, 'aid-fwd-s3-');
   let s3 = await startS3rver(dir);
   process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
   process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
@@ -383,7 +381,6 @@ t.test('daemon 503 with Retry-After (its object store down): waited out, then st
   t.teardown(async () => {
     await onS3.close();
     await s3.close();
-    rmSync(dir, { recursive: true, force: true });
   });
   const port = s3.port;
   await s3.close();

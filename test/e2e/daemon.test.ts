@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { simulateEgress, tonePcm } from '../../src/clients/egress-simulator.js';
 import { BIN, runCli, startDaemon } from '../helpers/daemon.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -83,11 +84,8 @@ t.test('egress-url and simulate-egress CLI commands drive a running daemon', asy
 
 t.test('LOG_PRETTY gives human-readable lines', async (t) => {
   const { spawn } = await import('node:child_process');
-  const { mkdtempSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
   const child = spawn(process.execPath, [BIN, 'serve'], {
-    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: mkdtempSync(join(tmpdir(), 'aid-pretty-')), LOG_PRETTY: 'true', API_KEY: 'pretty-api-key-0123456789' },
+    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: await tempDir(t, 'aid-pretty-'), LOG_PRETTY: 'true', API_KEY: 'pretty-api-key-0123456789' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => void child.kill('SIGKILL'));
