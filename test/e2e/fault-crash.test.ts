@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
@@ -9,6 +8,7 @@ import { configFile, daemonEgressUrl, EventCollector, isolatedBroker, openEgress
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** Bytes of one chunk of the mono 48 kHz master at the default groupSeconds (2 s). */
 const CHUNK_BYTES = 2 * 48000 * 2;
@@ -16,8 +16,8 @@ const CHUNK_BYTES = 2 * 48000 * 2;
 const QUEUE_BYTES = 1024 * 1024;
 
 t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes the master and every event is delivered', async (t) => {
-  const s3dir = mkdtempSync(join(tmpdir(), 'aid-rel-s3-'));
-  const dataDir = mkdtempSync(join(tmpdir(), 'aid-rel-crash-'));
+  const s3dir = await tempDir(t, 'aid-rel-s3-');
+  const dataDir = await tempDir(t, 'aid-rel-crash-');
   const s3 = await startS3rver(s3dir);
   const broker = await isolatedBroker('crash');
   const collector = await EventCollector.open(broker.url, 'audio.events');
@@ -40,8 +40,6 @@ t.test('SIGKILL mid-recording, restart on the same DATA_DIR: recovery completes 
     await collector.close();
     await broker.remove();
     await s3.close();
-    rmSync(s3dir, { recursive: true, force: true });
-    rmSync(dataDir, { recursive: true, force: true });
   });
 
   // The broker is away while the recording runs: its events wait in the outbox when the process dies.

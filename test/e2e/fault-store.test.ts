@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
@@ -9,6 +8,7 @@ import { configFile, daemonEgressUrl, type FaultDecision, ndjsonEvents, openEgre
 import { S3RVER_BUCKET, s3rverStore, startS3rver } from '../helpers/storage-s3rver.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** Environment of a daemon on the s3 driver (s3rver's fixed credentials), 5 MiB parts. */
 function s3Env(endpoint: string): Record<string, string> {
@@ -52,14 +52,13 @@ async function checkMaster(t: Test, d: Daemon, endpoint: string, roomName: strin
 }
 
 t.test('object store down for 30 s mid-stream and back: the master is complete and exact', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-rel-s3-'));
+  const dir = await tempDir(t, 'aid-rel-s3-');
   let s3 = await startS3rver(dir);
   const { port, endpoint } = s3;
   const d = await startDaemon(s3Env(endpoint));
   t.teardown(async () => {
     d.child.kill('SIGKILL');
     await s3.close();
-    rmSync(dir, { recursive: true, force: true });
   });
   // 120 s of audio at 5× real time: part 2 (bytes 5–10 MiB of the mono master) fills during the outage.
   const pcm = randomStereo(48000 * 120, 11);
@@ -90,7 +89,7 @@ t.test('object store down for 30 s mid-stream and back: the master is complete a
 });
 
 t.test('object store answering 500/503 and slowly: masters complete and exact', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aid-rel-s3-'));
+  const dir = await tempDir(t, 'aid-rel-s3-');
   const s3 = await startS3rver(dir);
   // Deterministic mix: every 3rd request 503 SlowDown, every 5th 500 InternalError, every 4th delayed 1.5 s,
   // and the first UploadPart of part 2 and the first CompleteMultipartUpload forwarded with their answers
@@ -113,7 +112,6 @@ t.test('object store answering 500/503 and slowly: masters complete and exact', 
     d.child.kill('SIGKILL');
     await proxy.close();
     await s3.close();
-    rmSync(dir, { recursive: true, force: true });
   });
   const long = randomStereo(48000 * 115, 12); // multipart: 3 parts
   const short = randomStereo(48000 * 3, 13); // single PUT
