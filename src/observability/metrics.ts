@@ -119,7 +119,7 @@ export class Metrics {
   readonly liveDeliveryLatency = new Histogram({
     name: 'audio_ingestd_live_delivery_latency_seconds',
     help: 'From a live frame\'s arrival to its audio being handed to a subscriber\'s socket (live edge only)',
-    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.045, 0.05, 0.06, 0.07, 0.08, 0.1, 0.25],
     registers: [this.registry],
   });
 
