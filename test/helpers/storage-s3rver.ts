@@ -1,9 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import S3rver from 's3rver';
 import { S3ObjectStore } from '../../src/storage/s3-store.js';
 import type { S3ObjectStoreOptions } from '../../src/storage/s3-store.js';
+import { tempDir } from './temp-dir.js';
 
 export const S3RVER_BUCKET = 'audio-test';
 
@@ -50,14 +48,11 @@ export function s3rverStore(endpoint: string, extra: Partial<S3ObjectStoreOption
  * An s3rver in a temporary directory for the test `t` (closed and removed at its teardown), with
  * the credentials it accepts in the environment, and the `storage` config of a daemon using it.
  */
-export async function s3rverStorage(t: { teardown(fn: () => Promise<void>): void }, prefix: string): Promise<{ storage: { driver: 's3'; s3: { endpoint: string; bucket: string; forcePathStyle: true } } }> {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
+export async function s3rverStorage(t: { teardown(fn: () => unknown): void }, prefix: string): Promise<{ storage: { driver: 's3'; s3: { endpoint: string; bucket: string; forcePathStyle: true } } }> {
+  const dir = await tempDir(t, prefix);
   const s3 = await startS3rver(dir);
   process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
   process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
-  t.teardown(async () => {
-    await s3.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  t.teardown(() => s3.close());
   return { storage: { driver: 's3', s3: { endpoint: s3.endpoint, bucket: S3RVER_BUCKET, forcePathStyle: true } } };
 }
