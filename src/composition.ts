@@ -195,6 +195,8 @@ export function composeDaemon(input: CompositionInput): Daemon {
           apiKey: cd.apiKey,
           timeoutMs: cd.timeoutMs,
           maxAttempts: cd.maxAttempts,
+          concurrency: cd.concurrency,
+          maxQueueBytes: cd.maxQueueMiB * 1024 * 1024,
           logger: log,
           onSent: (c) => {
             if (c.cutAt !== undefined) metrics.chunkDispatchLatency.observe((Date.now() - c.cutAt) / 1000);

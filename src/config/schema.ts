@@ -273,6 +273,10 @@ export const configSchema = z.object({
       format: z.enum(['wav', 'l16']).default('wav'),
       timeoutMs: positiveInt.default(10_000),
       maxAttempts: positiveInt.max(20).default(5),
+      /** Requests to the endpoint in flight at once (one connection each). */
+      concurrency: positiveInt.max(256).default(16),
+      /** MiB of chunks waiting to be sent; beyond it a chunk is dropped (counted as dispatch_queue_full). */
+      maxQueueMiB: positiveInt.max(4096).default(64),
     })
     .strict()
     .prefault({}),

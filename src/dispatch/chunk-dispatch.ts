@@ -21,8 +21,12 @@ export interface ChunkDispatcherOptions {
   url: string;
   /** Sent as `Authorization: Bearer <apiKey>` when set. */
   apiKey?: string;
-  /** Chunks waiting beyond this are dropped (and counted). Default 256 (≈ 48 MiB of 2 s 48 kHz mono chunks). */
-  maxQueue?: number;
+  /**
+   * Bytes of chunks waiting to be sent; a chunk that would go beyond it is dropped (and
+   * counted). Default 64 MiB: bounded by memory, not by a count, so the burst of a meeting
+   * ending (every stream's last, shorter chunk in the same second) fits.
+   */
+  maxQueueBytes?: number;
   /** Requests in flight at once. Default 16 (one per connection: a slow answer holds one, not the queue). */
   concurrency?: number;
   /** Attempts per chunk (network errors, 408, 429, 5xx). Default 4. */
@@ -57,6 +61,7 @@ export function chunkContentType(chunk: Pick<DispatchChunk, 'format' | 'sampleRa
 export class ChunkDispatcher {
   private readonly options: ChunkDispatcherOptions;
   private readonly queue: DispatchChunk[] = [];
+  private queuedBytes = 0;
   private inFlight = 0;
   private sent = 0;
   private failed = 0;
@@ -70,11 +75,12 @@ export class ChunkDispatcher {
 
   /** Queues a chunk; false when it was dropped because the queue is full or dispatch stopped. */
   enqueue(chunk: DispatchChunk): boolean {
-    if (this.stopController.signal.aborted || this.queue.length >= (this.options.maxQueue ?? 256)) {
+    if (this.stopController.signal.aborted || this.queuedBytes + chunk.bytes.length > (this.options.maxQueueBytes ?? 64 * 1024 * 1024)) {
       this.dropped++;
       return false;
     }
     this.queue.push(chunk);
+    this.queuedBytes += chunk.bytes.length;
     this.pump();
     return true;
   }
@@ -97,11 +103,13 @@ export class ChunkDispatcher {
     this.stopController.abort();
     this.dropped += this.queue.length;
     this.queue.length = 0;
+    this.queuedBytes = 0;
   }
 
   private pump(): void {
     while (this.inFlight < (this.options.concurrency ?? 16) && this.queue.length > 0) {
       const chunk = this.queue.shift()!;
+      this.queuedBytes -= chunk.bytes.length;
       this.inFlight++;
       void this.send(chunk).finally(() => { // send() never rejects: a chunk given up is logged and counted
         this.inFlight--;

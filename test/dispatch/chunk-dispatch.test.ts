@@ -26,7 +26,7 @@ t.test('chunk headers on the wire, retries on 503, L16 content type', async (t) 
   await d.stop();
 });
 
-t.test('enqueue never blocks: overflow is dropped and counted; 4xx is not retried', async (t) => {
+t.test('enqueue never blocks: chunks beyond the queue\'s bytes are dropped and counted; 4xx is not retried', async (t) => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const rx = await startReceiver(t, () => 400);
@@ -35,7 +35,7 @@ t.test('enqueue never blocks: overflow is dropped and counted; 4xx is not retrie
     req.resume();
     void gate.then(() => ((res.statusCode = 400), res.end()));
   });
-  const d = new ChunkDispatcher({ url: rx.url, maxQueue: 2, concurrency: 1 });
+  const d = new ChunkDispatcher({ url: rx.url, maxQueueBytes: 2 * wav.length, concurrency: 1 });
   const chunk = { meetingId: 'm', participantId: 'p', trackId: 't', bytes: wav, format: 'wav' as const, sampleRate: 48_000, channels: 1 };
   const results = Array.from({ length: 5 }, () => d.enqueue(chunk));
   // one in flight, two queued, two dropped — all decided synchronously
@@ -44,5 +44,33 @@ t.test('enqueue never blocks: overflow is dropped and counted; 4xx is not retrie
   release();
   await d.idle();
   t.match(d.stats(), { sent: 0, failed: 3, dropped: 2 });
+  await d.stop();
+});
+
+t.test('a meeting ending: every stream\'s last chunk arrives in the same moment, and all of them are sent', async (t) => {
+  // 500 streams end together; their last chunks are short (here 0.2 s of 48 kHz mono each). A
+  // queue bounded by a count (256 before) dropped half of them; the bound is memory.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const rx = await startReceiver(t, () => 200);
+  rx.server.removeAllListeners('request');
+  const bodies = new Map<string, number>();
+  rx.server.on('request', (req, res) => {
+    let n = 0;
+    req.on('data', (c: Buffer) => (n += c.length));
+    req.on('end', () => {
+      bodies.set(String(req.headers['x-track-id']), n);
+      void gate.then(() => ((res.statusCode = 200), res.end()));
+    });
+  });
+  const d = new ChunkDispatcher({ url: rx.url });
+  const last = Buffer.alloc(44 + 19_200);
+  const results = Array.from({ length: 500 }, (_, i) => d.enqueue({ meetingId: 'm', participantId: `p${i}`, trackId: `TR_${i}`, bytes: last, format: 'wav', sampleRate: 48_000, channels: 1 }));
+  t.equal(results.filter(Boolean).length, 500, 'none dropped while the endpoint is still answering the first ones');
+  release();
+  await d.idle();
+  t.match(d.stats(), { sent: 500, failed: 0, dropped: 0 });
+  t.equal(bodies.size, 500, 'one request per track');
+  t.ok([...bodies.values()].every((n) => n === last.length), 'every body whole');
   await d.stop();
 });
