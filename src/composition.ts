@@ -412,14 +412,17 @@ export function composeDaemon(input: CompositionInput): Daemon {
       start: () => MasterUpload.recover({ store, stateDir: dataDir, spool, logger: log, announce: (o) => announceRecovered(o, { catalog, events: recordingEvents, defaultTenant: config.auth.defaultTenant, logger: log }) }).then(() => undefined),
     },
     ...(chunkDispatcher ? [{ name: 'chunk-dispatch', stop: () => chunkDispatcher.stop(5000) }] : []),
-    ...(vad ? [{ name: 'vad', stop: () => vad.stop() }] : []),
+    ...(vad ? [{ name: 'vad', start: () => vad.start(), stop: () => vad.stop() }] : []),
     ...(liveDirectory ? [{ name: 'live-directory', start: () => liveDirectory.start(), stop: () => liveDirectory.stop() }] : []),
     // stops after the recordings ended, so its subscribers had the end messages
     { name: 'live', start: () => live.start(), stop: () => live.stop() },
     // stops first of the recording path: ends the streams and waits until every recording is finalized
     { name: 'livekit', start: () => livekit.start(), stop: () => livekit.stop() },
     { name: 'rate-limiter', stop: () => rateLimiter.stop() },
-    ...(opusWorkers ? [{ name: 'opus-workers', start: () => log.info({ threads: opusWorkers.size }, 'Ogg/Opus decoding on worker threads'), stop: () => opusWorkers.stop() }] : []),
+    ...(opusWorkers ? [{ name: 'opus-workers', start: () => {
+            opusWorkers.start();
+            log.info({ threads: opusWorkers.size }, 'Ogg/Opus decoding on worker threads');
+          }, stop: () => opusWorkers.stop() }] : []),
     ...(whatsappAmqp
       ? [{ name: 'whatsapp-amqp', start: () => whatsappAmqp.start(), stop: () => whatsappAmqp.stop(), checks: [{ name: 'whatsapp-amqp', check: () => assertReady(whatsappAmqp.isOpen(), 'whatsapp-amqp') }] }]
       : []),

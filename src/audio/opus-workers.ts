@@ -51,19 +51,27 @@ function ownBuffer(b: Uint8Array): ArrayBuffer {
 export class OpusWorkerPool {
   private readonly slots: Slot[] = [];
   private readonly logger: Logger | undefined;
+  private readonly wanted: number;
   private nextId = 1;
   private stopped = false;
 
+  /** Only checks its options: the threads start in {@link start} (or at the first decode). */
   constructor(options: OpusWorkerPoolOptions) {
     this.logger = options.logger;
     const n = options.size === 'auto' ? autoWorkers() : options.size;
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`OpusWorkerPool size must be a positive integer, got ${String(n)}`);
-    for (let i = 0; i < n; i++) this.slots.push(this.spawn());
+    this.wanted = n;
+  }
+
+  /** Starts the worker threads (module load, libopus), so the first note does not wait for them. */
+  start(): void {
+    if (this.stopped || this.slots.length > 0) return;
+    for (let i = 0; i < this.wanted; i++) this.slots.push(this.spawn());
   }
 
   /** Worker threads in the pool. */
   get size(): number {
-    return this.slots.length;
+    return this.wanted;
   }
 
   /** Jobs being decoded now, over all workers. */
@@ -73,6 +81,7 @@ export class OpusWorkerPool {
 
   async decode(input: Readable, opts: OpusDecodeOptions): Promise<OpusDecodeResult> {
     if (this.stopped) throw new AppError('DRAINING', 'decoder pool is stopped');
+    this.start();
     const { signal } = opts;
     if (signal?.aborted === true) {
       input.destroy();

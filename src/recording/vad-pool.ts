@@ -56,8 +56,11 @@ export class VadPool {
   constructor(private readonly opts: VadPoolOptions) {
     this.maxQueueBytes = opts.maxQueueBytes ?? 64 * 1024 * 1024;
     this.finishTimeoutMs = opts.finishTimeoutMs ?? 30_000;
-    // the first worker starts now (module load, wasm compile), not when the first recording ends
-    this.slots.push(this.spawn());
+  }
+
+  /** Starts the first worker (module load, wasm compile) before any recording needs it; {@link open} starts workers as needed too. */
+  start(): void {
+    if (!this.closed && this.slots.length === 0) this.slots.push(this.spawn());
   }
 
   get settings(): VadSettings {
