@@ -8,7 +8,7 @@
 // common end) in cores and per stream-hour; chunk latency p50/p99 from a chunk's last frame to
 // its object being stored (audio_ingestd_chunk_store_latency_seconds) and to the receiver's
 // 200 (audio_ingestd_chunk_dispatch_latency_seconds), steady window, as upper bucket bounds;
-// chunks stored / delivered / dropped over the whole run. Then the CPU ratio chunks ÷ master.
+// chunks stored / delivered / dropped over the whole run and dropped within the steady window. Then the CPU ratio chunks ÷ master.
 import http from 'node:http';
 import { histogramQuantile, metricSum, removeAtExit, saveResults, startDaemon, tempDir } from './lib/daemon.mjs';
 import { cpuSeconds, sleep } from './lib/proc.mjs';
@@ -89,7 +89,9 @@ async function runOne(mode, n) {
     await sleep(3000);
     const end = await d.metrics();
     const cores = (c1 - c0) / ((t1 - t0) / 1000);
-    const dropped = [...end].filter(([k, v]) => k.startsWith('audio_ingestd_frames_dropped_total{') && v > 0).map(([k, v]) => `${/reason="([^"]+)"/.exec(k)?.[1]}:${v}`).join(' ') || 0;
+    const drops = (m, base) => [...m].filter(([k, v]) => k.startsWith('audio_ingestd_frames_dropped_total{') && v - (base?.get(k) ?? 0) > 0).map(([k, v]) => `${/reason="([^"]+)"/.exec(k)?.[1]}:${v - (base?.get(k) ?? 0)}`).join(' ') || 0;
+    const dropped = drops(end);
+    const droppedSteady = drops(steady, before);
     return {
       mode,
       N: n,
@@ -104,6 +106,7 @@ async function runOne(mode, n) {
       stored: chunks ? metricSum(end, 'audio_ingestd_chunk_store_latency_seconds_count') : 0,
       delivered: receiver.requests,
       dropped,
+      'dropped (steady)': droppedSteady,
       'lag p99 ms': steady.get('audio_ingestd_nodejs_eventloop_lag_p99_seconds') * 1000,
       'gen errors': genResult.streams.filter((s) => s.error).length,
     };
