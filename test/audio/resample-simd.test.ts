@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import initWabt from 'wabt';
 import { Resampler } from '../../src/audio/resample.js';
 import { firKernel, RESAMPLE_FIR_WASM } from '../../src/audio/resample-simd.js';
-import { noise, randomSizes } from '../helpers/audio-signal.js';
+import { concatInt16, noise, randomSizes } from '../helpers/audio-signal.js';
 
 t.test('the embedded module is resample-fir.wat compiled with wabt', async (t) => {
   const wabt = await initWabt();
@@ -32,13 +32,7 @@ function run(r: Resampler, x: Int16Array, sizes: number[]): Int16Array {
     off += frames;
   }
   parts.push(r.flush());
-  const out = new Int16Array(parts.reduce((s, p) => s + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatInt16(parts);
 }
 
 t.test('the SIMD kernel gives exactly the scalar loop’s samples, for every rate pair, channel count and split', async (t) => {

@@ -1,30 +1,34 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
 import { sanitizeSegment } from '../../src/storage/keys.js';
-import { startTestApp, type TestApp } from '../helpers/app.js';
+import { startTestApp } from '../helpers/app.js';
 import { egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
 import { endEgress, LiveConsumer, resampleMaster, sendFrames } from '../helpers/live.js';
 import { s3rverStorage } from '../helpers/storage-s3rver.js';
 import { waitFor } from '../helpers/wait-for.js';
 
-async function liveRecordingId(h: TestApp, trackId: string): Promise<string> {
-  return waitFor(() => h.app.recordings.all().find((r) => r.identity.trackId === trackId)?.identity.recordingId, 10_000, `recording of ${trackId}`);
+/**
+ * A daemon on s3rver with the given resume window, one egress track sent `sentSec` of a
+ * `totalSec` random stereo signal (fast, but not faster than the spool writes: the master's
+ * write queue would drop), and where its spool is.
+ */
+async function liveOnS3(t: Test, o: { dirPrefix: string; resumeWindowSec: number; roomName: string; trackId: string; totalFrames: number; sentSec: number; seed: number }) {
+  const { storage } = await s3rverStorage(t, o.dirPrefix);
+  const h = await startTestApp({ storage, live: { resumeWindowSec: o.resumeWindowSec } });
+  t.teardown(() => h.close());
+  const egress = await connectEgress(await egressUrl(h, { roomName: o.roomName, trackId: o.trackId }));
+  const pcm = randomStereo(o.totalFrames, o.seed);
+  const cut = 48000 * o.sentSec * 4;
+  await sendFrames(egress, pcm.subarray(0, cut), 1920, 20, 4);
+  const id = await waitFor(() => h.app.recordings.all().find((r) => r.identity.trackId === o.trackId)?.identity.recordingId, 10_000, `recording of ${o.trackId}`);
+  return { h, egress, pcm, cut, id, spoolDir: join(h.dataDir, 'uploads', sanitizeSegment(id)) };
 }
 
 t.test('S3, live, no resume window: a from= inside parts already uploaded is refused before the upgrade with the offset resume can start at, which then works; stored, everything replays', async (t) => {
-  const { storage } = await s3rverStorage(t, 'aid-live-s3-');
-  const h = await startTestApp({ storage, live: { resumeWindowSec: 0 } });
-  t.teardown(() => h.close());
-  const egress = await connectEgress(await egressUrl(h, { roomName: 'room-s3', trackId: 'TR_s3' }));
-  // 5 MiB parts of 48 kHz mono: 54.6 s each; 125 s reaches part 3, so part 2 is uploaded and gone from the spool
-  const pcm = randomStereo(48000 * 125 + 7, 31);
-  const cut = 48000 * 124 * 4;
-  // fast, but not faster than the spool writes (the master's write queue would drop)
-  await sendFrames(egress, pcm.subarray(0, cut), 1920, 20, 4);
-  const id = await liveRecordingId(h, 'TR_s3');
-  const spoolDir = join(h.dataDir, 'uploads', sanitizeSegment(id));
+  // 5 MiB parts of 48 kHz mono: 54.6 s each; 124 s reaches part 3, so part 2 is uploaded and gone from the spool
+  const { h, egress, pcm, cut, id, spoolDir } = await liveOnS3(t, { dirPrefix: 'aid-live-s3-', resumeWindowSec: 0, roomName: 'room-s3', trackId: 'TR_s3', totalFrames: 48000 * 125 + 7, sentSec: 124, seed: 31 });
   await waitFor(() => (h.app.recordings.get(id)!.frames >= cut / 4 && existsSync(join(spoolDir, 'part-000003.pcm')) && !existsSync(join(spoolDir, 'part-000002.pcm')) ? true : undefined), 30_000, 'part 2 uploaded');
 
   t.equal(h.app.recordings.get(id)!.masterStats!.droppedBytes, 0, 'nothing dropped');
@@ -71,17 +75,9 @@ function partStartFrame(k: number): number {
 }
 
 t.test('S3, live, resume window: a from= two parts back resumes from the kept part files with no gap or overlap into the live edge; older offsets get 410 with the start of the window; stored, the spool holds no part file', async (t) => {
-  const { storage } = await s3rverStorage(t, 'aid-live-s3w-');
   // 120 s of window, 5 MiB parts (54.6 s): at 235 s parts 3 and 4 are uploaded and kept, part 2
   // (ends at 109.2 s, more than 120 s behind) is uploaded and deleted, part 5 is being filled
-  const h = await startTestApp({ storage, live: { resumeWindowSec: 120 } });
-  t.teardown(() => h.close());
-  const egress = await connectEgress(await egressUrl(h, { roomName: 'room-s3w', trackId: 'TR_s3w' }));
-  const pcm = randomStereo(48000 * 240 + 11, 37);
-  const cut = 48000 * 235 * 4;
-  await sendFrames(egress, pcm.subarray(0, cut), 1920, 20, 4);
-  const id = await liveRecordingId(h, 'TR_s3w');
-  const spoolDir = join(h.dataDir, 'uploads', sanitizeSegment(id));
+  const { h, egress, pcm, cut, id, spoolDir } = await liveOnS3(t, { dirPrefix: 'aid-live-s3w-', resumeWindowSec: 120, roomName: 'room-s3w', trackId: 'TR_s3w', totalFrames: 48000 * 240 + 11, sentSec: 235, seed: 37 });
   const part = (k: number): string => join(spoolDir, `part-00000${k}.pcm`);
   const manifestParts = (): number[] => (JSON.parse(readFileSync(join(spoolDir, 'manifest.json'), 'utf8')) as { parts: { partNumber: number }[] }).parts.map((p) => p.partNumber);
   await waitFor(

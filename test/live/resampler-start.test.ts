@@ -1,5 +1,6 @@
 import t from 'tap';
 import { Resampler } from '../../src/audio/resample.js';
+import { concatInt16 } from '../helpers/audio-signal.js';
 
 function noise(n: number, seed: number): Int16Array {
   let x = seed >>> 0;
@@ -36,12 +37,7 @@ t.test('startAt(n) then the input from the frame it names gives exactly outputs 
         parts.push(r.process(input.subarray(off, Math.min(input.length, off + step))));
       }
       parts.push(r.flush());
-      const got = new Int16Array(parts.reduce((s, p) => s + p.length, 0));
-      let o = 0;
-      for (const p of parts) {
-        got.set(p, o);
-        o += p.length;
-      }
+      const got = concatInt16(parts);
       const want = ref.subarray(n);
       t.equal(got.length, want.length, `${from}→${to} @${n}: length`);
       t.ok(got.every((v, i) => v === want[i]), `${from}→${to} @${n}: identical`);
