@@ -573,7 +573,7 @@ t.test('misbehaving HTTP and WebSocket clients never bring the daemon down', asy
     return fds();
   })();
   const ffmpegAfter = await stable(ffmpegChildren);
-  if (fdsAfter !== fdsBefore) {
+  if (fdsAfter > fdsBefore) {
     const tcp = readFileSync('/proc/net/tcp', 'utf8') + readFileSync('/proc/net/tcp6', 'utf8');
     const extra = [...fdTargets()].filter(([fd, target]) => targetsBefore.get(fd) !== target).map(([fd, target]) => {
       const inode = /socket:\[(\d+)\]/.exec(target)?.[1];
@@ -582,7 +582,8 @@ t.test('misbehaving HTTP and WebSocket clients never bring the daemon down', asy
     });
     t.comment(`descriptors not there before:\n${extra.join('\n')}`);
   }
-  t.equal(fdsAfter, fdsBefore, `open file descriptors back to their level (${fdsBefore} before, ${fdsAfter} after)`);
+  // fewer is no leak: a descriptor open before (an outbox or journal segment, say) may have been rotated away meanwhile
+  t.ok(fdsAfter <= fdsBefore, `open file descriptors back to their level (${fdsBefore} before, ${fdsAfter} after)`);
   t.equal(ffmpegAfter, ffmpegBefore, `ffmpeg children back to their level (${ffmpegBefore})`);
 
   // what was stored and announced
@@ -705,7 +706,7 @@ t.test('misbehaving HTTP and WebSocket clients never bring the daemon down', asy
     eventsDelivered: tries.filter((x) => x.behaviour === 'valid' && x.answers[0]?.status === targets.find((y) => y.name === x.target)!.ok).length,
     chaos: { tries: tries.length, behaviours, routes, crashes, worstHealthMs: Math.round(worstMs), worstEventLoopMs: Math.round(worstLagMs), fdsBefore, fdsAfter, ffmpegBefore, ffmpegAfter, problems: problems.length },
     notes: `${tries.length} tries of ${behaviours} behaviours on ${routes} routes (seed ${SEED}); crashes ${crashes}; worst /health ${worstMs.toFixed(0)} ms over ${healthPolls.length} polls (worst event-loop delay of the daemon ${worstLagMs.toFixed(0)} ms); fds ${fdsBefore} before / ${fdsAfter} after; ffmpeg children ${ffmpegBefore} / ${ffmpegAfter}; ${problems.length} problems; live masters exact ${liveExact}/${live.length}; ${((Date.now() - started) / 1000).toFixed(0)} s`,
-    ok: crashes === 0 && code === 0 && problems.length === 0 && failedPolls.length === 0 && worstLagMs < 1000 && fdsAfter === fdsBefore && ffmpegAfter === ffmpegBefore && liveExact === live.length,
+    ok: crashes === 0 && code === 0 && problems.length === 0 && failedPolls.length === 0 && worstLagMs < 1000 && fdsAfter <= fdsBefore && ffmpegAfter === ffmpegBefore && liveExact === live.length,
   });
   reportFigure({
     fault: 'WebSocket chaos: egress clients dropping mid-frame, never reading, closing during the upgrade',

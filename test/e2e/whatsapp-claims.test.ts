@@ -80,7 +80,8 @@ t.test('the Evolution AMQP consumer and the HTTP routes share the claims: one wa
   ch.publish(exchange, 'messages.upsert', Buffer.from(JSON.stringify(upsertEnvelope(note, { instance: 'evo-c', id: '3EB0C1' }))), { persistent: true });
   const [answer] = await stalled.answers(1);
   t.equal(answer?.status, 408, 'the stalled HTTP upload is answered 408');
-  await waitFor(async () => (await storedKeys(ta.app)).length === 1 && (await ch.checkQueue(queue)).messageCount === 0);
+  // the event is appended after the object is stored: wait for both, then count
+  await waitFor(async () => (await storedKeys(ta.app)).length === 1 && (await ch.checkQueue(queue)).messageCount === 0 && eventsOfType(ta.dataDir, 'voicenote.stored').length > 0);
   t.equal(eventsOfType(ta.dataDir, 'voicenote.stored').length, 1, 'the AMQP message was stored once the claim was released');
 
   // the HTTP retry and the webhook route answer the repeat from the record

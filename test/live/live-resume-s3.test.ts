@@ -110,6 +110,11 @@ t.test('S3, live, resume window: a from= two parts back resumes from the kept pa
   const master = readWav(await h.app.store.get(ev.s3_key_master as string)).data;
   const at16 = resampleMaster(master, 48000, 16000);
   t.same(resumed.problems, []);
+  if (resumed.closeCode !== 1000) {
+    // what the consumer got and what the daemon said about live audio, to tell an abrupt close from a refusal
+    t.comment(`closed ${resumed.closeCode}; texts ${JSON.stringify(resumed.texts)}; ${resumed.binaryMessages} binary messages`);
+    for (const l of h.logs) if (/live|subscri|history/i.test(String(l.msg))) t.comment(JSON.stringify(l).slice(0, 600));
+  }
   t.equal(resumed.closeCode, 1000, `the resumed subscription ran to the end (closed: "${resumed.closeReason}")`);
   t.equal(resumed.firstOffset.get(0), from);
   t.equal(resumed.pcm().length, at16.length - from * 2, 'exactly the samples from the offset to the end');
