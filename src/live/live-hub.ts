@@ -17,6 +17,8 @@ export const LIVE_HEADER_BYTES = 12;
 export const DEFAULT_BATCH_MS = 20;
 /** Catch-up from files is sent only while the socket's queue is below this (paced by the socket). */
 const CATCHUP_WATERMARK = 64 * 1024;
+/** How long a gracefully closing subscriber may go without reading before its socket is cut. */
+const CLOSE_GRACE_MS = 10_000;
 /** Master frames read from the spool or store per catch-up step (at most ¼ s at 48 kHz). */
 const CATCHUP_BLOCK_FRAMES = 12_000;
 /** How long catch-up waits for the spool writer to reach the chunk being filled before giving up. */
@@ -642,6 +644,7 @@ export class Subscriber {
   }
 
   onDrain(): void {
+    if (this.closed) this.hub.closingProgress(this);
     if (this.closed || this.ws.getBufferedAmount() < CATCHUP_WATERMARK) {
       const w = this.drainWaiters;
       this.drainWaiters = [];
@@ -818,8 +821,18 @@ export class LiveHub {
     }
   }
 
+  /**
+   * A subscriber ended gracefully: its close frame waits behind the audio still buffered. A
+   * consumer that reads nothing for {@link CLOSE_GRACE_MS} is cut then; one still reading a
+   * backlog is not (each drain moves its deadline).
+   */
   closing(sub: Subscriber): void {
-    this.closingAt.set(sub, Date.now() + 10_000);
+    this.closingAt.set(sub, Date.now() + CLOSE_GRACE_MS);
+  }
+
+  /** The socket of a closing subscriber took more of its buffered audio. */
+  closingProgress(sub: Subscriber): void {
+    if (this.closingAt.has(sub)) this.closingAt.set(sub, Date.now() + CLOSE_GRACE_MS);
   }
 
   removed(sub: Subscriber, _wasOpen: boolean): void {
