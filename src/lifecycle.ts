@@ -1,10 +1,5 @@
+import type { ReadinessCheck } from './http/ops-routes.js';
 import type { Logger } from './observability/logger.js';
-
-/** A readiness probe of one dependency (`/ready`): throws when it is not usable. */
-export interface ReadinessProbe {
-  name: string;
-  check(): Promise<void> | void;
-}
 
 /** One part of the daemon as the lifecycle sees it. */
 export interface Service {
@@ -15,7 +10,7 @@ export interface Service {
   /** Ends it (see docs/architecture.md, "Shutdown verbs"); called whether or not start ran or succeeded. */
   stop?(): Promise<void> | void;
   /** Probes `/ready` runs once the part has started. */
-  checks?: ReadinessProbe[];
+  checks?: ReadinessCheck[];
 }
 
 /** Options of {@link Lifecycle.stop}. */
@@ -51,7 +46,7 @@ export class Lifecycle {
   }
 
   /** The readiness probes of the services started so far. */
-  checks(): ReadinessProbe[] {
+  checks(): ReadinessCheck[] {
     return this.services.filter((s) => this.started.has(s)).flatMap((s) => s.checks ?? []);
   }
 
