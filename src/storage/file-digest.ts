@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { WorkerCalls } from './worker-calls.js';
 
 /** What the digest worker hashes a file with. */
 export type DigestAlgorithm = 'md5' | 'crc32';
@@ -22,12 +23,9 @@ export class FileDigestError extends Error {
 }
 
 interface DigestRequest {
-  id: number;
   path: string;
   algorithm: DigestAlgorithm;
 }
-
-type DigestReply = { id: number; ok: true; size: number; digest: string } | { id: number; ok: false; message: string; code?: string };
 
 /**
  * The worker: reads each file named 1 MiB at a time into one buffer, hashes it, answers. Plain
@@ -74,78 +72,42 @@ parentPort.on('message', (req) => {
 });
 `;
 
-interface Waiter {
-  resolve: (d: FileDigest) => void;
-  reject: (err: Error) => void;
-}
-
 /**
  * Checksums of whole files, computed on one worker thread. A meeting's end asks for hundreds of
  * 5 MiB parts at once: read and hashed on the event loop, they held it for seconds (MD5 runs
  * at ~600 MB/s, and every 64 KiB read came back to the loop), and the live streams' frames and
  * close handshakes waited behind them. On the worker they queue in arrival order and the loop
- * only posts a path and takes back a digest. The worker starts with the first request, does
- * not keep the process alive, and is replaced if it dies.
+ * only posts a path and takes back a digest. The worker starts with the first request and is
+ * replaced if it dies.
  */
 export class FileDigester {
-  private worker: Worker | null = null;
-  private ids = 0;
-  private readonly pending = new Map<number, Waiter>();
+  private readonly calls = new WorkerCalls<DigestRequest, FileDigest>({
+    spawn: () => new Worker(WORKER_SOURCE, { eval: true, execArgv: [] }),
+    failure: (message, code) => new FileDigestError(message, code),
+    death: (detail) => new FileDigestError(`file digest worker ${detail}`),
+  });
   private closed = false;
 
   /** Resolves with the file's checksum; rejects with a {@link FileDigestError} when it cannot be read. */
-  digest(path: string, algorithm: DigestAlgorithm): Promise<FileDigest> {
-    if (this.closed) return Promise.reject(new FileDigestError('file digester is closed'));
-    const worker = this.worker ?? (this.worker = this.spawn());
-    const id = ++this.ids;
-    return new Promise<FileDigest>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      worker.postMessage({ id, path, algorithm } satisfies DigestRequest);
-    });
+  async digest(path: string, algorithm: DigestAlgorithm): Promise<FileDigest> {
+    if (this.closed) throw new FileDigestError('file digester is closed');
+    const { digest, size } = await this.calls.call({ path, algorithm });
+    return { digest, size };
   }
 
   /** Starts the worker now, so the first part of the first recording does not wait for it. */
   warm(): void {
-    if (!this.closed) this.worker ??= this.spawn();
+    if (!this.closed) this.calls.warm();
   }
 
   /** Requests waiting for an answer. */
   get queued(): number {
-    return this.pending.size;
+    return this.calls.outstanding;
   }
 
   /** Stops the worker; requests still waiting are rejected. */
   async close(): Promise<void> {
     this.closed = true;
-    const w = this.worker;
-    this.worker = null;
-    this.failAll(new FileDigestError('file digester is closed'));
-    if (w !== null) await w.terminate();
-  }
-
-  private spawn(): Worker {
-    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
-    worker.unref();
-    worker.on('message', (msg: DigestReply) => {
-      const w = this.pending.get(msg.id);
-      if (w === undefined) return;
-      this.pending.delete(msg.id);
-      if (msg.ok) w.resolve({ digest: msg.digest, size: msg.size });
-      else w.reject(new FileDigestError(msg.message, msg.code));
-    });
-    const die = (err?: unknown): void => {
-      if (this.worker !== worker) return;
-      this.worker = null;
-      this.failAll(new FileDigestError(`file digest worker stopped${err instanceof Error ? `: ${err.message}` : ''}`));
-    };
-    worker.on('error', die);
-    worker.on('exit', () => die());
-    return worker;
-  }
-
-  private failAll(err: Error): void {
-    const waiters = [...this.pending.values()];
-    this.pending.clear();
-    for (const w of waiters) w.reject(err);
+    await this.calls.terminate(new FileDigestError('file digester is closed'));
   }
 }

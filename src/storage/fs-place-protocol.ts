@@ -1,4 +1,5 @@
 /** Messages between {@link FsPlacer} and its worker (src/storage/fs-place-worker.ts). */
+import type { WorkerReply } from './worker-calls.js';
 
 /** One object to put into place: its sidecar first (or the removal of a stale one), then its bytes. */
 export interface PlaceItem {
@@ -19,6 +20,5 @@ export interface PlaceRequest {
   items: PlaceItem[];
 }
 
-export type PlaceReply =
-  | { id: number; ok: true }
-  | { id: number; ok: false; message: string; code: string | undefined };
+/** What the worker answers a {@link PlaceRequest} with. */
+export type PlaceReply = WorkerReply<object>;

@@ -1,8 +1,11 @@
 import { Worker } from 'node:worker_threads';
-import type { PlaceItem, PlaceReply, PlaceRequest } from './fs-place-protocol.js';
+import type { PlaceItem, PlaceRequest } from './fs-place-protocol.js';
+import { WorkerCalls } from './worker-calls.js';
 
 /** The worker script beside this module (`.ts` when the sources run directly, as in the tests). */
 const WORKER_URL = new URL(`./fs-place-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+
+const errnoError = (message: string, code: string | undefined): Error => Object.assign(new Error(message), { code });
 
 /**
  * Hands batches of objects to one worker thread that writes them into place with synchronous
@@ -11,56 +14,22 @@ const WORKER_URL = new URL(`./fs-place-worker${import.meta.url.endsWith('.ts') ?
  * is replaced at the next batch.
  */
 export class FsPlacer {
-  private worker: Worker | null = null;
-  private ids = 0;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  private readonly calls = new WorkerCalls<Omit<PlaceRequest, 'id'>, object>({
+    spawn: () => new Worker(WORKER_URL),
+    failure: errnoError,
+    // a transient outage of the store (storeError counts EIO as one): the batch is tried again
+    death: (detail) => errnoError(`fs place worker ${detail}`, 'EIO'),
+  });
 
   /** Resolves when every object of the batch is in place; rejects with an errno-carrying Error otherwise. */
-  place(items: PlaceItem[]): Promise<void> {
-    if (items.length === 0) return Promise.resolve();
-    const worker = this.worker ?? this.spawn();
-    const id = ++this.ids;
-    return new Promise<void>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      if (this.pending.size === 1) worker.ref();
-      worker.postMessage({ id, items } satisfies PlaceRequest);
-    });
+  async place(items: PlaceItem[]): Promise<void> {
+    if (items.length === 0) return;
+    await this.calls.call({ items });
   }
 
   /** Ends the worker once nothing is pending (later batches start a new one). */
   async stop(): Promise<void> {
-    const worker = this.worker;
-    this.worker = null;
-    if (worker === null) return;
-    await Promise.allSettled([...this.pending.values()].map((p) => new Promise<void>((r) => {
-      const { resolve, reject } = p;
-      p.resolve = () => { resolve(); r(); };
-      p.reject = (err) => { reject(err); r(); };
-    })));
-    await worker.terminate();
-  }
-
-  private spawn(): Worker {
-    const worker = new Worker(WORKER_URL);
-    worker.unref(); // idle, it must not hold the process open; ref'd while a batch is out
-    worker.on('message', (reply: PlaceReply) => {
-      const p = this.pending.get(reply.id);
-      if (p === undefined) return;
-      this.pending.delete(reply.id);
-      if (this.pending.size === 0) worker.unref();
-      if (reply.ok) p.resolve();
-      else p.reject(Object.assign(new Error(reply.message), { code: reply.code }));
-    });
-    const fail = (err: Error): void => {
-      if (this.worker === worker) this.worker = null;
-      for (const [id, p] of this.pending) {
-        this.pending.delete(id);
-        p.reject(err);
-      }
-    };
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(Object.assign(new Error(`fs place worker exited (${code})`), { code: 'EIO' })));
-    this.worker = worker;
-    return worker;
+    await this.calls.idle();
+    await this.calls.terminate(errnoError('fs placer stopped', 'EIO'));
   }
 }
