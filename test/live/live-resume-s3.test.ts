@@ -26,9 +26,37 @@ async function liveOnS3(t: Test, o: { dirPrefix: string; resumeWindowSec: number
   return { h, egress, pcm, cut, id, spoolDir: join(h.dataDir, 'uploads', sanitizeSegment(id)) };
 }
 
+/** Frames of the 48 kHz mono master before part `k` (5 MiB parts, the 80-byte header in part 1). */
+function partStartFrame(k: number): number {
+  return ((k - 1) * 5 * 1024 * 1024 - 80) / 2;
+}
+
+/**
+ * Subscribes at 16 kHz from `from`, sends the rest of the track and ends it, and waits for the
+ * stored master: the consumer and the master resampled the documented way, to compare. When
+ * the subscription closes other than 1000 it says what the consumer got and what the daemon
+ * logged about live audio, to tell an abrupt close from a refusal.
+ */
+async function resumeToTheEnd(t: Test, live: Awaited<ReturnType<typeof liveOnS3>>, q: string, from: number): Promise<{ resumed: LiveConsumer; at16: Buffer }> {
+  const { h, egress, pcm, cut, id } = live;
+  const resumed = new LiveConsumer(`${q}&from=${from}`);
+  await resumed.opened;
+  await sendFrames(egress, pcm.subarray(cut), 1920, 5, 2);
+  await endEgress(egress);
+  await resumed.closed;
+  const ev = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === id), 30_000, 'recording.completed');
+  const master = readWav(await h.app.store.get(ev.s3_key_master as string)).data;
+  if (resumed.closeCode !== 1000) {
+    t.comment(`closed ${resumed.closeCode}; texts ${JSON.stringify(resumed.texts)}; ${resumed.binaryMessages} binary messages`);
+    for (const l of h.logs) if (/live|subscri|history/i.test(String(l.msg))) t.comment(JSON.stringify(l).slice(0, 600));
+  }
+  return { resumed, at16: resampleMaster(master, 48000, 16000) };
+}
+
 t.test('S3, live, no resume window: a from= inside parts already uploaded is refused before the upgrade with the offset resume can start at, which then works; stored, everything replays', async (t) => {
   // 5 MiB parts of 48 kHz mono: 54.6 s each; 124 s reaches part 3, so part 2 is uploaded and gone from the spool
-  const { h, egress, pcm, cut, id, spoolDir } = await liveOnS3(t, { dirPrefix: 'aid-live-s3-', resumeWindowSec: 0, roomName: 'room-s3', trackId: 'TR_s3', totalFrames: 48000 * 125 + 7, sentSec: 124, seed: 31 });
+  const live = await liveOnS3(t, { dirPrefix: 'aid-live-s3-', resumeWindowSec: 0, roomName: 'room-s3', trackId: 'TR_s3', totalFrames: 48000 * 125 + 7, sentSec: 124, seed: 31 });
+  const { h, cut, id, spoolDir } = live;
   await waitFor(() => (h.app.recordings.get(id)!.frames >= cut / 4 && existsSync(join(spoolDir, 'part-000003.pcm')) && !existsSync(join(spoolDir, 'part-000002.pcm')) ? true : undefined), 30_000, 'part 2 uploaded');
 
   t.equal(h.app.recordings.get(id)!.masterStats!.droppedBytes, 0, 'nothing dropped');
@@ -45,17 +73,10 @@ t.test('S3, live, no resume window: a from= inside parts already uploaded is ref
   const availableFrom = refusals[0]!.availableFrom as number;
   t.same(refusals[1], { availableFrom }, 'both name the same first offset');
   // part 3 starts at byte 2·5 MiB of the object: its first frame at 16 kHz, plus half a filter of input
-  const part3Frame = Math.ceil((2 * 5 * 1024 * 1024 - 80) / 2);
+  const part3Frame = Math.ceil(partStartFrame(3));
   t.ok(availableFrom >= part3Frame / 3 && availableFrom < part3Frame / 3 + 100, `availableFrom ${availableFrom} is where part 3 begins (${part3Frame / 3})`);
 
-  const resumed = new LiveConsumer(`${q}&from=${availableFrom}`);
-  await resumed.opened;
-  await sendFrames(egress, pcm.subarray(cut), 1920, 5, 2);
-  await endEgress(egress);
-  await resumed.closed;
-  const ev = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === id), 30_000, 'recording.completed');
-  const master = readWav(await h.app.store.get(ev.s3_key_master as string)).data;
-  const at16 = resampleMaster(master, 48000, 16000);
+  const { resumed, at16 } = await resumeToTheEnd(t, live, q, availableFrom);
   t.same(resumed.problems, []);
   t.equal(resumed.closeCode, 1000, 'the resumed subscription ran to the end');
   t.equal(resumed.firstOffset.get(0), availableFrom);
@@ -69,15 +90,11 @@ t.test('S3, live, no resume window: a from= inside parts already uploaded is ref
   t.ok(replay.pcm().equals(at16.subarray(16000 * 60 * 2)), 'the stored master replays from inside part 2');
 });
 
-/** Frames of the 48 kHz mono master before part `k` (5 MiB parts, the 80-byte header in part 1). */
-function partStartFrame(k: number): number {
-  return ((k - 1) * 5 * 1024 * 1024 - 80) / 2;
-}
-
 t.test('S3, live, resume window: a from= two parts back resumes from the kept part files with no gap or overlap into the live edge; older offsets get 410 with the start of the window; stored, the spool holds no part file', async (t) => {
   // 120 s of window, 5 MiB parts (54.6 s): at 235 s parts 3 and 4 are uploaded and kept, part 2
   // (ends at 109.2 s, more than 120 s behind) is uploaded and deleted, part 5 is being filled
-  const { h, egress, pcm, cut, id, spoolDir } = await liveOnS3(t, { dirPrefix: 'aid-live-s3w-', resumeWindowSec: 120, roomName: 'room-s3w', trackId: 'TR_s3w', totalFrames: 48000 * 240 + 11, sentSec: 235, seed: 37 });
+  const live = await liveOnS3(t, { dirPrefix: 'aid-live-s3w-', resumeWindowSec: 120, roomName: 'room-s3w', trackId: 'TR_s3w', totalFrames: 48000 * 240 + 11, sentSec: 235, seed: 37 });
+  const { h, cut, id, spoolDir } = live;
   const part = (k: number): string => join(spoolDir, `part-00000${k}.pcm`);
   const manifestParts = (): number[] => (JSON.parse(readFileSync(join(spoolDir, 'manifest.json'), 'utf8')) as { parts: { partNumber: number }[] }).parts.map((p) => p.partNumber);
   await waitFor(
@@ -101,20 +118,8 @@ t.test('S3, live, resume window: a from= two parts back resumes from the kept pa
 
   // two parts back from the one being filled: inside part 3, uploaded
   const from = Math.ceil(partStartFrame(3) / 3) + 16000 * 10 + 123;
-  const resumed = new LiveConsumer(`${q}&from=${from}`);
-  await resumed.opened;
-  await sendFrames(egress, pcm.subarray(cut), 1920, 5, 2);
-  await endEgress(egress);
-  await resumed.closed;
-  const ev = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === id), 30_000, 'recording.completed');
-  const master = readWav(await h.app.store.get(ev.s3_key_master as string)).data;
-  const at16 = resampleMaster(master, 48000, 16000);
+  const { resumed, at16 } = await resumeToTheEnd(t, live, q, from);
   t.same(resumed.problems, []);
-  if (resumed.closeCode !== 1000) {
-    // what the consumer got and what the daemon said about live audio, to tell an abrupt close from a refusal
-    t.comment(`closed ${resumed.closeCode}; texts ${JSON.stringify(resumed.texts)}; ${resumed.binaryMessages} binary messages`);
-    for (const l of h.logs) if (/live|subscri|history/i.test(String(l.msg))) t.comment(JSON.stringify(l).slice(0, 600));
-  }
   t.equal(resumed.closeCode, 1000, `the resumed subscription ran to the end (closed: "${resumed.closeReason}")`);
   t.equal(resumed.firstOffset.get(0), from);
   t.equal(resumed.pcm().length, at16.length - from * 2, 'exactly the samples from the offset to the end');
