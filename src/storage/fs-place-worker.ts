@@ -7,14 +7,10 @@
 import { mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parentPort } from 'node:worker_threads';
+import { isNotFound } from './errno.js';
 import type { PlaceItem, PlaceReply, PlaceRequest } from './fs-place-protocol.js';
 
 const port = parentPort!;
-
-function isNotFound(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
-}
 
 function renameMakingDir(from: string, to: string): void {
   try {

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from './atomic-file.js';
+import { isNotFound } from './errno.js';
 import { assertSafeKey } from './keys.js';
 import { FsPlacer } from './fs-placer.js';
 import type { PlaceItem } from './fs-place-protocol.js';
@@ -111,11 +112,6 @@ function encodeKeyPath(key: string): string {
 
 function quotedMd5(data: Buffer): string {
   return `"${createHash('md5').update(data).digest('hex')}"`;
-}
-
-function isNotFound(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /** Disk full, read-only or permission trouble is an outage of this store; the rest is an error. */
