@@ -294,6 +294,9 @@ export class FsObjectStore implements ObjectStore {
     const keys: string[] = [];
     for (const name of names) {
       const data = await readFile(join(this.journalDir, name));
+      // one batch per segment, in record order (a later record of a key wins); its records are
+      // views of one buffer, which a message to the placer copies once, not once per record
+      const items: PlaceItem[] = [];
       for (let off = 0; off + 4 <= data.length;) {
         const hlen = data.readUInt32BE(off);
         if (off + 4 + hlen > data.length) break; // a record cut by the crash: it was never acknowledged
@@ -305,10 +308,11 @@ export class FsObjectStore implements ObjectStore {
         }
         const start = off + 4 + hlen;
         if (start + header.size > data.length) break;
-        await this.placer.place([this.placeItem(header.key, data.subarray(start, start + header.size), { contentType: header.contentType, metadata: header.metadata })]);
+        items.push(this.placeItem(header.key, data.subarray(start, start + header.size), { contentType: header.contentType, metadata: header.metadata }));
         keys.push(header.key);
         off = start + header.size;
       }
+      await this.placer.place(items);
     }
     await this.flushObjects(keys);
     for (const name of names) await unlink(join(this.journalDir, name));
