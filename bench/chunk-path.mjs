@@ -88,7 +88,11 @@ async function runOne(mode, n) {
     // every chunk of the end stored and delivered (or given up)
     await sleep(3000);
     const end = await d.metrics();
-    const cores = (c1 - c0) / ((t1 - t0) / 1000);
+    // A machine too busy to open every stream well before the common end has no steady window:
+    // say so instead of printing a CPU figure of an empty interval.
+    const windowS = (t1 - t0) / 1000;
+    if (windowS < 3) process.stderr.write(`${mode} N=${n}: steady window only ${windowS.toFixed(1)} s (streams opened late); no CPU figure\n`);
+    const cores = windowS >= 3 ? (c1 - c0) / windowS : NaN;
     const drops = (m, base) => [...m].filter(([k, v]) => k.startsWith('audio_ingestd_frames_dropped_total{') && v - (base?.get(k) ?? 0) > 0).map(([k, v]) => `${/reason="([^"]+)"/.exec(k)?.[1]}:${v - (base?.get(k) ?? 0)}`).join(' ') || 0;
     const dropped = drops(end);
     const droppedSteady = drops(steady, before);
@@ -96,6 +100,7 @@ async function runOne(mode, n) {
       mode,
       N: n,
       'open': metricSum(before, 'audio_ingestd_streams_active'),
+      'window s': windowS,
       'cpu cores': cores,
       'cpu s/stream-h': (cores * 3600) / n,
       'stored p50 ms': chunks ? q(steady, 'audio_ingestd_chunk_store_latency_seconds', 0.5, before) : '—',

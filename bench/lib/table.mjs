@@ -1,6 +1,6 @@
 // Plain-text tables for the console and Markdown for RESULTS.md.
 
-const fmt = (v) => (v === undefined || v === null ? '—' : typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)) : String(v));
+const fmt = (v) => (v === undefined || v === null || Number.isNaN(v) ? '—' : typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)) : String(v));
 
 /** Prints rows (objects) as an aligned table; returns the Markdown version. */
 export function printTable(title, rows, columns = [...new Set(rows.flatMap((r) => Object.keys(r)))]) {
