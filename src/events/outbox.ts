@@ -52,6 +52,8 @@ export interface OutboxStats {
   appended: number;
   /** write+fsync rounds; lower than `appended` when concurrent appends were grouped. */
   flushes: number;
+  /** Segment file reads by the delivery loops; a sink that keeps up is handed what was just committed from memory. */
+  segmentReads: number;
   sinks: Record<string, SinkStats>;
 }
 
@@ -60,7 +62,8 @@ const SINK_NAME_RE = /^[A-Za-z0-9_-]+$/;
 /**
  * Durable local outbox: the segment log (`segment-log.ts`) every event is appended to, and per
  * sink a durable cursor (`sink-cursor.ts`) and a delivery loop (`delivery-loop.ts`) reading
- * the log past it, in order, at least once. A segment is deleted once every sink is past it.
+ * the log past it, in order, at least once (from memory when it keeps up: the log holds its newest
+ * lines). A segment is deleted once every sink is past it.
  */
 export class Outbox {
   private readonly dir: string;
@@ -157,6 +160,8 @@ export class Outbox {
   /**
    * Durably appends an event; resolves after its line is fsync'd. Rejects with DRAINING once
    * stop() began, or STORAGE_ERROR when the write failed (the event may then be delivered or not).
+   * The event is the outbox's from here on: a sink that keeps up is handed this very object
+   * (what it would parse back from the segment), so it must not be changed after the call.
    */
   append(event: OutboxEvent): Promise<void> {
     if (this.state !== 'running') {
@@ -215,6 +220,7 @@ export class Outbox {
       segments: this.log.segmentCount,
       appended: this.log.appended,
       flushes: this.log.flushes,
+      segmentReads: this.log.segmentReads,
       sinks,
     };
   }

@@ -12,6 +12,12 @@ export interface SegmentLogOptions {
   segmentBytes?: number;
   /** The highest seq every reader has confirmed: segments wholly at or below it are deleted. */
   confirmedThrough: () => number;
+  /**
+   * Bytes of the newest durable lines also kept in memory, as the events appended, so a reader
+   * that is caught up gets them without reading and parsing the segment back. Default 4 MiB;
+   * a reader further behind reads from the segments. 0 reads everything back.
+   */
+  memoryBytes?: number;
   logger?: Logger;
 }
 
@@ -37,6 +43,14 @@ interface Segment {
   path: string;
 }
 
+/** A durable line still held in memory: its event, and where the line ends in its segment. */
+interface TailEntry {
+  event: OutboxEvent;
+  seg: Segment;
+  end: number;
+  bytes: number;
+}
+
 interface PendingAppend {
   event: OutboxEvent;
   resolve: () => void;
@@ -55,7 +69,10 @@ function segmentName(firstSeq: number): string {
  * segment (the appends of one tick share one write+fsync); readers read it back by seq, in
  * order. Lines are `{"seq":n,"event":{…}}`. A torn last line (crash mid-write) is ignored on
  * open, and each run writes into a fresh segment, so nothing is ever appended after a torn
- * line. A closed segment is deleted once every reader is past it.
+ * line. A closed segment is deleted once every reader is past it. The newest durable lines
+ * (up to `memoryBytes`) are also held in memory, so a reader that is caught up is handed the
+ * events just committed instead of reading the segment back; what is held is exactly what the
+ * file holds from that seq on (a failed write empties it, readers then go back to the file).
  */
 export class SegmentLog {
   private readonly dir: string;
@@ -63,6 +80,17 @@ export class SegmentLog {
   private readonly confirmedThrough: () => number;
   private readonly logger: Logger | undefined;
   private readonly flushListeners: (() => void)[] = [];
+  private readonly memoryBytes: number;
+  /**
+   * The newest durable lines, in seq order: `tail[tailStart]` has seq `tailFirstSeq`, the last
+   * one seq `last`. Every seq from `tailFirstSeq` on is held (none yet when it is past `last`);
+   * Infinity while memory holds nothing the file may not (at open, after a failed write).
+   */
+  private tail: TailEntry[] = [];
+  private tailStart = 0;
+  private tailFirstSeq = Infinity;
+  private tailBytes = 0;
+  private fileReads = 0;
 
   private segments: Segment[] = [];
   /** The segment this run appends to; null until the first append (or after a write error). */
@@ -82,6 +110,7 @@ export class SegmentLog {
     this.dir = options.dir;
     this.segmentBytes = options.segmentBytes ?? 8 * 1024 * 1024;
     this.confirmedThrough = options.confirmedThrough;
+    this.memoryBytes = options.memoryBytes ?? 4 * 1024 * 1024;
     this.logger = options.logger;
   }
 
@@ -103,6 +132,11 @@ export class SegmentLog {
   /** write+fsync rounds of this run; lower than `appended` when appends were grouped. */
   get flushes(): number {
     return this.flushCount;
+  }
+
+  /** Reads of a segment file by this run (a caught-up reader is served from memory and makes none). */
+  get segmentReads(): number {
+    return this.fileReads;
   }
 
   /** Seq of the oldest event still held (the next seq when none is). */
@@ -161,6 +195,7 @@ export class SegmentLog {
    * or from the segment that may hold `after + 1`.
    */
   async read(after: number, from: LogPosition | null, max: number): Promise<LogRead> {
+    if (after + 1 >= this.tailFirstSeq) return this.readHeld(after, from, max);
     let pos = from ?? this.positionAfter(after);
     const events: OutboxEvent[] = [];
     let firstSeq: number | undefined;
@@ -180,6 +215,7 @@ export class SegmentLog {
       let r: { offset: number; atEnd: boolean };
       try {
         const limit = isActive ? this.active!.size : (await stat(seg.path)).size;
+        this.fileReads++;
         r = await readLines(seg.path, pos.offset, limit, max - events.length, (line) => {
           const parsed = parseLine(line);
           if (!parsed) {
@@ -213,6 +249,62 @@ export class SegmentLog {
     return { events, firstSeq, lastSeq, next: pos };
   }
 
+  /** `read` from the lines held in memory: every seq from `after + 1` on is held. */
+  private readHeld(after: number, from: LogPosition | null, max: number): LogRead {
+    if (after >= this.last) return { events: [], firstSeq: undefined, lastSeq: after, next: from ?? this.positionAfter(after) };
+    const start = this.tailStart + (after + 1 - this.tailFirstSeq);
+    const stop = Math.min(this.tail.length, start + max);
+    const events: OutboxEvent[] = new Array(stop - start);
+    for (let i = start; i < stop; i++) events[i - start] = this.tail[i]!.event;
+    const lastEntry = this.tail[stop - 1]!;
+    const lastSeq = after + (stop - start);
+    this.dropHeld(this.confirmedThrough());
+    return { events, firstSeq: after + 1, lastSeq, next: { segFirstSeq: lastEntry.seg.firstSeq, offset: lastEntry.end } };
+  }
+
+  /** Lets go of the held lines up to `seq` (confirmed by every reader), and of the oldest ones past `memoryBytes`. */
+  private dropHeld(seq: number): void {
+    while (this.tailStart < this.tail.length && (this.tailFirstSeq <= seq || this.tailBytes > this.memoryBytes)) {
+      this.tailBytes -= this.tail[this.tailStart]!.bytes;
+      this.tail[this.tailStart] = undefined as unknown as TailEntry;
+      this.tailStart++;
+      this.tailFirstSeq++;
+    }
+    if (this.tailStart === this.tail.length) {
+      this.tail = [];
+      this.tailStart = 0;
+      this.tailBytes = 0;
+    } else if (this.tailStart > 1024 && this.tailStart * 2 > this.tail.length) {
+      this.tail = this.tail.slice(this.tailStart);
+      this.tailStart = 0;
+    }
+  }
+
+  /** Holds a durable group in memory, after the lines already held (which end right before it). */
+  private hold(firstSeq: number, events: OutboxEvent[], lineBytes: number[], seg: Segment, startOffset: number): void {
+    if (this.memoryBytes <= 0) return;
+    if (this.tailFirstSeq + (this.tail.length - this.tailStart) !== firstSeq) {
+      // not right after what is held (the first group, or seqs burnt by a failed write)
+      this.releaseHeld();
+      this.tailFirstSeq = firstSeq;
+    }
+    let end = startOffset;
+    for (let i = 0; i < events.length; i++) {
+      end += lineBytes[i]!;
+      this.tail.push({ event: events[i]!, seg, end, bytes: lineBytes[i]! });
+      this.tailBytes += lineBytes[i]!;
+    }
+    this.dropHeld(this.confirmedThrough());
+  }
+
+  /** After a failed write: the file may now hold lines the memory does not; readers go back to the file. */
+  private releaseHeld(): void {
+    this.tail = [];
+    this.tailStart = 0;
+    this.tailBytes = 0;
+    this.tailFirstSeq = Infinity;
+  }
+
   /** Deletes the closed segments every reader is past (`confirmedThrough`). */
   async deleteConfirmed(): Promise<void> {
     if (this.closed) return;
@@ -224,6 +316,8 @@ export class SegmentLog {
       const segLast = next ? next.firstSeq - 1 : this.last;
       if (segLast > confirmed) break;
       this.segments.shift();
+      // what memory holds of it goes too: a reader still standing there goes on from the file, as before
+      this.dropHeld(segLast);
       await unlink(seg.path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
@@ -251,8 +345,12 @@ export class SegmentLog {
       this.nextSeq += group.length; // seqs are burnt even when the write fails: no reuse
       try {
         const lines = group.map((p, i) => JSON.stringify({ seq: firstSeq + i, event: p.event }) + '\n');
-        const buf = Buffer.from(lines.join(''), 'utf8');
+        const text = lines.join('');
+        const buf = Buffer.from(text, 'utf8');
+        // one byte per character unless the text has other than ASCII: then measure each line
+        const lineBytes = buf.length === text.length ? lines.map((l) => l.length) : lines.map((l) => Buffer.byteLength(l, 'utf8'));
         const active = await this.activeSegment(firstSeq, buf.length);
+        const startOffset = active.size;
         let written = 0;
         while (written < buf.length) {
           const { bytesWritten } = await active.fh.write(buf, written, buf.length - written, null);
@@ -261,6 +359,13 @@ export class SegmentLog {
         await active.fh.datasync();
         active.size += buf.length;
         this.last = firstSeq + group.length - 1;
+        this.hold(
+          firstSeq,
+          group.map((p) => p.event),
+          lineBytes,
+          active.seg,
+          startOffset,
+        );
         this.appendedCount += group.length;
         this.flushCount++;
         for (const p of group) p.resolve();
@@ -269,6 +374,7 @@ export class SegmentLog {
         // the segment may end in a partial line now: later groups go to a fresh segment
         const broken = this.active;
         this.active = null;
+        this.releaseHeld();
         await broken?.fh.close().catch(() => undefined); // the segment is abandoned for a new one: its close error changes nothing
         this.logger?.error({ err }, 'outbox write failed');
         const e = new AppError('STORAGE_ERROR', 'outbox write failed', { cause: err });

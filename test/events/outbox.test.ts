@@ -79,6 +79,36 @@ t.test('each sink has its own cursor; segments go only when every sink confirmed
   await outbox.stop();
 });
 
+t.test('sinks that keep up are handed each group from memory, in order, without reading a segment back', async (t) => {
+  const dir = await tempDir(t);
+  const a = new CollectingSink('amqp');
+  const b = new CollectingSink('webhook', 2, 7);
+  const outbox = new Outbox({ dir, sinks: [a, b], retry: fastRetry, segmentBytes: 8192 });
+  await outbox.start();
+  const events = Array.from({ length: 120 }, (_, i) => completedEvent(i));
+  for (let i = 0; i < events.length; i += 12) {
+    await Promise.all(events.slice(i, i + 12).map((e) => outbox.append(e)));
+    await a.until(i + 12);
+  }
+  await b.until(120);
+  t.same(a.received.map((e) => e.id), events.map((e) => e.id), 'every event once, in order');
+  t.same(b.received.map((e) => e.id), events.map((e) => e.id), 'also to the sink that failed twice and takes batches of 7');
+  t.equal(a.received[5], events[5], 'the very event appended');
+  const s = outbox.stats();
+  const [active] = (await readdir(dir)).filter((n) => n.startsWith('seg-'));
+  t.ok(Number(/^seg-(\d+)/.exec(active!)![1]) > 1, `rotated past the first segment: ${active}`);
+  t.equal(s.segmentReads, 0, 'no segment read back');
+  await outbox.stop();
+  const again = new CollectingSink('amqp');
+  const second = new Outbox({ dir, sinks: [again, new CollectingSink('webhook')], retry: fastRetry });
+  await second.start();
+  const later = completedEvent(200);
+  await second.append(later);
+  await again.until(1);
+  t.same(again.received.map((e) => e.id), [later.id], 'after a restart the cursors hold: only the new event');
+  await second.stop();
+});
+
 t.test('a sink that never confirms keeps segments; restart replays unconfirmed events only', async (t) => {
   const dir = await tempDir(t);
   const ok = new CollectingSink('amqp');

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { appendFile, readdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SegmentLog } from '../../src/events/segment-log.js';
 import type { OutboxEvent } from '../../src/events/sink.js';
@@ -158,5 +158,86 @@ t.test('flush listeners are told after each durable group', async (t) => {
   await log.append(completedEvent(3));
   t.same(seen, [2, 3], 'one call per group, after lastSeq moved');
   t.throws(() => new SegmentLog({ dir, segmentBytes: 0, confirmedThrough: () => 0 }), RangeError);
+  await log.close();
+});
+
+t.test('a reader that is caught up is handed the events just committed from memory: the segment is not read back', async (t) => {
+  const dir = await tempDir(t);
+  let confirmed = 0;
+  const log = new SegmentLog({ dir, confirmedThrough: () => confirmed });
+  await log.open();
+  const events = Array.from({ length: 20 }, (_, i) => completedEvent(i));
+  await Promise.all(events.slice(0, 10).map((e) => log.append(e)));
+  const [seg] = await segmentsIn(dir);
+  const size = (await stat(join(dir, seg!))).size;
+  // a second log on the same directory reads the file, to tell where the lines end
+  const fromFile = new SegmentLog({ dir, confirmedThrough: () => 0, memoryBytes: 0 });
+  await fromFile.open();
+  const onDisk = await fromFile.read(0, null, 4);
+  await unlink(join(dir, seg!)); // nothing can be read back from the file now
+  const first = await log.read(0, null, 4);
+  t.same(ids(first.events), ids(events.slice(0, 4)), 'the first four, in order');
+  t.equal(first.firstSeq, 1);
+  t.equal(first.lastSeq, 4);
+  t.same(first.next, onDisk.next, 'the position after them is where their lines end in the file');
+  confirmed = 4;
+  const rest = await log.read(4, first.next, 100);
+  t.same(ids(rest.events), ids(events.slice(4, 10)));
+  t.same(rest.next, { segFirstSeq: 1, offset: size }, 'after the last line of the segment');
+  t.same(await log.read(10, rest.next, 100), { events: [], firstSeq: undefined, lastSeq: 10, next: rest.next }, 'caught up: nothing, same position');
+  await Promise.all(events.slice(10).map((e) => log.append(e)));
+  const later = await log.read(10, rest.next, 100);
+  t.same(ids(later.events), ids(events.slice(10)), 'the next group as well');
+  t.equal(later.events[0], events[10], 'handed as appended, not parsed back from the file');
+  t.equal(log.segmentReads, 0, 'no segment was read');
+  await fromFile.close();
+  await log.close();
+});
+
+t.test('a reader further behind than memoryBytes reads the segments, then goes on from memory', async (t) => {
+  const dir = await tempDir(t);
+  let confirmed = 0;
+  const log = new SegmentLog({ dir, segmentBytes: 4096, memoryBytes: 3000, confirmedThrough: () => confirmed });
+  await log.open();
+  const events = Array.from({ length: 40 }, (_, i) => completedEvent(i));
+  for (const e of events) await log.append(e);
+  t.ok((await segmentsIn(dir)).length > 2, 'several segments');
+  const behind = await readAll(t, log, 0, 5);
+  t.same(ids(behind.events), ids(events), 'every event once, in order, across segments and into what memory holds');
+  const fileReads = log.segmentReads;
+  t.ok(fileReads > 0, `the old part came from the files (${fileReads} reads)`);
+  confirmed = 40;
+  await log.append(completedEvent(40));
+  const next = await log.read(40, null, 10);
+  t.equal(next.firstSeq, 41);
+  t.equal(log.segmentReads, fileReads, 'the reader that caught up reads no file');
+  await log.close();
+});
+
+t.test('after a failed write, memory lets go: a reader goes back to the file and gets every committed event once, in order', async (t) => {
+  const dir = await tempDir(t);
+  const log = new SegmentLog({ dir, segmentBytes: 1024, confirmedThrough: () => 0 });
+  await log.open();
+  const events = Array.from({ length: 8 }, (_, i) => completedEvent(i));
+  let committed: OutboxEvent[] = [];
+  for (const e of events.slice(0, 4)) {
+    await log.append(e);
+    committed.push(e);
+  }
+  // the segment the next group opens already exists: its open fails, the group is refused
+  const blocker = join(dir, `seg-${String(log.lastSeq + 1).padStart(16, '0')}.ndjson`);
+  await writeFile(blocker, '');
+  const refused = completedEvent(100);
+  await t.rejects(log.append(refused), { code: 'STORAGE_ERROR' }, 'the write failed');
+  await unlink(blocker);
+  for (const e of events.slice(4)) {
+    await log.append(e);
+    committed.push(e);
+  }
+  committed = committed.filter((e) => e !== refused);
+  const { events: read } = await readAll(t, log, 0, 3);
+  t.same(ids(read), ids(committed), 'the committed events, in order, none twice');
+  const mid = await readAll(t, log, 2, 100);
+  t.same(ids(mid.events), ids(committed.slice(2)), 'a reader standing before the failure gets the rest');
   await log.close();
 });
