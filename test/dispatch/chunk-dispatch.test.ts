@@ -74,3 +74,28 @@ t.test('a meeting ending: every stream\'s last chunk arrives in the same moment,
   t.ok([...bodies.values()].every((n) => n === last.length), 'every body whole');
   await d.stop();
 });
+
+t.test('an endpoint that never answers: each attempt ends at timeoutMs, and stop() ends a request still in flight', async (t) => {
+  const rx = await startReceiver(t);
+  rx.server.removeAllListeners('request');
+  let arrived = 0;
+  rx.server.on('request', (req) => {
+    arrived++;
+    req.resume(); // reads the body, never answers
+  });
+  const chunk = { meetingId: 'm', participantId: 'p', trackId: 't', bytes: wav, format: 'wav' as const, sampleRate: 48_000, channels: 1 };
+  const timing = new ChunkDispatcher({ url: rx.url, timeoutMs: 50, maxAttempts: 2, retry: { baseMs: 1, maxMs: 2 } });
+  timing.enqueue(chunk);
+  await timing.idle();
+  t.match(timing.stats(), { sent: 0, failed: 1, inFlight: 0 }, 'given up after its attempts timed out');
+  t.equal(arrived, 2, 'two attempts reached the endpoint');
+  await timing.stop();
+
+  const stopping = new ChunkDispatcher({ url: rx.url, timeoutMs: 60_000, maxAttempts: 1 });
+  stopping.enqueue(chunk);
+  while (arrived < 3) await new Promise((r) => setTimeout(r, 5));
+  t.equal(stopping.stats().inFlight, 1, 'the request is out');
+  await stopping.stop(10);
+  await stopping.idle();
+  t.match(stopping.stats(), { sent: 0, failed: 1, inFlight: 0 }, 'stop() aborted it, well before its timeout');
+});
