@@ -14,13 +14,13 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
+import { FileBody } from './file-body.js';
 import { FileDigester, type FileDigest } from './file-digest.js';
 import { assertSafeKey } from './keys.js';
 import { metadataProblem } from './object-store.js';
@@ -273,9 +273,9 @@ export class S3ObjectStore implements ObjectStore {
     const size = await fileSize(path);
     if (size > S3_MAX_PUT_BYTES) throw new AppError('INVALID_PARAMETER', `${size} bytes is more than one PUT takes (${S3_MAX_PUT_BYTES})`, { details: { key } });
     const sums = await this.fileChecksum(path, size);
-    // Streamed from the file at 64 KiB a time; a retry (by the caller) opens a new stream.
+    // Streamed from the file through reused read buffers (FileBody); a retry (by the caller) opens a new body.
     await this.run('put', key, () => this.streamClient.send(new PutObjectCommand({
-      Bucket: this.bucket, Key: key, Body: createReadStream(path), ContentLength: size, ContentType: options.contentType, Metadata: options.metadata, ...sums, ...this.writeFields(options),
+      Bucket: this.bucket, Key: key, Body: new FileBody(path, size), ContentLength: size, ContentType: options.contentType, Metadata: options.metadata, ...sums, ...this.writeFields(options),
     })));
     this.metrics?.storeBytes.inc({ driver: 's3' }, size);
     return { key, size };
@@ -408,9 +408,10 @@ export class S3ObjectStore implements ObjectStore {
     assertSafeKey(key);
     const size = await fileSize(path);
     const sums = await this.fileChecksum(path, size);
-    // Streamed from the spool file: a part never sits in memory. A retry opens a new stream.
+    // Streamed from the spool file through reused read buffers (FileBody): a part never sits in
+    // memory, and its reads allocate nothing. A retry opens a new body.
     const res = await this.run('uploadPart', key, () => this.streamClient.send(new UploadPartCommand({
-      Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: createReadStream(path), ContentLength: size, ...sums,
+      Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: new FileBody(path, size), ContentLength: size, ...sums,
     })));
     if (res.ETag === undefined) throw new AppError('STORAGE_ERROR', 'object store returned no ETag for a part');
     this.metrics?.storeBytes.inc({ driver: 's3' }, size);
