@@ -6,6 +6,7 @@
 //
 //   node bench/live-streams.mjs [--quick] [--n 50,200,500] [--seconds 25] [--clients sim,ws]
 //        [--targets uws-raw,ws-baseline,daemon-fs,daemon-s3] [--cpu-prof] [--no-chunk-objects] [--json out.json]
+//        [--s3rver-disk] [--s3rver-prof]
 //   node bench/live-streams.mjs --scenario meeting-ends [--n 200,500] [--seconds 75] [--clients ws]
 //        (defaults: uws-raw,daemon-fs,daemon-s3, master only; every master has 2+ parts)
 //
@@ -17,7 +18,12 @@
 //   finalize — from the common end to the last recording.completed (baselines: the last close);
 //   whole    — from the first mint to the last recording.completed.
 // Also the event loop's lag p99 / max from 1 s before the common end to the last completion
-// (`finalize lag`), and s3rver's own CPU in the finalize phase (daemon-s3).
+// (`finalize lag`). daemon-s3: s3rver's own CPU in each phase next to the daemon's (`… CPU s`,
+// both in CPU-seconds), and, from the daemon's side (bench/lib/s3-request-times.mjs), when it had
+// sent its last CompleteMultipartUpload and when the last one was answered (`last complete
+// sent / answered s`, from the common end; likewise the last UploadPart answered). s3rver runs
+// in its own process with its directory on tmpfs (/dev/shm; `--s3rver-disk`: on the bench's
+// disk), `--s3rver-prof` writes its CPU profile.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -40,6 +46,8 @@ const TARGETS = String(args.targets ?? (meeting ? 'uws-raw,daemon-fs,daemon-s3' 
 const CLIENTS = String(args.clients ?? (meeting ? 'ws' : 'sim,ws')).split(',');
 const CHUNK_OBJECTS = meeting ? Boolean(args['chunk-objects']) : !args['no-chunk-objects'];
 const CHUNK_SECONDS = 2;
+const S3RVER_MEMORY = !args['s3rver-disk'];
+const S3RVER_PROF = Boolean(args['s3rver-prof']);
 
 const cpuOf = (pid) => {
   const c = cpuSplit(pid);
@@ -59,6 +67,8 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
     const rss = rssSampler(server.pid, 100);
     const tA = Date.now();
     const cpuA = cpuOf(server.pid);
+    const storeCpu = () => (server.storePid ? cpuOf(server.storePid).total : null);
+    const storeA = storeCpu();
     // setup: mint, connect
     const streams = await server.streams(n);
     const gen = runGenerator({ streams, seconds, staggerMs, client });
@@ -67,6 +77,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
     await sleep(500);
     const tS = Date.now();
     const cpuS = cpuOf(server.pid);
+    const storeS = storeCpu();
     const setupPeak = rss.peak;
     // live: every stream open, until 1 s before the common end
     await sleep(500);
@@ -74,15 +85,17 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
     rss.reset();
     const tL0 = Date.now();
     const cpuL0 = cpuOf(server.pid);
+    const storeL0 = storeCpu();
     await until(endAtMs - 1000);
     const cpuL1 = cpuOf(server.pid);
+    const storeL1 = storeCpu();
     const tL1 = Date.now();
     const live = await server.sample();
     const livePeak = rss.peak;
     // finalize: from the common end to the last completion
     await until(endAtMs);
     const cpuE = cpuOf(server.pid);
-    const storeE = server.storePid ? cpuOf(server.storePid) : null;
+    const storeE = storeCpu();
     rss.reset();
     const deadline = Date.now() + 180_000;
     let fin = await server.finalized();
@@ -92,10 +105,11 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
     }
     const tF = Date.now();
     const cpuF = cpuOf(server.pid);
-    const storeF = server.storePid ? cpuOf(server.storePid) : null;
+    const storeF = storeCpu();
     const finPeak = rss.stop();
     // the event loop from the live sample (1 s before the end) to the last completion
     const finLoop = await server.sample();
+    const s3 = (await server.s3Times?.(endAtMs)) ?? null;
     const genResult = await gen.done;
     const stored = await server.stored(n, genResult.streams);
     const sent = genResult.streams.reduce((s, x) => s + x.bytesSent, 0);
@@ -128,7 +142,18 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
       'finalize ms/stream': (1000 * finCpu) / n,
       'finalize kernel %': (100 * (cpuF.system - cpuE.system)) / Math.max(finCpu, 1e-9),
       'finalize RSS KiB/stream': perStreamKiB(finPeak),
-      's3rver finalize CPU s': storeE && storeF ? storeF.total - storeE.total : null,
+      'daemon setup CPU s': cpuS.total - cpuA.total,
+      's3rver setup CPU s': storeS === null ? null : storeS - storeA,
+      'daemon live CPU s': liveCpu,
+      's3rver live CPU s': storeL1 === null ? null : storeL1 - storeL0,
+      'daemon finalize CPU s': finCpu,
+      's3rver finalize CPU s': storeF === null ? null : storeF - storeE,
+      'last part answered s': s3?.lastPartAnswered ?? null,
+      'last complete sent s': s3?.lastCompleteSent ?? null,
+      'last complete answered s': s3?.lastCompleteAnswered ?? null,
+      'completes sent': s3?.completes ?? null,
+      'S3 requests/stream (finalize)': s3 ? s3.requests / n : null,
+      'finalize S3 ops': s3 ? Object.entries(s3.byOp).filter(([, v]) => v > 0).map(([k, v]) => `${k}:${v}`).join(' ') : null,
       'finalize wall s': fin.count < n ? null : ((fin.lastAtMs ?? tF) - endAtMs) / 1000,
       completed: fin.count,
       failed: fin.failed ?? 0,
@@ -168,12 +193,15 @@ async function startTarget(target, cpuProf) {
 
 /** Daemon with per-chunk objects on (the chunk latency histogram needs them; the ws baseline writes chunks too). */
 async function startDaemonTarget(target, cpuProf) {
-  const s3 = target === 'daemon-s3' ? await startS3rver('bench') : undefined;
+  const s3ProfDir = target === 'daemon-s3' && S3RVER_PROF ? tempDir('prof-s3rver') : undefined;
+  const s3 = target === 'daemon-s3' ? await startS3rver('bench', { memory: S3RVER_MEMORY, cpuProf: s3ProfDir }) : undefined;
   const profDir = cpuProf ? tempDir(`prof-${target}`) : undefined;
+  const timesFile = s3 ? join(tempDir('s3-times'), 'times.json') : undefined;
   const d = await startDaemon({
     storage: s3 ? { s3: { endpoint: s3.endpoint, bucket: s3.bucket } } : 'fs',
     config: { storage: { chunkObjects: CHUNK_OBJECTS } },
     cpuProf: profDir,
+    ...(s3 ? { execArgv: ['--import', fileURLToPath(new URL('./lib/s3-request-times.mjs', import.meta.url))], env: { BENCH_S3_TIMES: timesFile } } : {}),
   });
   const s3c = s3 && new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
   let before = new Map();
@@ -232,6 +260,32 @@ async function startDaemonTarget(target, cpuProf) {
     },
     async resetLag() {
       before = await d.metrics(); // a scrape resets prom-client's event-loop histogram
+    },
+    /** The daemon's S3 requests sent from `sinceMs` on and answered: the last UploadPart answered, the last CompleteMultipartUpload sent and answered (s after `sinceMs`). */
+    async s3Times(sinceMs) {
+      if (!timesFile) return null;
+      await sleep(1200); // the hook appends once a second
+      let text;
+      try {
+        text = readFileSync(timesFile, 'utf8');
+      } catch {
+        return null;
+      }
+      const byOp = {};
+      for (const line of text.split('\n')) {
+        const [op, sent, answered] = line.split(' ');
+        if (op && Number(sent) >= sinceMs) (byOp[op] ??= []).push([Number(sent), Number(answered)]);
+      }
+      const lastOf = (list = [], i) => (list.length === 0 ? null : (Math.max(...list.map((r) => r[i])) - sinceMs) / 1000);
+      const completes = byOp.CompleteMultipartUpload ?? [];
+      return {
+        lastPartAnswered: lastOf(byOp.UploadPart, 1),
+        lastCompleteSent: lastOf(completes, 0),
+        lastCompleteAnswered: lastOf(completes, 1),
+        completes: completes.length,
+        requests: Object.values(byOp).reduce((sum, l) => sum + l.length, 0),
+        byOp: Object.fromEntries(Object.entries(byOp).map(([op, l]) => [op, l.length])),
+      };
     },
     /** recording.completed / .failed so far (events.ndjson, read on from where it was), and the last one's time. */
     async finalized() {
@@ -301,6 +355,7 @@ async function startDaemonTarget(target, cpuProf) {
       await d.stop();
       await s3?.stop();
       if (profDir) process.stdout.write(`cpu profile of ${target}: ${profDir}\n`);
+      if (s3ProfDir) process.stdout.write(`cpu profile of s3rver: ${s3ProfDir}\n`);
       removeAtExit(d.dataDir);
       removeAtExit(s3?.directory);
     },

@@ -59,9 +59,10 @@ export function removeAtExit(dir) {
 
 /**
  * Spawns the daemon. `storage`: 'fs' | { s3: { endpoint, bucket } }. `config` is merged into the
- * `--config` file (no secrets there). `cpuProf` writes a V8 CPU profile into that directory on exit.
+ * `--config` file (no secrets there). `cpuProf` writes a V8 CPU profile into that directory on exit;
+ * `execArgv`: more node flags (e.g. an `--import` of a bench hook).
  */
-export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuProf } = {}) {
+export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuProf, execArgv = [] } = {}) {
   const port = await freePort();
   const dataDir = tempDir('daemon');
   const apiKey = 'bench-api-key-0123456789';
@@ -95,7 +96,7 @@ export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuPr
     ...(process.env.BENCH_DAEMON_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_DAEMON_NODE_OPTIONS } : {}),
     ...env,
   };
-  const child = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), join(ROOT, 'bin/audio-ingestd.js'), 'serve', '--config', configFile], {
+  const child = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), ...execArgv, join(ROOT, 'bin/audio-ingestd.js'), 'serve', '--config', configFile], {
     cwd: ROOT,
     env: childEnv,
     // its log (warnings and errors) goes to a file of the run, read back when a run goes wrong
