@@ -35,7 +35,8 @@ export const configSchema = z.object({
       requestTimeoutSec: positiveInt.default(60),
       /**
        * Seconds a request body may go without progress before it is answered 408. Below 10:
-       * uWebSockets.js closes such a request itself, unanswered, at 10 s (compiled in).
+       * uWebSockets.js closes such a request itself, unanswered, 8-12 s into the stall (compiled
+       * in; the daemon re-arms that timer every 4 s of a stall, see http/request-body.ts).
        */
       bodyIdleTimeoutSec: z.number().int().min(1).max(9).default(8),
     })

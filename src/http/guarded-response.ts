@@ -90,6 +90,17 @@ export class GuardedResponse {
     return true;
   }
 
+  /**
+   * Re-arms uWS's own timeout of this connection (its resume sets it to 10 s), so uWS does not
+   * close it within the next 8 s (see UWS_TIMEOUT_SWEEP_MS in request-body.ts). Nothing while
+   * the daemon paused the body (uWS's timer is off then) or once the connection is not live.
+   */
+  holdTransport(): void {
+    if (!this.live || this.paused) return;
+    this.res.pause();
+    this.res.resume();
+  }
+
   /** Reads the body again. True if this call resumed it. */
   resume(): boolean {
     if (!this.live || !this.paused) return false;
@@ -128,6 +139,9 @@ export class GuardedResponse {
       res.writeHeader('Content-Length', Buffer.concat([Buffer.from(`${bytes.length + CRLF.length}\r\n\r\n`), bytes]));
     });
     if (linger) {
+      // uWS's body timer is still armed from before the answer and would close 0-4 s after a
+      // 408 (see UWS_TIMEOUT_SWEEP_MS), cutting the linger short: re-armed, it waits ≥ 8 s
+      this.holdTransport();
       this.lingerTimer = setTimeout(() => inRequestScope(this.scope, () => this.closeLingering()), LINGER_MS);
       this.lingerTimer.unref();
     }

@@ -9,6 +9,16 @@ import type { GuardedResponse } from './guarded-response.js';
  */
 export const UWS_BODY_WINDOW_BYTES = 16 * 1024 * 10;
 
+/**
+ * uSockets checks socket timeouts once every 4 s (LIBUS_TIMEOUT_GRANULARITY): uWS's "10 s" is
+ * three of those sweeps, so it closes 8 to 12 s after it armed the timer, not at 10 s. An idle
+ * deadline of 8 s therefore raced uWS's close whenever the event loop ran its timer late, and
+ * one of 9 s lost to it about one time in four (the connection closed without an answer). So
+ * while a body is idle the daemon re-arms uWS's timer every this many ms: uWS can then close no
+ * sooner than 8 s after the last re-arm, i.e. ≥ 3 s after any deadline of up to 9 s.
+ */
+export const UWS_TIMEOUT_SWEEP_MS = 4000;
+
 /** Options of {@link RequestBody}. */
 export interface RequestBodyOptions {
   /** Bytes held before the socket is paused (read-ahead, also while no handler reads yet). */
@@ -37,6 +47,8 @@ export class RequestBody extends Readable {
   private sinceWindow = 0;
   private ended = false;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** When the body last made progress (performance.now()): the idle deadline counts from here. */
+  private idleSince = 0;
 
   constructor(
     private readonly response: GuardedResponse,
@@ -91,8 +103,25 @@ export class RequestBody extends Readable {
   private armIdle(): void {
     this.stopIdle();
     if (this.ended || this.destroyed) return;
-    this.idleTimer = setTimeout(() => this.options.onIdle(), this.options.idleMs);
+    this.idleSince = performance.now();
+    this.waitIdle(this.options.idleMs);
+  }
+
+  /** The next step towards the deadline: at most one uWS sweep interval, so uWS's timer is re-armed before it can fire. */
+  private waitIdle(leftMs: number): void {
+    this.idleTimer = setTimeout(() => this.idleStep(), Math.min(leftMs, UWS_TIMEOUT_SWEEP_MS));
     this.idleTimer.unref();
+  }
+
+  private idleStep(): void {
+    this.idleTimer = undefined;
+    const left = this.options.idleMs - (performance.now() - this.idleSince);
+    if (left < 1) {
+      this.options.onIdle();
+      return;
+    }
+    this.response.holdTransport();
+    this.waitIdle(left);
   }
 
   private stopIdle(): void {

@@ -15,7 +15,7 @@ export interface HttpServerOptions {
   metrics: Metrics;
   /** Seconds the whole request (headers and body) may take to arrive before it is answered 408 and closed. */
   requestTimeoutSec: number;
-  /** Seconds the body may go idle (see RequestBody: below uWS's own 10 s close) before 408. Default 8. */
+  /** Seconds the body may go idle (see RequestBody: uWS's own close is kept ≥ 3 s beyond it) before 408. Default 8. */
   bodyIdleTimeoutSec?: number;
   /** Body read-ahead before the socket is paused. Default 256 KiB. */
   bodyHighWaterMark?: number;

@@ -117,6 +117,25 @@ t.test('a stalled body is answered 408 before uWS would close it, and its late b
   t.same(seen.get('stall'), { error: 'REQUEST_TIMEOUT' }, 'the handler was told REQUEST_TIMEOUT, not a client abort, and read nothing after it');
 });
 
+t.test('a body stalled for the longest idle deadline (9 s) is answered 408 whatever the phase of uWS\'s timeout sweep', async (t) => {
+  // uSockets sweeps its timeouts every 4 s, so uWS's own close of a stalled body comes 8-12 s
+  // after the stall, depending on where the sweep falls: stalls started across one sweep interval
+  // meet every phase of it. Without the daemon re-arming uWS's timer, about one in four of them
+  // was closed by uWS before the 9 s answer (no answer at all).
+  const port = await start(t, { bodyIdleTimeoutSec: 9 });
+  const STALLS = 12;
+  const outcomes = await Promise.all(Array.from({ length: STALLS }, async (_, i) => {
+    await sleep((i * 4000) / STALLS);
+    const c = await RawClient.connect(port);
+    await c.write(upload('/late-read?wait=0', { 'x-request-id': `stall9-${i}`, 'content-length': 100_000 }));
+    await c.write(Buffer.alloc(10_000, 1));
+    const [answer] = await c.answers(1, 20_000);
+    c.destroy();
+    return answer?.status ?? 'closed without an answer';
+  }));
+  t.same(outcomes, Array.from({ length: STALLS }, () => 408), 'every stall got its 408');
+});
+
 t.test('a body that trickles in past the whole-request deadline is answered 408', async (t) => {
   const port = await start(t, { requestTimeoutSec: 2, bodyIdleTimeoutSec: 9 });
   const c = await RawClient.connect(port);
