@@ -7,6 +7,10 @@
 //   node bench/live-streams.mjs [--quick] [--n 50,200,500] [--seconds 25] [--clients sim,ws]
 //        [--targets uws-raw,ws-baseline,daemon-fs,daemon-s3] [--cpu-prof] [--no-chunk-objects] [--json out.json]
 //        [--s3rver-disk] [--s3rver-prof]
+//        [--config '{"vad":{"enabled":false}}']   (merged into the daemon's config file)
+//        [--base-root <checkout>]   (another build, built, for targets ending in @base)
+// Daemon targets take suffixes, so one invocation can alternate builds and settings:
+// `daemon-fs:vad-off` (vad.enabled false), `daemon-fs@base` (the build in --base-root).
 //   node bench/live-streams.mjs --scenario meeting-ends [--n 200,500] [--seconds 75] [--clients ws]
 //        (defaults: uws-raw,daemon-fs,daemon-s3, master only; every master has 2+ parts)
 //
@@ -17,6 +21,8 @@
 //   live     — the steady window with every stream open, also per stream-hour;
 //   finalize — from the common end to the last recording.completed (baselines: the last close);
 //   whole    — from the first mint to the last recording.completed.
+// With --cpu-prof each row also gives the phases' bounds on the monotonic clock the profiles use
+// (`profile windows`), for `node bench/lib/profile-summary.mjs <dir> 25 --from <µs> --to <µs>`.
 // Also the event loop's lag p99 / max from 1 s before the common end to the last completion
 // (`finalize lag`). daemon-s3: s3rver's own CPU in each phase next to the daemon's (`… CPU s`,
 // both in CPU-seconds), and, from the daemon's side (bench/lib/s3-request-times.mjs), when it had
@@ -48,6 +54,10 @@ const CHUNK_OBJECTS = meeting ? Boolean(args['chunk-objects']) : !args['no-chunk
 const CHUNK_SECONDS = 2;
 const S3RVER_MEMORY = !args['s3rver-disk'];
 const S3RVER_PROF = Boolean(args['s3rver-prof']);
+const EXTRA_CONFIG = args.config ? JSON.parse(String(args.config)) : {};
+
+/** Microseconds on CLOCK_MONOTONIC: the clock of V8's CPU profiles (startTime, timeDeltas). */
+const monoUs = () => Number(process.hrtime.bigint() / 1000n);
 
 const cpuOf = (pid) => {
   const c = cpuSplit(pid);
@@ -66,6 +76,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
     const rss0 = rssBytes(server.pid);
     const rss = rssSampler(server.pid, 100);
     const tA = Date.now();
+    const mA = monoUs();
     const cpuA = cpuOf(server.pid);
     const storeCpu = () => (server.storePid ? cpuOf(server.storePid).total : null);
     const storeA = storeCpu();
@@ -76,6 +87,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
     const { open: opened } = await gen.open;
     await sleep(500);
     const tS = Date.now();
+    const mS = monoUs();
     const cpuS = cpuOf(server.pid);
     const storeS = storeCpu();
     const setupPeak = rss.peak;
@@ -84,16 +96,19 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
     await server.resetLag();
     rss.reset();
     const tL0 = Date.now();
+    const mL0 = monoUs();
     const cpuL0 = cpuOf(server.pid);
     const storeL0 = storeCpu();
     await until(endAtMs - 1000);
     const cpuL1 = cpuOf(server.pid);
     const storeL1 = storeCpu();
     const tL1 = Date.now();
+    const mL1 = monoUs();
     const live = await server.sample();
     const livePeak = rss.peak;
     // finalize: from the common end to the last completion
     await until(endAtMs);
+    const mE = monoUs();
     const cpuE = cpuOf(server.pid);
     const storeE = storeCpu();
     rss.reset();
@@ -104,6 +119,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
       fin = await server.finalized();
     }
     const tF = Date.now();
+    const mF = monoUs();
     const cpuF = cpuOf(server.pid);
     const storeF = storeCpu();
     const finPeak = rss.stop();
@@ -172,6 +188,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
       errors: errors.length,
       load1: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
     };
+    if (cpuProf) row['profile windows'] = `setup ${mA}-${mS} live ${mL0}-${mL1} finalize ${mE}-${mF}`;
     if (errors.length) {
       row.firstError = errors[0].error ?? `close ${errors[0].closeCode}`;
       const streamErrors = errors.map((e) => ({ id: e.id, closeCode: e.closeCode, error: e.error, bytesSent: e.bytesSent }));
@@ -185,7 +202,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
 }
 
 async function startTarget(target, cpuProf) {
-  if (target === 'daemon-fs' || target === 'daemon-s3') return startDaemonTarget(target, cpuProf);
+  if (/^daemon-(fs|s3)(:vad-off)?(@base)?$/.test(target)) return startDaemonTarget(target, cpuProf);
   if (target === 'ws-baseline') return startBaseline('ws-concat-server.mjs', 1);
   if (target === 'uws-raw') return startBaseline('uws-drain-server.mjs', 1);
   throw new Error(`unknown target ${target}`);
@@ -193,14 +210,21 @@ async function startTarget(target, cpuProf) {
 
 /** Daemon with per-chunk objects on (the chunk latency histogram needs them; the ws baseline writes chunks too). */
 async function startDaemonTarget(target, cpuProf) {
-  const s3ProfDir = target === 'daemon-s3' && S3RVER_PROF ? tempDir('prof-s3rver') : undefined;
-  const s3 = target === 'daemon-s3' ? await startS3rver('bench', { memory: S3RVER_MEMORY, cpuProf: s3ProfDir }) : undefined;
-  const profDir = cpuProf ? tempDir(`prof-${target}`) : undefined;
+  const onS3 = target.startsWith('daemon-s3');
+  const s3ProfDir = onS3 && S3RVER_PROF ? tempDir('prof-s3rver') : undefined;
+  const s3 = onS3 ? await startS3rver('bench', { memory: S3RVER_MEMORY, cpuProf: s3ProfDir }) : undefined;
+  const profDir = cpuProf ? tempDir(`prof-${target.replace(/[^a-z0-9-]/g, '_')}`) : undefined;
+  if (target.endsWith('@base') && !args['base-root']) throw new Error(`${target} needs --base-root <checkout>`);
   const timesFile = s3 ? join(tempDir('s3-times'), 'times.json') : undefined;
   const d = await startDaemon({
     storage: s3 ? { s3: { endpoint: s3.endpoint, bucket: s3.bucket } } : 'fs',
-    config: { storage: { chunkObjects: CHUNK_OBJECTS } },
+    config: {
+      ...EXTRA_CONFIG,
+      ...(target.includes(':vad-off') ? { vad: { ...(EXTRA_CONFIG.vad ?? {}), enabled: false } } : {}),
+      storage: { ...(EXTRA_CONFIG.storage ?? {}), chunkObjects: CHUNK_OBJECTS },
+    },
     cpuProf: profDir,
+    ...(target.endsWith('@base') ? { root: String(args['base-root']) } : {}),
     ...(s3 ? { execArgv: ['--import', fileURLToPath(new URL('./lib/s3-request-times.mjs', import.meta.url))], env: { BENCH_S3_TIMES: timesFile } } : {}),
   });
   const s3c = s3 && new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
@@ -442,7 +466,7 @@ export function summarize(rows) {
     for (const c of [...new Set(rows.map((r) => r.client))]) {
       const raw = at('uws-raw', n, c);
       const ws = at('ws-baseline', n, c);
-      for (const t of ['daemon-fs', 'daemon-s3']) {
+      for (const t of [...new Set(rows.map((r) => r.target))].filter((x) => x.startsWith('daemon-'))) {
         const d = at(t, n, c);
         if (!d) continue;
         ratios.push({

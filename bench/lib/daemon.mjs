@@ -60,9 +60,10 @@ export function removeAtExit(dir) {
 /**
  * Spawns the daemon. `storage`: 'fs' | { s3: { endpoint, bucket } }. `config` is merged into the
  * `--config` file (no secrets there). `cpuProf` writes a V8 CPU profile into that directory on exit;
- * `execArgv`: more node flags (e.g. an `--import` of a bench hook).
+ * `execArgv`: more node flags (e.g. an `--import` of a bench hook). `root`: the checkout whose
+ * build runs (default this one; another build for A/B runs).
  */
-export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuProf, execArgv = [] } = {}) {
+export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuProf, execArgv = [], root = ROOT } = {}) {
   const port = await freePort();
   const dataDir = tempDir('daemon');
   const apiKey = 'bench-api-key-0123456789';
@@ -96,8 +97,8 @@ export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuPr
     ...(process.env.BENCH_DAEMON_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_DAEMON_NODE_OPTIONS } : {}),
     ...env,
   };
-  const child = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), ...execArgv, join(ROOT, 'bin/audio-ingestd.js'), 'serve', '--config', configFile], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), ...execArgv, join(root, 'bin/audio-ingestd.js'), 'serve', '--config', configFile], {
+    cwd: root,
     env: childEnv,
     // its log (warnings and errors) goes to a file of the run, read back when a run goes wrong
     stdio: ['ignore', openSync(join(dataDir, 'daemon.log'), 'a'), 'pipe'],
