@@ -32,6 +32,8 @@ interface Slot {
 }
 
 interface Pending {
+  /** Sent with the first chunk; undefined once sent. */
+  open: { rate: number; channels: number } | undefined;
   failed: boolean;
   queued: number;
   onEdge: ((on: boolean, offset: number) => void) | undefined;
@@ -70,14 +72,14 @@ export class VadPool {
   /** Starts the VAD of one recording; `onEdge` hears live `on`/`off` edges when the settings ask for them. */
   open(rate: number, channels: number, onEdge?: (on: boolean, offset: number) => void): VadStream {
     const id = ++this.ids;
-    const p: Pending = { failed: false, queued: 0, onEdge };
+    const p: Pending = { open: { rate, channels }, failed: false, queued: 0, onEdge };
     if (this.closed) {
       p.failed = true;
       return this.stream(undefined, id, p);
     }
+    // nothing is posted yet: the worker hears of the stream with its first chunk
     const slot = this.slot();
     slot.streams.set(id, p);
-    this.post(slot, { type: 'open', id, rate, channels, settings: this.opts.settings });
     return this.stream(slot, id, p);
   }
 
@@ -105,12 +107,19 @@ export class VadPool {
         }
         p.queued += pcm.byteLength;
         this.queuedBytes += pcm.byteLength;
-        this.post(slot, { type: 'pcm', id, pcm }, [pcm]);
+        const open = p.open;
+        p.open = undefined;
+        this.post(slot, open === undefined ? { type: 'pcm', id, pcm } : { type: 'pcm', id, pcm, open: { ...open, settings: this.opts.settings } }, [pcm]);
       },
       finish: () => {
         if (p.failed || slot === undefined || slot.dead) {
           this.release(slot, id, p);
           return Promise.resolve(null);
+        }
+        if (p.open !== undefined) {
+          // no chunk ever reached the worker: no audio, no speech
+          this.release(slot, id, p);
+          return Promise.resolve([]);
         }
         return new Promise<SpeechInterval[] | null>((resolve) => {
           const timer = setTimeout(() => {
@@ -186,7 +195,7 @@ export class VadPool {
     if (!p.failed) {
       p.failed = true;
       this.release(slot, id, p);
-      if (!slot.dead) this.post(slot, { type: 'end', id }); // frees the worker's instance; its answer is ignored
+      if (!slot.dead && p.open === undefined) this.post(slot, { type: 'end', id }); // frees the worker's instance; its answer is ignored
       p.done?.(null);
     }
   }

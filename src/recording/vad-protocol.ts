@@ -11,10 +11,20 @@ export interface VadSettings {
   live: boolean;
 }
 
+/** What a stream's first `pcm` message carries: the worker opens the stream with it. */
+export interface VadOpen {
+  rate: number;
+  channels: number;
+  settings: VadSettings;
+}
+
 export type VadRequest =
-  | { type: 'open'; id: number; rate: number; channels: number; settings: VadSettings }
-  /** s16le samples of the master (interleaved when channels > 1), in an ArrayBuffer of their own. */
-  | { type: 'pcm'; id: number; pcm: ArrayBuffer }
+  /**
+   * s16le samples of the master (interleaved when channels > 1), in an ArrayBuffer of their own.
+   * The first of a stream carries `open` (one message per stream fewer than a separate open,
+   * and none at all for a recording that ends before its first chunk).
+   */
+  | { type: 'pcm'; id: number; pcm: ArrayBuffer; open?: VadOpen }
   | { type: 'end'; id: number }
   | { type: 'stop' };
 

@@ -139,10 +139,7 @@ function handle(msg: VadRequest, m: FvadModule): void {
     return;
   }
   try {
-    if (msg.type === 'open') {
-      open(msg.id, msg.rate, msg.channels, msg.settings, m);
-      return;
-    }
+    if (msg.type === 'pcm' && msg.open !== undefined) open(msg.id, msg.open.rate, msg.open.channels, msg.open.settings, m);
     const st = streams.get(msg.id);
     if (st === undefined) return; // failed at open (already reported) or ended
     if (msg.type === 'pcm') {
