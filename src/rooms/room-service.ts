@@ -3,6 +3,7 @@ import { isAppError, isRetryable } from '../errors.js';
 import { type AudioEvent, roomCompleted, type RoomCompletedPayload } from '../events/types.js';
 import type { Logger } from '../observability/logger.js';
 import { type ObjectKeys, sanitizeSegment } from '../storage/keys.js';
+import { GroupCommit } from '../storage/group-commit.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { type MixLaw, mixSampleFn, plainSample } from './mix-law.js';
 import { type MixInput, mixToStore, readWavLayout } from './mixer.js';
@@ -105,9 +106,12 @@ export class RoomService {
   private readonly writing = new Map<string, Promise<void>>();
   private heartbeat: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Track records of the same moment (a meeting's tracks starting, ending, refreshed) go to the store together. */
+  private readonly records: GroupCommit;
 
   constructor(options: RoomServiceOptions) {
     this.o = options;
+    this.records = new GroupCommit(options.store);
     this.cfg = options.config;
     this.now = options.now ?? Date.now;
   }
@@ -240,7 +244,7 @@ export class RoomService {
     const key = this.trackKey(rec.tenant, rec.roomName, rec.recordingId);
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.o.store.put(key, Buffer.from(JSON.stringify(rec)), { contentType: 'application/json', tags: { tenant: rec.tenant, source: 'livekit' } });
+        await this.records.put({ key, body: Buffer.from(JSON.stringify(rec)), options: { contentType: 'application/json', tags: { tenant: rec.tenant, source: 'livekit' } } });
         return;
       } catch (err) {
         if (attempt >= 3 || !isRetryable(err)) throw err;
