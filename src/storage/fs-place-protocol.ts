@@ -12,7 +12,8 @@ export interface PlaceItem {
   /** Temp files in the store's temp folder (same filesystem: rename is atomic). */
   tmp: string;
   sidecarTmp: string;
-  body: Uint8Array;
+  /** The object's bytes, or null: only the sidecar (the object's file is moved into place by putFile). */
+  body: Uint8Array | null;
 }
 
 export interface PlaceRequest {

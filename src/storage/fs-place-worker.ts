@@ -51,6 +51,7 @@ function placeFiles(it: PlaceItem): void {
     writeFileSync(it.sidecarTmp, it.sidecar);
     renameMakingDir(it.sidecarTmp, it.sidecarPath);
   }
+  if (it.body === null) return;
   writeFileSync(it.tmp, it.body);
   renameMakingDir(it.tmp, it.path);
 }

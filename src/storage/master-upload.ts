@@ -23,7 +23,7 @@
  *   by the same final step; one the store refuses for good is marked failed and set aside.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { createHash, randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
@@ -774,7 +774,10 @@ export class MasterUpload {
     await unlink(join(this.dir, MANIFEST)).catch((err: unknown) => {
       if (!isNotFound(err)) throw err;
     });
-    await rm(this.dir, { recursive: true, force: true });
+    // the common end (fs: part 1 moved into the store) leaves the folder empty: one rmdir
+    await rmdir(this.dir).catch(async (err: unknown) => {
+      if (!isNotFound(err)) await rm(this.dir, { recursive: true, force: true });
+    });
   }
 
   private drop(len: number, reason: string): void {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { appendFile, readdir, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
@@ -77,4 +77,70 @@ t.test('a crash mid-batch loses no acknowledged object, even when the objects th
   t.same(await readdir(join(root, '.journal')), [], 'replayed segments are deleted after the flush');
   await s.stop();
   t.ok((await readFile(join(root, 'objects', 'rec', 'r1', 'chunks', '000000.wav'))).equals(journalBody(0)));
+});
+
+t.test('putFile: the sidecar goes through the journal (no fsync of its own) and comes back after a crash that lost it', async (t) => {
+  const root = await newRoot();
+  const spool = join(root, 'spool');
+  await mkdir(spool);
+  const child = spawn(process.execPath, [...process.execArgv, 'test/helpers/fs-putfile-child.ts', root, spool], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const acked = new Set<number>();
+  let out = '';
+  await new Promise<void>((resolve) => {
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const lines = out.split('\n');
+      out = lines.pop()!;
+      for (const l of lines) acked.add(Number(l));
+      if (acked.size >= 60 && !child.killed) {
+        child.kill('SIGKILL');
+        resolve();
+      }
+    });
+  });
+  await new Promise((r) => child.once('exit', r));
+  t.ok(acked.size >= 60, `${acked.size} masters acknowledged before the kill`);
+  // the power loss: the sidecars were put in place without an fsync; the objects were synced (data and folder)
+  await rm(join(root, '.meta'), { recursive: true, force: true });
+
+  const s = store(root);
+  await s.start();
+  t.ok((await s.recoverJournal()) >= acked.size, 'every acknowledged sidecar replayed');
+  let whole = 0;
+  for (const i of acked) {
+    const key = `rec/m${i}/master.wav`;
+    const info = await s.head(key);
+    const body = await s.get(key).catch(() => null);
+    if (info === null || body === null || !body.equals(journalBody(i)) || info.contentType !== 'audio/wav' || info.metadata['seq'] !== String(i) || info.metadata['duration-sec'] !== '1.5') {
+      t.fail(`acknowledged master ${key} lost, damaged or without its metadata: ${JSON.stringify(info)}`);
+      break;
+    }
+    whole++;
+  }
+  t.equal(whole, acked.size, 'every acknowledged master is there with its bytes, content type and metadata');
+  t.same(await readdir(join(root, '.journal')), [], 'replayed segments are deleted after the flush');
+  await s.stop();
+});
+
+t.test('putFile: a master\'s sidecar is one journal record without audio; an object without metadata leaves no sidecar; nothing is copied', async (t) => {
+  const root = await newRoot();
+  const s = store(root);
+  await s.start();
+  t.teardown(() => s.stop());
+  const spool = join(root, 'spool');
+  await mkdir(spool);
+  const { writeFile, stat } = await import('node:fs/promises');
+  const n = 24;
+  await Promise.all(Array.from({ length: n }, (_, i) => writeFile(join(spool, `${i}.pcm`), journalBody(i))));
+  await Promise.all(Array.from({ length: n }, (_, i) => s.putFile(`m/${i}.wav`, join(spool, `${i}.pcm`), { contentType: 'audio/wav', metadata: { seq: String(i) } })));
+  for (let i = 0; i < n; i++) t.match(await s.head(`m/${i}.wav`), { size: journalBody(i).length, metadata: { seq: String(i) } });
+  const segments = await readdir(join(root, '.journal'));
+  t.equal(segments.length, 1);
+  const records = (await readFile(join(root, '.journal', segments[0]!))).toString('latin1').split('"sidecarOnly":true').length - 1;
+  t.equal(records, n, 'one sidecar record per master in the journal');
+  t.equal((await stat(join(root, '.journal', segments[0]!))).size < n * 200, true, 'the records hold no audio');
+  await writeFile(join(spool, 'bare.pcm'), journalBody(99));
+  await s.putFile('m/bare.wav', join(spool, 'bare.pcm'), { contentType: 'audio/wav' });
+  await t.rejects(readFile(join(root, '.meta', 'm', 'bare.wav.json')), { code: 'ENOENT' }, 'no sidecar for an object the key describes');
+  t.same(await readdir(spool), [], 'every file was moved, none copied');
 });
