@@ -20,6 +20,7 @@ import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
+import { FinalizeQueue } from '../recording/finalize-queue.js';
 import { FileBody } from './file-body.js';
 import { FileDigester, type FileDigest } from './file-digest.js';
 import { assertSafeKey } from './keys.js';
@@ -140,6 +141,15 @@ export const S3_MAX_PUT_BYTES = 5 * 1024 * 1024 * 1024;
 /** Part size of a streamed `put` of unknown length (all parts but the last are this long). */
 const STREAM_PART_BYTES = 8 * 1024 * 1024;
 
+/**
+ * SDK calls in flight per client at most: as many as its agent has sockets (the SDK's node:http
+ * handler keeps 50 per endpoint). A call beyond them would only wait in the agent's queue, after
+ * the SDK had already serialized and signed it: when a meeting ends, its recordings' catalog and
+ * room records are all written in the same moment, and preparing ~1 500 requests at once held the
+ * event loop for 1 s (500 ends). Held here instead, each call is prepared when a socket can take it.
+ */
+export const S3_CALLS_IN_FLIGHT = 50;
+
 /** What the checksum fields of one request carry. */
 interface ChecksumFields {
   ContentMD5?: string;
@@ -215,6 +225,9 @@ export class S3ObjectStore implements ObjectStore {
   readonly objectSettings: Readonly<S3ObjectSettings>;
   private readonly client: S3Client;
   private readonly streamClient: S3Client;
+  /** Calls in flight through each client (see S3_CALLS_IN_FLIGHT). */
+  private readonly calls = new FinalizeQueue(S3_CALLS_IN_FLIGHT);
+  private readonly streamCalls = new FinalizeQueue(S3_CALLS_IN_FLIGHT);
   /** Checksums of files sent (parts, putFile), off the event loop. */
   private readonly digester = new FileDigester();
   private readonly logger: Logger | undefined;
@@ -276,7 +289,7 @@ export class S3ObjectStore implements ObjectStore {
     // Streamed from the file through reused read buffers (FileBody); a retry (by the caller) opens a new body.
     await this.run('put', key, () => this.streamClient.send(new PutObjectCommand({
       Bucket: this.bucket, Key: key, Body: new FileBody(path, size), ContentLength: size, ContentType: options.contentType, Metadata: options.metadata, ...sums, ...this.writeFields(options),
-    })));
+    })), this.streamCalls);
     this.metrics?.storeBytes.inc({ driver: 's3' }, size);
     return { key, size };
   }
@@ -412,7 +425,7 @@ export class S3ObjectStore implements ObjectStore {
     // memory, and its reads allocate nothing. A retry opens a new body.
     const res = await this.run('uploadPart', key, () => this.streamClient.send(new UploadPartCommand({
       Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: new FileBody(path, size), ContentLength: size, ...sums,
-    })));
+    })), this.streamCalls);
     if (res.ETag === undefined) throw new AppError('STORAGE_ERROR', 'object store returned no ETag for a part');
     this.metrics?.storeBytes.inc({ driver: 's3' }, size);
     return { ...this.partRef(partNumber, res.ETag, sums, res.ChecksumCRC32), size };
@@ -505,10 +518,10 @@ export class S3ObjectStore implements ObjectStore {
     if (problem !== null) throw new AppError('INVALID_PARAMETER', problem);
   }
 
-  /** Runs one SDK call, maps its error, counts the outcome. */
-  private async run<T>(op: string, key: string | undefined, fn: () => Promise<T>): Promise<T> {
+  /** Runs one SDK call once the client has a slot for it (`calls`: the client's), maps its error, counts the outcome. */
+  private async run<T>(op: string, key: string | undefined, fn: () => Promise<T>, calls = this.calls): Promise<T> {
     try {
-      const res = await fn();
+      const res = await calls.run(fn);
       this.metrics?.storeOps.inc({ driver: 's3', op, outcome: 'ok' });
       return res;
     } catch (err) {

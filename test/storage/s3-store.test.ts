@@ -1,5 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import dc from 'node:diagnostics_channel';
 import { writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { runConformance } from '../helpers/storage-conformance.js';
 import { type ProxiedRequest, startRecordingProxy } from '../helpers/storage-s3-proxy.js';
 import { startS3rver, s3rverStore } from '../helpers/storage-s3rver.js';
 import type { S3ObjectStore } from '../../src/storage/s3-store.js';
-import { isRetryableS3Error, mapS3Error } from '../../src/storage/s3-store.js';
+import { isRetryableS3Error, mapS3Error, S3_CALLS_IN_FLIGHT } from '../../src/storage/s3-store.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const dir = await tempDir(t, 'storage-s3-');
@@ -151,3 +152,29 @@ function scopedStore(store: S3ObjectStore, prefix: string): S3ObjectStore {
     },
   });
 }
+
+t.test('a burst of writes is prepared as sockets free: at most S3_CALLS_IN_FLIGHT requests exist at once', async (t) => {
+  const store = s3rverStore(server.endpoint);
+  stores.push(store);
+  // node:http publishes every client request when it is created (the SDK has serialized and
+  // signed it by then) and when its answer's head arrives
+  let open = 0;
+  let most = 0;
+  const started = (): void => {
+    open++;
+    most = Math.max(most, open);
+  };
+  const answered = (): void => {
+    open--;
+  };
+  dc.subscribe('http.client.request.start', started);
+  dc.subscribe('http.client.response.finish', answered);
+  t.teardown(() => {
+    dc.unsubscribe('http.client.request.start', started);
+    dc.unsubscribe('http.client.response.finish', answered);
+  });
+  const BURST = 300;
+  await Promise.all(Array.from({ length: BURST }, (_, i) => store.put(`burst/${i}.json`, Buffer.from(`{"i":${i}}`), { contentType: 'application/json' })));
+  t.ok(most > 1 && most <= S3_CALLS_IN_FLIGHT, `${BURST} puts at once: at most ${most} requests existed together (limit ${S3_CALLS_IN_FLIGHT})`);
+  t.equal((await store.get('burst/299.json')).toString(), '{"i":299}', 'every write went through');
+});
