@@ -145,8 +145,9 @@ const STREAM_PART_BYTES = 8 * 1024 * 1024;
  * SDK calls in flight per client at most: as many as its agent has sockets (the SDK's node:http
  * handler keeps 50 per endpoint). A call beyond them would only wait in the agent's queue, after
  * the SDK had already serialized and signed it: when a meeting ends, its recordings' catalog and
- * room records are all written in the same moment, and preparing ~1 500 requests at once held the
- * event loop for 1 s (500 ends). Held here instead, each call is prepared when a socket can take it.
+ * room records are all written in the same moment (and the rooms' heartbeat re-writes every live
+ * track's record from one timer), so hundreds of requests were prepared in one turn of the event
+ * loop. Held here instead, each call is prepared when a socket can take it.
  */
 export const S3_CALLS_IN_FLIGHT = 50;
 
