@@ -12,13 +12,25 @@ export interface PlaceItem {
   /** Temp files in the store's temp folder (same filesystem: rename is atomic). */
   tmp: string;
   sidecarTmp: string;
-  /** The object's bytes, or null: only the sidecar (the object's file is moved into place by putFile). */
-  body: Uint8Array | null;
+  /**
+   * The object's bytes; or where they are in the request's `journal` segment (read there by the
+   * worker: nothing to copy into the message); or null: only the sidecar (the object's file is
+   * moved into place by putFile).
+   */
+  body: Uint8Array | JournalRange | null;
+}
+
+/** Bytes of an object as a journal segment holds them. */
+export interface JournalRange {
+  offset: number;
+  size: number;
 }
 
 export interface PlaceRequest {
   id: number;
   items: PlaceItem[];
+  /** Path of the journal segment the items' ranges are in. */
+  journal?: string;
 }
 
 /** What the worker answers a {@link PlaceRequest} with. */

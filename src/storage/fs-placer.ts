@@ -21,10 +21,14 @@ export class FsPlacer {
     death: (detail) => errnoError(`fs place worker ${detail}`, 'EIO'),
   });
 
-  /** Resolves when every object of the batch is in place; rejects with an errno-carrying Error otherwise. */
-  async place(items: PlaceItem[]): Promise<void> {
+  /**
+   * Resolves when every object of the batch is in place; rejects with an errno-carrying Error
+   * otherwise. Bodies given as ranges are read from the `journal` segment, which must stay
+   * until then.
+   */
+  async place(items: PlaceItem[], journal?: string): Promise<void> {
     if (items.length === 0) return;
-    await this.calls.call({ items });
+    await this.calls.call(journal === undefined ? { items } : { items, journal });
   }
 
   /** Ends the worker once nothing is pending (later batches start a new one). */

@@ -63,7 +63,9 @@ interface JournalHeader {
 interface JournalAppend {
   bufs: Buffer[];
   keys: string[];
-  resolve: () => void;
+  /** What to put into place once the records are durable, given where they start in the segment. */
+  place: (base: number) => PlaceItem[];
+  resolve: (placement: { placed: Promise<void> }) => void;
   reject: (err: unknown) => void;
 }
 
@@ -157,6 +159,8 @@ export class FsObjectStore implements ObjectStore {
   private readonly segmentMs: number;
   /** Writes journalled objects into place on a worker thread. */
   private readonly placer = new FsPlacer();
+  /** Placements under way; a checkpoint waits for them, since their journal records are all that make them durable until then. */
+  private readonly placing = new Set<Promise<void>>();
 
   constructor(options: FsObjectStoreOptions) {
     if (options.presign?.secret.length === 0) throw new RangeError('fs store presign.secret must not be empty');
@@ -197,9 +201,20 @@ export class FsObjectStore implements ObjectStore {
     }
     try {
       const bufs: Buffer[] = [];
-      for (const it of items) bufs.push(...journalRecord({ key: it.key, contentType: it.options.contentType, metadata: { ...it.options.metadata }, size: it.body.length }, it.body));
-      await this.appendJournal(bufs, items.map((i) => i.key));
-      await this.placer.place(items.map((it) => this.placeItem(it.key, it.body, it.options)));
+      /** Where each body starts, from the batch's first record. */
+      const starts: number[] = [];
+      let at = 0;
+      for (const it of items) {
+        const record = journalRecord({ key: it.key, contentType: it.options.contentType, metadata: { ...it.options.metadata }, size: it.body.length }, it.body);
+        bufs.push(...record);
+        starts.push(at + record[0]!.length + record[1]!.length);
+        at += record[0]!.length + record[1]!.length + it.body.length;
+      }
+      // the placer reads each body back from the segment (just written, in the page cache)
+      const { placed } = await this.appendJournal(bufs, items.map((i) => i.key), (base) =>
+        items.map((it, i) => this.placeItem(it.key, { offset: base + starts[i]!, size: it.body.length }, it.options)),
+      );
+      await placed;
     } catch (err) {
       throw storeError('putBatch', err);
     }
@@ -210,9 +225,9 @@ export class FsObjectStore implements ObjectStore {
    * synced wait and then go together: one writev and one fdatasync for all of them (the group
    * commit of every caller of the store, not only within one batch).
    */
-  private appendJournal(bufs: Buffer[], keys: string[]): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.journalQueue.push({ bufs, keys, resolve, reject });
+  private appendJournal(bufs: Buffer[], keys: string[], place: JournalAppend['place']): Promise<{ placed: Promise<void> }> {
+    return new Promise<{ placed: Promise<void> }>((resolve, reject) => {
+      this.journalQueue.push({ bufs, keys, place, resolve, reject });
       if (this.journalFlushQueued) return;
       this.journalFlushQueued = true;
       this.journalTail = this.journalTail.then(() => this.flushJournal());
@@ -226,8 +241,12 @@ export class FsObjectStore implements ObjectStore {
     this.journalQueue = [];
     if (jobs.length === 0) return;
     const bufs = jobs.length === 1 ? jobs[0]!.bufs : jobs.flatMap((j) => j.bufs);
+    let base: number;
+    let segPath: string;
     try {
       const seg = this.segment ?? (this.segment = await this.openSegment());
+      base = seg.bytes;
+      segPath = seg.path;
       const total = bufs.reduce((n, b) => n + b.length, 0);
       let written = (await seg.fh.writev(bufs, seg.bytes)).bytesWritten;
       if (written < total) {
@@ -243,7 +262,16 @@ export class FsObjectStore implements ObjectStore {
       for (const j of jobs) j.reject(err);
       return;
     }
-    for (const j of jobs) j.resolve();
+    // the placements start before the segment can be retired (the next flush or rotation waits
+    // for this one) and are registered: a checkpoint must not delete the records of objects not yet in place
+    for (const j of jobs) {
+      const placed = this.placer.place(j.place(base), segPath);
+      this.placing.add(placed);
+      const settled = (): void => void this.placing.delete(placed);
+      placed.then(settled, settled);
+      j.resolve({ placed });
+      base += j.bufs.reduce((n, b) => n + b.length, 0);
+    }
   }
 
   private async openSegment(): Promise<Segment> {
@@ -285,6 +313,8 @@ export class FsObjectStore implements ObjectStore {
     if (todo.length === 0) return Promise.resolve();
     this.checkpointing = (async () => {
       try {
+        // every key of the retired segments was given to the placer before its segment closed
+        await Promise.allSettled([...this.placing]);
         await this.flushObjects(todo.flatMap((s) => s.keys));
         for (const s of todo) await unlink(s.path).catch(() => undefined);
       } catch {
@@ -353,7 +383,7 @@ export class FsObjectStore implements ObjectStore {
    * What the placer needs to write an object and its sidecar into place, temp file and rename,
    * without fsync (the journal has them). `body` null: only the sidecar (putFile moves the bytes).
    */
-  private placeItem(key: string, body: Buffer | null, options: PutOptions): PlaceItem {
+  private placeItem(key: string, body: PlaceItem['body'], options: PutOptions): PlaceItem {
     const metadata = options.metadata ?? {};
     const bare = Object.keys(metadata).length === 0 && options.contentType === contentTypeOf(key);
     return {
@@ -417,8 +447,8 @@ export class FsObjectStore implements ObjectStore {
       }
       // sidecar first, object last: the object's presence is what makes the write visible
       const metadata = { ...options.metadata };
-      await this.appendJournal(journalRecord({ key, contentType: options.contentType, metadata, size: 0, sidecarOnly: true }, EMPTY), [key]);
-      await this.placer.place([this.placeItem(key, null, options)]);
+      const { placed } = await this.appendJournal(journalRecord({ key, contentType: options.contentType, metadata, size: 0, sidecarOnly: true }, EMPTY), [key], () => [this.placeItem(key, null, options)]);
+      await placed;
       await renameMakingDir(path, file).catch(async (err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
         // another filesystem: a copy, synced, then renamed (atomic) into place

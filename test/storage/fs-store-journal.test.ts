@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { access, appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
@@ -143,4 +143,43 @@ t.test('putFile: a master\'s sidecar is one journal record without audio; an obj
   await s.putFile('m/bare.wav', join(spool, 'bare.pcm'), { contentType: 'audio/wav' });
   await t.rejects(readFile(join(root, '.meta', 'm', 'bare.wav.json')), { code: 'ENOENT' }, 'no sidecar for an object the key describes');
   t.same(await readdir(spool), [], 'every file was moved, none copied');
+});
+
+t.test('a checkpoint never deletes the journal records of objects still being put into place', async (t) => {
+  const root = await newRoot();
+  // a segment is due for its checkpoint 1 ms after it opened: the checkpoint comes while the batch is placed
+  const s = new FsObjectStore({ root, presign: { baseUrl: 'http://127.0.0.1', secret: 's' }, journalSegmentMs: 1 });
+  await s.start();
+  const items = Array.from({ length: 24 }, (_, i) => ({ key: `big/${i}.wav`, body: Buffer.alloc(2 * 1024 * 1024, i + 1), options: { contentType: 'audio/wav' } }));
+  const last = join(root, 'objects', 'big', '23.wav');
+  let settled = false;
+  const put = s.putBatch(items).finally(() => (settled = true));
+  let journalled = false;
+  let exposed = 0;
+  while (!settled) {
+    const segments = (await readdir(join(root, '.journal'))).filter((n) => n.endsWith('.log'));
+    if (segments.length > 0) journalled = true;
+    else if (journalled && !(await access(last).then(() => true, () => false))) exposed++;
+    await new Promise((r) => setImmediate(r));
+  }
+  await put;
+  t.ok(journalled, 'the batch went through the journal');
+  t.equal(exposed, 0, 'no moment with the journal deleted and the last object not yet in place');
+  for (const it of items) t.ok((await s.get(it.key)).equals(it.body), `${it.key} intact`);
+  await s.stop();
+});
+
+t.test('putBatch of bodies in shared memory (chunk WAVs): stored byte for byte', async (t) => {
+  const root = await newRoot();
+  const s = store(root);
+  await s.start();
+  const items = Array.from({ length: 8 }, (_, i) => {
+    const body = Buffer.from(new SharedArrayBuffer(50_000 + i));
+    body.set(journalBody(i).subarray(0, body.length));
+    body.fill(i, journalBody(i).length);
+    return { key: `shared/${i}.wav`, body, options: { contentType: 'audio/wav', metadata: { seq: String(i) } } };
+  });
+  await s.putBatch(items);
+  for (const it of items) t.ok((await s.get(it.key)).equals(it.body), `${it.key} bytes`);
+  await s.stop();
 });
