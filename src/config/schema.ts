@@ -103,7 +103,7 @@ export const configSchema = z.object({
     .object({
       /** Live audio a subscriber's queue holds (summed over its tracks) before it is closed with 4008. Env LIVE_QUEUE_SECONDS. */
       queueSeconds: z.number().min(0.1).max(60).default(2),
-      /** Live audio per binary message in ms (steps gathered before a send; 0: each step at once). Env LIVE_BATCH_MS. */
+      /** Period in ms of the timer that sends every track's gathered live audio (0: each step at once). Env LIVE_BATCH_MS. */
       batchMs: z.number().int().min(0).max(100).default(20),
       /** Concurrent `GET /v1/live` subscribers per tenant on this host. Env LIVE_MAX_SUBSCRIBERS_PER_TENANT. */
       maxSubscribersPerTenant: positiveInt.max(100_000).default(200),

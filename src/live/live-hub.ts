@@ -13,7 +13,7 @@ export const LIVE_RATES = [8000, 16000, 24000, 48000] as const;
 /** Bytes of the binary message header: uint32 LE track index, uint64 LE offset. */
 export const LIVE_HEADER_BYTES = 12;
 
-/** Default live audio per binary message: two 10 ms steps (half the sends of one a step, 10 ms more latency at most). */
+/** Default period of the live tick: every track's gathered steps go out every 20 ms (two 10 ms steps a message). */
 export const DEFAULT_BATCH_MS = 20;
 /** Catch-up from files is sent only while the socket's queue is below this (paced by the socket). */
 const CATCHUP_WATERMARK = 64 * 1024;
@@ -146,8 +146,9 @@ export class LiveTrack implements RecordingTap {
   }
 
   /**
-   * One output step of the recording: gathered (downmixed) until the batch holds
-   * `live.batchMs` of audio, then resampled and sent, one message per feed.
+   * One output step of the recording: gathered (downmixed) into the batch, which the hub's
+   * tick (every `live.batchMs`) resamples and sends, one message per feed, for every track at
+   * once; with `live.batchMs` 0 each step goes out as it comes.
    */
   audio(samples: Int16Array, offset: number, frames: number, firstFrame: number): void {
     if (this.batchFill > 0 && firstFrame !== this.batchFirst + this.batchFill) this.deliver();
@@ -166,12 +167,14 @@ export class LiveTrack implements RecordingTap {
       for (let i = this.batchFill, s = offset, e = this.batchFill + frames; i < e; i++, s += 2) b[i] = (samples[s]! + samples[s + 1]! + 1) >> 1;
     } else b.set(samples.subarray(offset, offset + frames), this.batchFill);
     this.batchFill = need;
-    if (need >= this.hub.batchFrames(this.info.masterRate)) this.deliver();
+    // no tick (batchMs 0), a tick that is late (a busy event loop), or audio coming faster than
+    // real time (messages stay at most two ticks long): the batch goes out now
+    if (!this.hub.ticking || need >= this.hub.maxBatchFrames(this.info.masterRate) || performance.now() - this.batchT0 >= this.hub.batchMs) this.deliver();
   }
 
-  /** Sends the batch if its first step is older than `ageMs` (audio that stopped coming). */
-  flushOlderThan(now: number, ageMs: number): void {
-    if (this.batchFill > 0 && now - this.batchT0 >= ageMs) this.deliver();
+  /** The hub's tick: what the batch holds goes out. */
+  flush(): void {
+    if (this.batchFill > 0) this.deliver();
   }
 
   /**
@@ -738,7 +741,7 @@ export class LiveHub {
   private timer: NodeJS.Timeout | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
   private bytes = 0;
-  private readonly batchMs: number;
+  readonly batchMs: number;
 
   constructor(private readonly opts: LiveHubOptions) {
     this.history = opts.history;
@@ -747,9 +750,14 @@ export class LiveHub {
     this.batchMs = opts.batchMs ?? DEFAULT_BATCH_MS;
   }
 
-  /** Master frames a live batch gathers before it is sent. */
-  batchFrames(masterRate: number): number {
-    return Math.max(1, Math.round((masterRate * this.batchMs) / 1000));
+  /** Master frames a live batch holds at most: two ticks of audio. */
+  maxBatchFrames(masterRate: number): number {
+    return Math.max(1, Math.round((masterRate * 2 * this.batchMs) / 1000));
+  }
+
+  /** Live audio is gathered and sent by one timer for every track (`live.batchMs` > 0). */
+  get ticking(): boolean {
+    return this.batchTimer !== undefined;
   }
 
   get queueSeconds(): number {
@@ -768,10 +776,9 @@ export class LiveHub {
     this.timer = setInterval(() => this.sweep(), 1000);
     this.timer.unref();
     if (this.batchMs > 0) {
-      // a batch whose audio stopped coming (a stalled stream) goes out a batch's time later
+      // one wake-up sends every track's batch (not one send per track whenever its frames arrive)
       this.batchTimer = setInterval(() => {
-        const now = performance.now();
-        for (const t of this.tracks.values()) t.flushOlderThan(now, this.batchMs);
+        for (const t of this.tracks.values()) t.flush();
       }, this.batchMs);
       this.batchTimer.unref();
     }
@@ -780,6 +787,7 @@ export class LiveHub {
   stop(): void {
     clearInterval(this.timer);
     clearInterval(this.batchTimer);
+    this.batchTimer = undefined;
     for (const s of [...this.subscribers]) s.close(1001, 'server shutting down');
     this.flushCounters();
   }
