@@ -29,6 +29,18 @@ if (gc === undefined) throw new Error('run with --expose-gc');
 
 // 20 ms of 48 kHz mono, reused (the pool of the daemon does the same); write() takes a view
 const frame = Buffer.alloc(1920 * 50, 7);
+// One short recording finished before anything is measured: the store's first end starts its
+// worker threads (the fs place worker, the S3 digester), a one-time cost of the process that
+// is not what many finalizations at once hold.
+{
+  const warm = await MasterUpload.create({
+    store, stateDir, recordingId: 'fin-warm', key: 'fin/warm.wav', format: { sampleRate: 48000, channels: 1 },
+    metadata: { tenant: 'bench' }, partSize, spool,
+  });
+  warm.write(frame.subarray(0, 1920));
+  await warm.flush();
+  await warm.finish({ 'duration-sec': '0' });
+}
 const uploads: MasterUpload[] = [];
 for (let i = 0; i < streams; i++) {
   const upload = await MasterUpload.create({
