@@ -9,8 +9,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parse } from 'yaml';
-import { alertRules, daemonWithTraffic, dashboard, deploy, exportedMetrics, metricNames, queryPanels, resolve, type RuleTest, waitUntil } from '../helpers/monitoring.js';
+import { alertRules, daemonWithTraffic, dashboard, deploy, exportedMetrics, metricNames, queryPanels, resolve, type RuleTest } from '../helpers/monitoring.js';
 import { onPath, startPrometheus } from '../helpers/prometheus.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 t.test('promtool checks the rules and their unit tests; every alert has a firing and a quiet case', async (t) => {
   t.ok(onPath('promtool'), 'promtool is installed (.ci/run installs Debian\'s prometheus package)');
@@ -53,7 +54,7 @@ t.test('a real Prometheus scraping a running daemon: every dashboard query and t
     scrape_configs: [{ ...shipped.scrape_configs[0], static_configs: [{ targets: [`127.0.0.1:${daemon.port}`] }] }],
   });
   t.teardown(() => prom.stop());
-  await waitUntil(async () => Number((await prom.query(`count_over_time(up{job="${job}"}[1m])`))[0]?.value[1] ?? 0) >= 5, 'five scrapes');
+  await waitFor(async () => Number((await prom.query(`count_over_time(up{job="${job}"}[1m])`))[0]?.value[1] ?? 0) >= 5, 30_000, 'five scrapes', 200);
   t.equal((await prom.query(`up{job="${job}"}`))[0]?.value[1], '1', 'the daemon is up');
 
   const exported = await exportedMetrics(daemon.baseUrl);
@@ -80,7 +81,7 @@ t.test('a real Prometheus scraping a running daemon: every dashboard query and t
   }
   type RuleState = { name: string; health: string; lastError?: string; state: string };
   const loaded = async (): Promise<RuleState[]> => (await prom.api<{ groups: { rules: RuleState[] }[] }>('/api/v1/rules')).groups.flatMap((g) => g.rules);
-  await waitUntil(async () => (await loaded()).every((r) => r.health === 'ok'), 'every rule evaluated');
+  await waitFor(async () => (await loaded()).every((r) => r.health === 'ok'), 30_000, 'every rule evaluated', 200);
   const states = await loaded();
   t.equal(states.length, alertRules().length, 'every rule of alerts.yml is loaded');
   for (const r of states) t.equal(r.health, 'ok', `${r.name} evaluates against the daemon's series${r.lastError ? `: ${r.lastError}` : ''}`);

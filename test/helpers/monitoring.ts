@@ -14,6 +14,7 @@ import { mintEgressToken } from '../../src/sources/egress-token.js';
 import { type Daemon, startDaemon } from './daemon.js';
 import { startReceiver } from './events-http.js';
 import { tempDir } from './temp-dir.js';
+import { waitFor } from './wait-for.js';
 
 const root = join(import.meta.dirname, '..', '..');
 export const deploy = (p: string): string => join(root, 'deploy', p);
@@ -71,7 +72,7 @@ export async function daemonWithTraffic(t: Test): Promise<Daemon> {
   t.equal((await post(note, 'DASH1')).status, 200, 'its repeat answered from the idempotency record');
   t.equal((await post(randomBytes(4096), 'DASH2')).status, 415, 'noise refused');
   const hookTypes = (): string[] => hook.requests.map((r) => (JSON.parse(r.body.toString()) as { type: string }).type);
-  await waitUntil(() => hookTypes().includes('recording.completed') && hookTypes().includes('voicenote.stored'), 'webhook deliveries');
+  await waitFor(() => hookTypes().includes('recording.completed') && hookTypes().includes('voicenote.stored'), 30_000, 'webhook deliveries', 200);
   return daemon;
 }
 
@@ -90,10 +91,3 @@ async function configFileOf(t: Test, config: Record<string, unknown>): Promise<s
   return file;
 }
 
-export async function waitUntil(pred: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
