@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Live audio out: what GET /v1/live costs the daemon.
 //
-//   node bench/live-out.mjs [--streams 200] [--seconds 20] [--rate 16000] [--batch-ms 20] [--cpu-prof <dir>]
+//   node bench/live-out.mjs [--streams 200] [--seconds 20] [--rate 16000] [--batch-ms 20] [--cpu-prof <dir>] [--root <checkout>]
 //
 // One daemon (fs store), N egress streams paced in real time (10 ms frames of 48 kHz stereo).
 // Phase A: the streams with no subscriber; phase B: the same streams, each with one subscriber
@@ -39,9 +39,10 @@ function toneFrames(count) {
   return frames;
 }
 
-// --cpu-prof <dir>: the daemon writes a V8 CPU profile there when it stops; --batch-ms: live.batchMs
+// --cpu-prof <dir>: the daemon writes a V8 CPU profile there when it stops; --batch-ms: live.batchMs;
+// --root: the checkout whose build runs as the daemon (another build for A/B runs, alternated in one lock hold)
 const BATCH_MS = args['batch-ms'] === undefined ? undefined : Number(args['batch-ms']);
-const daemon = await startDaemon({ config: { live: { maxSubscribersPerTenant: 100_000, ...(BATCH_MS === undefined ? {} : { batchMs: BATCH_MS }) } }, cpuProf: args['cpu-prof'] });
+const daemon = await startDaemon({ config: { live: { maxSubscribersPerTenant: 100_000, ...(BATCH_MS === undefined ? {} : { batchMs: BATCH_MS }) } }, cpuProf: args['cpu-prof'], ...(args.root === undefined ? {} : { root: args.root }) });
 // the first egress connection of a daemon started with --cpu-prof can be aborted as it opens: a throwaway one goes first
 {
   const w = new WebSocket(await daemon.egressUrl('bench-warmup', 'TR_warmup', 'warmup'), { headers: { 'Content-Type': 'audio/x-raw' }, perMessageDeflate: false });
@@ -158,6 +159,7 @@ const rows = [
 const summary = {
   streams: N,
   batchMs: BATCH_MS ?? 'default',
+  root: args.root ?? 'this checkout',
   loadAverage: loadavg().map((x) => Number(x.toFixed(2))),
   seconds: SECONDS,
   rate: RATE,

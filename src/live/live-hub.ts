@@ -15,6 +15,8 @@ export const LIVE_HEADER_BYTES = 12;
 
 /** Default period of the live tick: every track's gathered steps go out every 20 ms (two 10 ms steps a message). */
 export const DEFAULT_BATCH_MS = 20;
+/** uWS `send` result: written out whole, nothing buffered (0: backpressure, 2: dropped). */
+const SEND_SUCCESS = 1;
 /** Catch-up from files is sent only while the socket's queue is below this (paced by the socket). */
 const CATCHUP_WATERMARK = 64 * 1024;
 /** How long a gracefully closing subscriber may go without reading before its socket is cut. */
@@ -592,6 +594,8 @@ export class Subscriber {
   roomFinished = false;
   private readonly queueLimit: number;
   private drainWaiters: (() => void)[] = [];
+  /** The last send did not go out whole: the socket has a queue (uWS returns 1 only when nothing is buffered). */
+  private pressured = false;
 
   constructor(
     readonly hub: LiveHub,
@@ -619,18 +623,19 @@ export class Subscriber {
 
   sendText(obj: unknown): void {
     if (this.closed) return;
-    this.ws.send(JSON.stringify(obj), false);
+    this.pressured = this.ws.send(JSON.stringify(obj), false) !== SEND_SUCCESS;
   }
 
   sendBinary(msg: Uint8Array, t0: number | undefined): void {
     if (this.closed) return;
-    this.ws.send(msg, true);
+    this.pressured = this.ws.send(msg, true) !== SEND_SUCCESS;
     this.hub.countSent(msg.byteLength, t0);
   }
 
   /** After a live send: a queue beyond its bound closes the subscriber with 4008. */
   checkQueue(): void {
-    if (this.closed || this.ws.getBufferedAmount() <= this.queueLimit) return;
+    // the last send went out whole (nothing buffered): no need to ask the socket
+    if (this.closed || !this.pressured || this.ws.getBufferedAmount() <= this.queueLimit) return;
     this.hub.metrics.liveOverflows.inc();
     const offsets: Record<string, number> = {};
     for (const f of this.feeds) if (f.mode !== 'done') offsets[f.track.info.recordingId] = f.outNext;
@@ -889,7 +894,7 @@ export class LiveHub {
 
   countSent(bytes: number, t0: number | undefined): void {
     this.bytes += bytes;
-    if (t0 !== undefined) this.metrics.liveDeliveryLatency.observe((performance.now() - t0) / 1000);
+    if (t0 !== undefined) this.metrics.liveDeliveryLatency.record((performance.now() - t0) / 1000);
   }
 
   private flushCounters(): void {
