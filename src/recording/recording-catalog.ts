@@ -3,6 +3,7 @@ import type { EndReason, MuteInterval } from '../events/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { type ObjectKeys, sanitizeSegment } from '../storage/keys.js';
+import { GroupCommit } from '../storage/group-commit.js';
 import type { BatchItem, ObjectStore, PutOptions } from '../storage/object-store.js';
 import type { RecordingIdentity, RecordingResult } from './recording.js';
 
@@ -77,11 +78,8 @@ export const MAX_LIST_LIMIT = 1000;
 /** Concurrent record reads while listing. */
 const LIST_READ_CONCURRENCY = 16;
 
-/** Group commits in flight (stores with putBatch): while one is made durable, the next gathers. */
-const BATCHES_AT_ONCE = 2;
-
-/** Most records in one group commit. */
-const BATCH_RECORDS = 64;
+/** Most objects in one group commit: 64 records of three objects each. */
+const BATCH_OBJECTS = 192;
 
 export class RecordingCatalog {
   private readonly opts: RecordingCatalogOptions;
@@ -91,14 +89,13 @@ export class RecordingCatalog {
   private readonly open = new Map<string, CatalogRecord>();
   /** The tail of each recording's write chain. */
   private readonly writing = new Map<string, Promise<void>>();
-  /** Records waiting for a group commit (stores with putBatch), and the commits in flight. */
-  private readonly batchQueue: { record: CatalogRecord; done: () => void }[] = [];
-  private batchesRunning = 0;
-  private pumpQueued = false;
+  /** The objects of every recording written at one moment go to the store together. */
+  private readonly commit: GroupCommit;
   private failures = 0;
 
   constructor(options: RecordingCatalogOptions) {
     this.opts = options;
+    this.commit = new GroupCommit(options.store, { maxItems: BATCH_OBJECTS });
     this.retryDelaysMs = options.retryDelaysMs ?? [500, 2000, 5000];
     this.now = options.now ?? (() => new Date());
   }
@@ -267,79 +264,36 @@ export class RecordingCatalog {
   }
 
   /**
-   * Writes one record's objects. On a store with group commit (fs) the writes of every
-   * recording that arrive while a batch is being made durable go together in the next one:
-   * a meeting's 500 ends cost a few journal appends and fdatasyncs, not 500 × 3 objects of
-   * their own (each a temp file, a sidecar and four fsyncs).
+   * Writes one record's objects, each retried while the store is unavailable; settles, never
+   * rejects. Through {@link GroupCommit}: on a store with group commit (fs) the objects of every
+   * recording written while a batch is being made durable go together in the next one, so a
+   * meeting's 500 ends cost a few journal appends and fdatasyncs, not 500 × 3 objects of their
+   * own (each a temp file, a sidecar and four fsyncs); a batch the store refuses is retried
+   * object by object, so only the object refused is lost. A record given up is counted once.
    */
-  private write(record: CatalogRecord): Promise<void> {
-    if (this.opts.store.putBatch === undefined) return this.writeEach(record);
-    return new Promise<void>((resolve) => {
-      this.batchQueue.push({ record, done: resolve });
-      // the writes of one tick (a meeting's ends, a burst of opens) gather before the first batch leaves
-      if (this.pumpQueued) return;
-      this.pumpQueued = true;
-      queueMicrotask(() => {
-        this.pumpQueued = false;
-        this.pumpBatches();
-      });
-    });
+  private async write(record: CatalogRecord): Promise<void> {
+    const refused = (await Promise.all(this.objectsOf(record).map((item) => this.writeObject(record, item)))).find((e) => e !== null);
+    if (refused === undefined) return;
+    this.failures++;
+    this.opts.metrics.errors.inc({ code: refused.code });
   }
 
-  private pumpBatches(): void {
-    while (this.batchesRunning < BATCHES_AT_ONCE && this.batchQueue.length > 0) {
-      const jobs = this.batchQueue.splice(0, BATCH_RECORDS);
-      this.batchesRunning++;
-      void this.writeBatch(jobs.map((j) => j.record)).finally(() => { // never rejects: failures fall back to writeEach, which logs and counts
-        this.batchesRunning--;
-        for (const j of jobs) j.done();
-        this.pumpBatches();
-      });
-    }
-  }
-
-  /** One group commit for many records (retried while the store is unavailable); a batch the store refuses is written record by record. */
-  private async writeBatch(records: CatalogRecord[]): Promise<void> {
-    const items = records.flatMap((r) => this.objectsOf(r));
+  /** One object, retried while the store is unavailable; the error it was given up with, or null. */
+  private async writeObject(record: CatalogRecord, item: BatchItem): Promise<AppError | null> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.opts.store.putBatch!(items);
-        return;
+        await this.commit.put(item);
+        return null;
       } catch (err) {
+        const appErr = toAppError(err);
         const delay = this.retryDelaysMs[attempt];
-        if (toAppError(err).retryable && delay !== undefined) {
-          this.opts.logger.warn({ err, records: records.length, attempt: attempt + 1 }, 'catalog batch write failed: retrying');
+        if (appErr.retryable && delay !== undefined) {
+          this.opts.logger.warn({ err, recordingId: record.recordingId, key: item.key, attempt: attempt + 1 }, 'catalog write failed: retrying');
           await new Promise((r) => setTimeout(r, delay));
           continue;
         }
-        // one record the store refuses must not cost the others theirs
-        for (const r of records) await this.writeEach(r);
-        return;
-      }
-    }
-  }
-
-  /** Writes the record's objects one at a time, each retried while the store is unavailable. */
-  private async writeEach(record: CatalogRecord): Promise<void> {
-    const log = this.opts.logger;
-    for (const { key, body, options } of this.objectsOf(record)) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await this.opts.store.put(key, body, options);
-          break;
-        } catch (err) {
-          const appErr = toAppError(err);
-          const delay = this.retryDelaysMs[attempt];
-          if (appErr.retryable && delay !== undefined) {
-            log.warn({ err, recordingId: record.recordingId, key, attempt: attempt + 1 }, 'catalog write failed: retrying');
-            await new Promise((r) => setTimeout(r, delay));
-            continue;
-          }
-          this.failures++;
-          this.opts.metrics.errors.inc({ code: appErr.code });
-          log.error({ err, recordingId: record.recordingId, key, state: record.state }, 'catalog write failed: the recording is unaffected, its catalog entry is incomplete');
-          return;
-        }
+        this.opts.logger.error({ err, recordingId: record.recordingId, key: item.key, state: record.state }, 'catalog write failed: the recording is unaffected, its catalog entry is incomplete');
+        return appErr;
       }
     }
   }

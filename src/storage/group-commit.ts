@@ -1,3 +1,4 @@
+import { isRetryable } from '../errors.js';
 import type { BatchItem, ObjectStore } from './object-store.js';
 
 /** Options of {@link GroupCommit}. */
@@ -21,7 +22,8 @@ interface Job {
  * made durable, leave as one batch instead of one temp file, sidecar and four fsyncs each. A
  * store without it gets one `put` per object. Each caller's promise settles with its batch; a
  * batch the store refuses is retried object by object, so one refused object costs the others
- * nothing. Retries of an unavailable store are the caller's.
+ * nothing. A batch that fails with a retryable error (the store unavailable) fails every put in
+ * it at once: retries of an unavailable store are the callers'.
  */
 export class GroupCommit {
   private readonly queue: Job[] = [];
@@ -70,8 +72,9 @@ export class GroupCommit {
       for (const j of jobs) j.resolve();
       return;
     } catch (err) {
-      if (jobs.length === 1) {
-        jobs[0]!.reject(err);
+      // a store that is unavailable refuses each object alone too: every caller hears it now and retries
+      if (jobs.length === 1 || isRetryable(err)) {
+        for (const j of jobs) j.reject(err);
         return;
       }
     }

@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap';
+import { AppError } from '../../src/errors.js';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
 import { GroupCommit } from '../../src/storage/group-commit.js';
 import type { BatchItem } from '../../src/storage/object-store.js';
@@ -58,6 +59,22 @@ t.test('an object the store refuses fails its own put only', async (t) => {
   t.match((results[1] as PromiseRejectedResult).reason, { code: 'INVALID_PARAMETER' });
   t.same(batches, [3, 1, 1, 1], 'the refused batch, then each object alone');
   t.ok(await store.head(item(2).key));
+});
+
+t.test('a batch that fails as unavailable fails every put in it at once: the callers retry, no object is tried alone', async (t) => {
+  const { store, puts } = await countingStore(t);
+  const down = new AppError('STORAGE_UNAVAILABLE', 'disk gone', { retryable: true });
+  const batches: number[] = [];
+  store.putBatch = async (items: BatchItem[]) => {
+    batches.push(items.length);
+    throw down;
+  };
+  const commit = new GroupCommit(store);
+  const results = await Promise.allSettled([commit.put(item(1)), commit.put(item(2)), commit.put(item(3))]);
+  t.same(results.map((r) => r.status), ['rejected', 'rejected', 'rejected']);
+  t.ok(results.every((r) => (r as PromiseRejectedResult).reason === down), 'each put rejects with the store\'s error');
+  t.same(batches, [3], 'one attempt for the batch, none per object');
+  t.same(puts, []);
 });
 
 t.test('a store without putBatch gets one put per object', async (t) => {
