@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MIN_WAIT_MS } from './wait-for.js';
 
 // The daemon child runs the built dist/ (source-mapped to src/). Its coverage would be merged
 // with the in-process coverage of the same src files from a different compilation, and the
@@ -35,7 +36,12 @@ export async function startDaemon(env: Record<string, string> = {}, args: string
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`daemon not ready in 15 s:\n${out}`)), 15_000);
+    // a bound on a daemon that hangs, not a timing assertion (MIN_WAIT_MS, as every wait); the
+    // child is killed with it, so a test that failed here never waits for tap's own timeout
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`daemon not ready in ${MIN_WAIT_MS / 1000} s:\n${out}`));
+    }, MIN_WAIT_MS);
     const check = (): void => {
       const m = /"port":(\d+)[^\n]*"msg":"audio-ingestd ready"/.exec(out);
       if (m) {
