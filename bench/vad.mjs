@@ -1,15 +1,22 @@
 // VAD cost — what WebRTC voice-activity detection (vad.enabled, on worker threads) adds to a live
 // stream, in CPU seconds per stream-hour, two ways in the same run:
 //   worker   — one VadPool stream fed an hour of 48 kHz mono (speech-like: tone bursts and pauses
-//              over noise) as fast as the worker takes it, in this process: the VAD alone;
+//              over noise) as fast as the worker takes it, in this process: the VAD alone (process
+//              CPU, and the worker thread's own from /proc/self/task; the rest is this thread's
+//              chunk copies and messages);
 //   daemon   — N real-time egress streams (the generator in its own process) through the whole
 //              daemon with vad.enabled = false, then true: daemon CPU (all threads) over the steady
 //              window, per stream-hour, and the ratio on/off.
 //
+//
 //   node bench/vad.mjs [--quick] [--n 50] [--seconds 20] [--hours 1]
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { VadPool } from '../dist/recording/vad-pool.js';
+//        [--worker-only] [--dist dist,<other build's dist>,…] [--rounds 2] [--frame-ms 10]
+// --dist: the worker row for each build, alternating, `--rounds` times (same run, same load);
+// the daemon rows always use this checkout's build.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadavg } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { removeAtExit, saveResults, startDaemon } from './lib/daemon.mjs';
 import { cpuSeconds, sleep } from './lib/proc.mjs';
 import { runGenerator } from './lib/run-generator.mjs';
@@ -21,7 +28,9 @@ const N = Number(args.n ?? (quick ? 20 : 50));
 const SECONDS = Number(args.seconds ?? (quick ? 10 : 20));
 const HOURS = Number(args.hours ?? (quick ? 0.25 : 1));
 const RATE = 48000;
-const settings = { mode: 2, frameMs: 10, minSpeechMs: 200, minSilenceMs: 300, live: false };
+const settings = { mode: 2, frameMs: Number(args['frame-ms'] ?? 10), minSpeechMs: 200, minSilenceMs: 300, live: false };
+const DISTS = String(args.dist ?? 'dist').split(',').map((d) => resolve(d));
+const ROUNDS = Number(args.rounds ?? 1);
 const silentLogger = { warn() {}, error() {}, info() {}, debug() {}, child() { return silentLogger; } };
 
 /** 2 s chunks (the default groupSeconds) of 48 kHz mono: 1.3 s of a 180 Hz buzz with harmonics, then 0.7 s of faint noise. */
@@ -38,12 +47,18 @@ function chunk(seed) {
   return a;
 }
 
-async function workerOnly() {
+async function workerOnly(dist) {
+  const { VadPool } = await import(pathToFileURL(join(dist, 'recording/vad-pool.js')).href);
+  const before = new Set(readdirSync('/proc/self/task'));
   const pool = new VadPool({ workers: 1, settings, logger: silentLogger, finishTimeoutMs: 600_000, maxQueueBytes: 1 << 30 });
   // warm the worker (module load, wasm compile) outside the measurement
   const warm = pool.open(RATE, 1);
   warm.push(chunk(1).slice().buffer);
   await warm.finish();
+  // the worker's own threads: what this process started with the pool
+  const workerTids = readdirSync('/proc/self/task').filter((t) => !before.has(t));
+  const workerCpu = () => workerTids.reduce((a, t) => a + cpuSeconds(`${process.pid}/task/${t}`), 0);
+  const w0 = workerCpu();
   const chunks = Math.round((HOURS * 3600) / 2);
   const src = chunk(7);
   const cpu0 = process.cpuUsage();
@@ -57,16 +72,20 @@ async function workerOnly() {
   const speech = await s.finish();
   const wallSec = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(cpu0);
+  const workerSec = workerCpu() - w0;
   await pool.stop();
   const cpuSec = (c.user + c.system) / 1e6;
   const audioHours = (chunks * 2) / 3600;
   return {
-    what: 'worker only (1 stream, as fast as it goes)',
+    what: `worker only (1 stream, as fast as it goes), ${dist}`,
     audioHours: round(audioHours, 3),
     cpuSec: round(cpuSec, 2),
     cpuSecPerStreamHour: round(cpuSec / audioHours, 2),
+    workerThreadCpuSecPerStreamHour: round(workerSec / audioHours, 2),
+    restCpuSecPerStreamHour: round((cpuSec - workerSec) / audioHours, 2),
     realtimeFactor: round((audioHours * 3600) / wallSec, 0),
     intervals: speech?.length ?? null,
+    speechSec: speech === null ? null : round(speech.reduce((a, x) => a + x.end - x.start, 0) / RATE, 2),
   };
 }
 
@@ -119,17 +138,18 @@ function round(x, d) {
   return Math.round(x * f) / f;
 }
 
-const worker = await workerOnly();
-const off = await daemonRun(false);
-await sleep(2000);
-const on = await daemonRun(true);
-const rows = [worker, off, on];
-const summary = {
-  what: 'VAD in the daemon: on − off',
-  cpuSecPerStreamHour: round(on.cpuSecPerStreamHour - off.cpuSecPerStreamHour, 2),
-  ratioOnOff: round(on.cpuSecPerStreamHour / off.cpuSecPerStreamHour, 2),
-};
-rows.push(summary);
+const rows = [];
+for (let r = 0; r < ROUNDS; r++) for (const dist of DISTS) rows.push({ ...(await workerOnly(dist)), load1: loadavg()[0] });
+if (!args['worker-only']) {
+  const off = await daemonRun(false);
+  await sleep(2000);
+  const on = await daemonRun(true);
+  rows.push(off, on, {
+    what: 'VAD in the daemon: on − off',
+    cpuSecPerStreamHour: round(on.cpuSecPerStreamHour - off.cpuSecPerStreamHour, 2),
+    ratioOnOff: round(on.cpuSecPerStreamHour / off.cpuSecPerStreamHour, 2),
+  });
+}
 printTable('VAD cost per stream-hour', rows);
 saveResults('vad', { n: N, seconds: SECONDS, hours: HOURS, settings, rows }, rows.map((r) => JSON.stringify(r)).join('\n'));
 process.exit(0);
