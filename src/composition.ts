@@ -185,7 +185,7 @@ export function composeDaemon(input: CompositionInput): Daemon {
     },
   };
   const chunkSinks: ChunkSink[] = [];
-  if (config.storage.chunkObjects) chunkSinks.push(new ChunkObjects({ store, keys, events: outbox, presign, urls: config.storage.chunkUrls, logger: log, metrics }));
+  if (config.storage.chunkObjects) chunkSinks.push(new ChunkObjects({ store, keys, events: outbox, presign, urls: config.storage.chunkUrls, commitMs: config.storage.chunkCommitMs, logger: log, metrics }));
   const cd = config.chunkDispatch;
   const chunkDispatcher =
     cd.url === undefined

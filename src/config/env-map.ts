@@ -28,6 +28,7 @@ export const ENV_MAP: ReadonlyArray<readonly [name: string, path: string, kind: 
   ['S3_STORAGE_CLASS', 'storage.s3.storageClass', 'string'],
   ['S3_TAG_OBJECTS', 'storage.s3.tagObjects', 'bool'],
   ['CHUNK_URLS', 'storage.chunkUrls', 'bool'],
+  ['CHUNK_COMMIT_MS', 'storage.chunkCommitMs', 'int'],
   ['FINALIZE_CONCURRENCY', 'storage.finalizeConcurrency', 'int'],
   ['VAD_ENABLED', 'vad.enabled', 'bool'],
   ['VAD_MODE', 'vad.mode', 'int'],

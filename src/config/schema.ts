@@ -183,6 +183,11 @@ export const configSchema = z.object({
       chunkObjects: z.boolean().default(false),
       /** Presign a URL into every `recording.chunk`; false leaves `url` null (cheaper per chunk). Env CHUNK_URLS. */
       chunkUrls: z.boolean().default(true),
+      /**
+       * ms a chunk object waits for others to share its group commit (fs store): one journal
+       * write and fdatasync, one outbox append for all of them. 0 = none. Env CHUNK_COMMIT_MS.
+       */
+      chunkCommitMs: z.number().int().min(0).max(1000).default(50),
       /** Lifetime of presigned GET URLs. */
       presignTtlSec: positiveInt.max(7 * 24 * 3600).default(3600),
       /** Delete objects older than this many days (0 = keep). */

@@ -24,6 +24,13 @@ export interface ChunkObjectsOptions {
   urls?: boolean;
   /** Most chunks in one group commit of a store with `putBatch` (default 128). */
   batchMax?: number;
+  /**
+   * How long a chunk waits for others to share its group commit (store with `putBatch`), ms.
+   * Chunks of different streams arrive spread over time, one every few ms, so without a wait
+   * each went alone: its own journal write and fdatasync, worker message, outbox and sink
+   * fsyncs. Default 50 (a 2 s chunk is stored ≤ 50 ms later; the master is not delayed).
+   */
+  commitMs?: number;
 }
 
 /** Retries of a chunk while the store is unavailable: 200–400 ms first, at most 10 s. */
@@ -49,6 +56,8 @@ export class ChunkObjects implements ChunkSink {
   private pendingBytes = 0;
   private running = 0;
   private readonly perRecording = new Map<string, { count: number; waiters: (() => void)[] }>();
+  /** The commit window of the oldest waiting chunk, while one is open. */
+  private gather: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: ChunkObjectsOptions) {}
 
@@ -78,6 +87,7 @@ export class ChunkObjects implements ChunkSink {
     // group commit: while a batch is being made durable, the next chunks gather for the next one
     const concurrency = batching ? 2 : (this.opts.concurrency ?? 8);
     while (this.running < concurrency && this.queue.length > 0) {
+      if (batching && this.gathering()) return;
       const jobs = this.queue.splice(0, batching ? (this.opts.batchMax ?? 128) : 1);
       this.running += 1;
       void (batching ? this.storeBatch(jobs) : this.store(jobs[0]!)).finally(() => { // neither rejects: a chunk not stored is logged and counted
@@ -86,6 +96,21 @@ export class ChunkObjects implements ChunkSink {
         this.pump();
       });
     }
+  }
+
+  /** True while the oldest waiting chunk's commit window is open and the batch is not full (a timer ends it). */
+  private gathering(): boolean {
+    const windowMs = this.opts.commitMs ?? 50;
+    if (windowMs <= 0 || this.queue.length >= (this.opts.batchMax ?? 128)) return false;
+    const left = this.queue[0]!.receivedAt + windowMs - Date.now();
+    if (left <= 0) return false;
+    if (this.gather === null) {
+      this.gather = setTimeout(() => {
+        this.gather = null;
+        this.pump();
+      }, left);
+    }
+    return true;
   }
 
   private settled(job: Job): void {
