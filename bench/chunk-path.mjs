@@ -3,6 +3,7 @@
 //
 //   node bench/chunk-path.mjs [--quick] [--n 100,200,500] [--seconds 20] [--storage fs|s3]
 //        [--chunk-seconds 2] [--config '{"storage":{"chunkUrls":true}}'] [--cpu-prof]
+//        [--base-root <checkout>]   (another build, built: its master and chunk runs alternate with this one's)
 //
 // Per N and mode: daemon CPU over the steady window (every stream open, until 1 s before the
 // common end) in cores and per stream-hour; chunk latency p50/p99 from a chunk's last frame to
@@ -24,6 +25,7 @@ const STORAGE = String(args.storage ?? 'fs');
 const CHUNK_SECONDS = Number(args['chunk-seconds'] ?? 2);
 const EXTRA = args.config ? JSON.parse(String(args.config)) : {};
 const CPU_PROF = Boolean(args['cpu-prof']);
+const BASE_ROOT = args['base-root'] ? String(args['base-root']) : undefined;
 
 /** A local analysis endpoint: reads each body, answers 200, counts. */
 async function startReceiver() {
@@ -57,10 +59,12 @@ const q = (m, name, p, before) => {
 async function runOne(mode, n) {
   const receiver = await startReceiver();
   const s3 = STORAGE === 's3' ? await startS3rver() : null;
-  const chunks = mode === 'chunks';
+  const chunks = mode.startsWith('chunks');
+  const base = mode.endsWith('@base');
   const profDir = CPU_PROF ? tempDir(`prof-${mode}`) : undefined;
   const d = await startDaemon({
     cpuProf: profDir,
+    ...(base ? { root: BASE_ROOT } : {}),
     storage: s3 ? { s3: { endpoint: s3.endpoint, bucket: s3.bucket } } : 'fs',
     config: {
       livekit: { groupSeconds: CHUNK_SECONDS, maxStreams: 5000 },
@@ -128,13 +132,15 @@ async function runOne(mode, n) {
 const rows = [];
 const ratios = [];
 for (const n of NS) {
-  const master = await runOne('master', n);
-  rows.push(master);
-  await sleep(2000);
-  const chunk = await runOne('chunks', n);
-  rows.push(chunk);
-  ratios.push({ N: n, 'cpu ratio chunks/master': chunk['cpu cores'] / master['cpu cores'] });
-  await sleep(2000);
+  for (const build of BASE_ROOT ? ['@base', ''] : ['']) {
+    const master = await runOne(`master${build}`, n);
+    rows.push(master);
+    await sleep(2000);
+    const chunk = await runOne(`chunks${build}`, n);
+    rows.push(chunk);
+    ratios.push({ N: n, build: build === '' ? 'this' : BASE_ROOT, 'cpu ratio chunks/master': chunk['cpu cores'] / master['cpu cores'] });
+    await sleep(2000);
+  }
 }
 const title = `chunk path: ${STORAGE}, ${CHUNK_SECONDS} s chunks, ${SECONDS} s streams${Object.keys(EXTRA).length ? `, config ${JSON.stringify(EXTRA)}` : ''}`;
 const md = `${printTable(title, rows)}\n${printTable('CPU ratio (same run)', ratios)}`;
