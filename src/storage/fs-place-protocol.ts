@@ -35,3 +35,29 @@ export interface PlaceRequest {
 
 /** What the worker answers a {@link PlaceRequest} with. */
 export type PlaceReply = WorkerReply<object>;
+
+/**
+ * One file written elsewhere (a master's spool file) to move into the store once its bytes are
+ * durable: fdatasync, rename to `path` (folders made as needed), then the folders synced, each
+ * once for the whole group.
+ */
+export interface MoveItem {
+  /** The file as written (same filesystem as the store: moved by rename). */
+  from: string;
+  /** Final path of the object. */
+  path: string;
+  /** Temp file in the store's temp folder, for a copy when `from` is on another filesystem. */
+  tmp: string;
+}
+
+/** A group of {@link MoveItem}s: masters that end at the same moment share their folders' fsyncs. */
+export interface MoveRequest {
+  id: number;
+  moves: MoveItem[];
+}
+
+/** Each move's outcome, in request order: its size, or why it failed. */
+export type MoveResult = { ok: true; size: number } | { ok: false; message: string; code?: string };
+
+/** What the worker answers a {@link MoveRequest} with. */
+export type MoveReply = WorkerReply<{ results: MoveResult[] }>;

@@ -6,11 +6,11 @@
  * group commit are read here from the journal segment that holds them, so the message carries
  * no object bytes (a structured clone copied each one twice).
  */
-import { closeSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, fdatasyncSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { isNotFound } from './errno.js';
-import type { JournalRange, PlaceItem, PlaceReply, PlaceRequest } from './fs-place-protocol.js';
+import type { JournalRange, MoveItem, MoveReply, MoveRequest, MoveResult, PlaceItem, PlaceReply, PlaceRequest } from './fs-place-protocol.js';
 
 const port = parentPort!;
 
@@ -78,7 +78,106 @@ function placeFiles(it: PlaceItem): void {
   renameMakingDir(it.tmp, it.path);
 }
 
-port.on('message', (req: PlaceRequest) => {
+/** fdatasync of a file by path; returns its size. */
+function syncData(path: string): number {
+  const fd = openSync(path, 'r');
+  try {
+    fdatasyncSync(fd);
+    return fstatSync(fd).size;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * rename(2) into place, making missing folders; returns the folders whose entries changed and
+ * must be synced: the target's, and the parent of each folder made here.
+ */
+function moveMakingDir(from: string, to: string): string[] {
+  const dir = dirname(to);
+  try {
+    renameSync(from, to);
+    return [dir];
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  const first = mkdirSync(dir, { recursive: true });
+  renameSync(from, to);
+  const changed = [dir];
+  // every folder made, from the first down to the target's, is an entry in its parent
+  for (let d = dir; first !== undefined && d.length >= first.length; d = dirname(d)) changed.push(dirname(d));
+  return changed;
+}
+
+/** The bytes durable first, then the rename; a file on another filesystem is copied, synced and renamed. */
+function move(m: MoveItem): { size: number; dirs: string[] } {
+  const size = syncData(m.from);
+  try {
+    return { size, dirs: moveMakingDir(m.from, m.path) };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+  }
+  try {
+    copyFileSync(m.from, m.tmp);
+    syncData(m.tmp);
+    const dirs = moveMakingDir(m.tmp, m.path);
+    unlinkSync(m.from);
+    return { size, dirs };
+  } catch (err) {
+    unlinkQuietly(m.tmp);
+    throw err;
+  }
+}
+
+/**
+ * A group of masters: each one's data synced and moved into place, then every folder the group
+ * changed synced once (a meeting's masters share their meeting's folder), and only then any of
+ * them reported done. A move that fails fails alone; a folder that cannot be synced fails the
+ * moves into it.
+ */
+function moveGroup(moves: MoveItem[]): MoveResult[] {
+  const results: MoveResult[] = [];
+  const folders = new Map<string, number[]>();
+  for (const [i, m] of moves.entries()) {
+    try {
+      const { size, dirs } = move(m);
+      results.push({ ok: true, size });
+      for (const d of dirs) {
+        const users = folders.get(d);
+        if (users === undefined) folders.set(d, [i]);
+        else users.push(i);
+      }
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      results.push({ ok: false, message: e.message, ...(e.code === undefined ? {} : { code: e.code }) });
+    }
+  }
+  for (const [dir, users] of folders) {
+    try {
+      fsyncDirSync(dir);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      for (const i of users) results[i] = { ok: false, message: e.message, ...(e.code === undefined ? {} : { code: e.code }) };
+    }
+  }
+  return results;
+}
+
+port.on('message', (req: PlaceRequest | MoveRequest) => {
+  if ('moves' in req) {
+    const reply: MoveReply = { id: req.id, ok: true, results: moveGroup(req.moves) };
+    port.postMessage(reply);
+    return;
+  }
   let reply: PlaceReply;
   journal = { path: req.journal, fd: null };
   try {

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { PlaceItem, PlaceRequest } from './fs-place-protocol.js';
+import type { MoveItem, MoveRequest, MoveResult, PlaceItem, PlaceRequest } from './fs-place-protocol.js';
 import { WorkerCalls } from './worker-calls.js';
 
 /** The worker script beside this module (`.ts` when the sources run directly, as in the tests). */
@@ -14,7 +14,7 @@ const errnoError = (message: string, code: string | undefined): Error => Object.
  * is replaced at the next batch.
  */
 export class FsPlacer {
-  private readonly calls = new WorkerCalls<Omit<PlaceRequest, 'id'>, object>({
+  private readonly calls = new WorkerCalls<Omit<PlaceRequest, 'id'> | Omit<MoveRequest, 'id'>, { results?: MoveResult[] }>({
     spawn: () => new Worker(WORKER_URL),
     failure: errnoError,
     // a transient outage of the store (storeError counts EIO as one): the batch is tried again
@@ -29,6 +29,16 @@ export class FsPlacer {
   async place(items: PlaceItem[], journal?: string): Promise<void> {
     if (items.length === 0) return;
     await this.calls.call(journal === undefined ? { items } : { items, journal });
+  }
+
+  /**
+   * Moves a group of files into place, each once its data is durable, and syncs every folder
+   * the group changed once (src/storage/fs-place-worker.ts). Resolves with each move's outcome
+   * in order; rejects only when the worker could not answer.
+   */
+  async move(moves: MoveItem[]): Promise<MoveResult[]> {
+    if (moves.length === 0) return [];
+    return (await this.calls.call({ moves })).results ?? [];
   }
 
   /** Ends the worker once nothing is pending (later batches start a new one). */

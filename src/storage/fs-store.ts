@@ -12,7 +12,7 @@ import { fsyncDir, writeFileAtomic } from './atomic-file.js';
 import { isNotFound } from './errno.js';
 import { assertSafeKey } from './keys.js';
 import { FsPlacer } from './fs-placer.js';
-import type { PlaceItem } from './fs-place-protocol.js';
+import type { MoveItem, PlaceItem } from './fs-place-protocol.js';
 import { metadataProblem } from './object-store.js';
 import type { BatchItem, ObjectInfo, ObjectMetadata, ObjectStore, PartRef, PutOptions } from './object-store.js';
 
@@ -68,6 +68,16 @@ interface JournalAppend {
   resolve: (placement: { placed: Promise<void> }) => void;
   reject: (err: unknown) => void;
 }
+
+/** A master waiting for the next group of moves. */
+interface PendingMove {
+  move: MoveItem;
+  resolve: (size: number) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Most masters in one group of moves. */
+const MOVE_GROUP_MAX = 256;
 
 /** The journal segment being appended to. */
 interface Segment {
@@ -161,6 +171,15 @@ export class FsObjectStore implements ObjectStore {
   private readonly placer = new FsPlacer();
   /** Placements under way; a checkpoint waits for them, since their journal records are all that make them durable until then. */
   private readonly placing = new Set<Promise<void>>();
+  /**
+   * Moves masters into place on a thread of its own, a group at a time: their data syncs, renames
+   * and folder syncs are synchronous calls there, not a libuv round trip each on the event loop.
+   */
+  private readonly mover = new FsPlacer();
+  /** Masters gathered for the next group (those that end while a group is being made durable). */
+  private moveQueue: PendingMove[] = [];
+  private moving = false;
+  private moveFlushQueued = false;
 
   constructor(options: FsObjectStoreOptions) {
     if (options.presign?.secret.length === 0) throw new RangeError('fs store presign.secret must not be empty');
@@ -184,6 +203,7 @@ export class FsObjectStore implements ObjectStore {
     this.checkpointTimer = null;
     await this.rotate(true);
     await this.placer.stop();
+    await this.mover.stop();
   }
 
   /**
@@ -428,46 +448,68 @@ export class FsObjectStore implements ObjectStore {
   }
 
   /**
-   * Moves the file into place, no byte read back or copied: the file's fsync, the sidecar as a
-   * journal record (group commit: one fdatasync shared with every other write of the moment)
-   * and put in place without an fsync of its own, then the rename into the store and one fsync
-   * of the object's folder. A master's end costs two fsyncs of its own (data, folder) instead
-   * of four (data, sidecar, sidecar's folder, folder). The path is gone afterwards.
+   * Moves the file into place, no byte read back or copied. Its sidecar is a journal record
+   * (group commit: one fdatasync shared with every other write of the moment), put in place
+   * without an fsync of its own; then the file joins the next group of moves: on the mover's
+   * thread each file of the group is fdatasync'd and renamed into the store, and every folder the
+   * group changed (the object's, and the parent of each folder made for it) is fsync'd once for
+   * the whole group. Resolves only after its group's folder syncs, so an object announced after
+   * this is durable. The path is gone afterwards.
    */
   async putFile(key: string, path: string, options: PutOptions): Promise<{ key: string; size: number }> {
     const file = this.objectPath(key);
     this.checkMetadata(options);
     try {
-      let size: number;
-      try {
-        size = await syncFile(path);
-      } catch (err) {
+      // a missing file must not leave a sidecar (nor replace an existing object's) behind
+      await stat(path).catch((err: unknown) => {
         if (isNotFound(err)) throw new AppError('STORAGE_ERROR', `file ${path} does not exist`, { cause: err });
         throw err;
-      }
+      });
       // sidecar first, object last: the object's presence is what makes the write visible
       const metadata = { ...options.metadata };
       const { placed } = await this.appendJournal(journalRecord({ key, contentType: options.contentType, metadata, size: 0, sidecarOnly: true }, EMPTY), [key], () => [this.placeItem(key, null, options)]);
       await placed;
-      await renameMakingDir(path, file).catch(async (err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-        // another filesystem: a copy, synced, then renamed (atomic) into place
-        const tmp = this.tempPath();
-        try {
-          await copyFile(path, tmp);
-          await syncFile(tmp);
-          await renameMakingDir(tmp, file);
-        } catch (e) {
-          await unlink(tmp).catch(() => undefined); // cleanup after a failed copy: the copy's error is the one to report
-          throw e;
-        }
-        await unlink(path);
-      });
-      await fsyncDir(dirname(file));
+      const size = await this.moveInGroup({ from: path, path: file, tmp: this.tempPath() });
       return { key, size };
     } catch (err) {
       throw storeError('putFile', err);
     }
+  }
+
+  /** Resolves with the file's size once it is durable in place (its group's folder syncs done). */
+  private moveInGroup(move: MoveItem): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.moveQueue.push({ move, resolve, reject });
+      // the ends of one tick gather before the first group leaves
+      if (this.moveFlushQueued) return;
+      this.moveFlushQueued = true;
+      queueMicrotask(() => {
+        this.moveFlushQueued = false;
+        this.pumpMoves();
+      });
+    });
+  }
+
+  /** One group on the mover at a time; the masters that end meanwhile gather for the next. */
+  private pumpMoves(): void {
+    if (this.moving || this.moveQueue.length === 0) return;
+    const jobs = this.moveQueue.splice(0, MOVE_GROUP_MAX);
+    this.moving = true;
+    void this.mover.move(jobs.map((j) => j.move)).then(
+      (results) => {
+        for (const [i, j] of jobs.entries()) {
+          const r = results[i];
+          if (r?.ok === true) j.resolve(r.size);
+          else j.reject(Object.assign(new Error(r?.message ?? 'no answer for this move'), { code: r?.code ?? 'EIO' }));
+        }
+      },
+      (err: unknown) => {
+        for (const j of jobs) j.reject(err);
+      },
+    ).finally(() => {
+      this.moving = false;
+      this.pumpMoves();
+    });
   }
 
   async get(key: string): Promise<Buffer> {

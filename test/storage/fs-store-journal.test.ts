@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { access, appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { FsObjectStore } from '../../src/storage/fs-store.js';
@@ -124,7 +125,8 @@ t.test('putFile: the sidecar goes through the journal (no fsync of its own) and 
 
 t.test('putFile: a master\'s sidecar is one journal record without audio; an object without metadata leaves no sidecar; nothing is copied', async (t) => {
   const root = await newRoot();
-  const s = store(root);
+  // no checkpoint while it runs (a slow start of the worker threads must not empty the journal before it is read)
+  const s = new FsObjectStore({ root, presign: { baseUrl: 'http://127.0.0.1', secret: 's' }, journalSegmentMs: 3_600_000 });
   await s.start();
   t.teardown(() => s.stop());
   const spool = join(root, 'spool');
@@ -182,4 +184,67 @@ t.test('putBatch of bodies in shared memory (chunk WAVs): stored byte for byte',
   await s.putBatch(items);
   for (const it of items) t.ok((await s.get(it.key)).equals(it.body), `${it.key} bytes`);
   await s.stop();
+});
+
+t.test('putFile: masters ending together are announced only once their group has them in place; a kill -9 mid-group leaves every announced master whole', async (t) => {
+  const root = await newRoot();
+  const spool = join(root, 'spool');
+  await mkdir(spool);
+  const child = spawn(process.execPath, [...process.execArgv, 'test/helpers/fs-master-group-child.ts', root, spool, '32'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const acked = new Set<number>();
+  let out = '';
+  const exited = new Promise((r) => child.once('exit', r));
+  await new Promise<void>((resolve) => {
+    void exited.then(() => resolve()); // a child that died by itself fails the count below
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const lines = out.split('\n');
+      out = lines.pop()!;
+      for (const l of lines) acked.add(Number(l));
+      // killed right after an announcement, while the masters ending with it are being moved
+      if (acked.size >= 40 && !child.killed) {
+        child.kill('SIGKILL');
+        resolve();
+      }
+    });
+  });
+  await exited;
+  t.ok(acked.size >= 40, `${acked.size} masters announced before the kill`);
+  const { masterBody } = await import('../helpers/fs-master-body.js');
+  let whole = 0;
+  for (const i of acked) {
+    const got = await readFile(join(root, 'objects', 'rec', 'meeting', `p${i}`, `t${i}`, 'master.wav')).catch(() => null);
+    if (got === null || !got.equals(masterBody(i))) {
+      t.fail(`announced master ${i} ${got === null ? 'absent' : `damaged (${got.length} B)`} after the kill`);
+      continue;
+    }
+    whole++;
+  }
+  t.equal(whole, acked.size, 'every announced master is in place, whole');
+  t.notOk(acked.size > 0 && [...acked].some((i) => existsSync(join(spool, `part-${i}.pcm`))), 'no announced master left in the spool');
+  const s = store(root);
+  await s.start();
+  await s.recoverJournal();
+  for (const i of [...acked].slice(0, 5)) t.match(await s.head(`rec/meeting/p${i}/t${i}/master.wav`), { size: 1024 * 1024, metadata: { seq: String(i) } });
+  await s.stop();
+});
+
+t.test('putFile: one master of a group that cannot be moved fails alone; the others of its group are stored', async (t) => {
+  const root = await newRoot();
+  const s = store(root);
+  await s.start();
+  t.teardown(() => s.stop());
+  const spool = join(root, 'spool');
+  await mkdir(spool);
+  const { writeFile } = await import('node:fs/promises');
+  const { masterBody } = await import('../helpers/fs-master-body.js');
+  await Promise.all(Array.from({ length: 8 }, (_, i) => writeFile(join(spool, `${i}.pcm`), masterBody(i))));
+  // master 3's target folder is taken by a file: its rename fails, in the same group as the rest
+  await mkdir(join(root, 'objects', 'g'), { recursive: true });
+  await writeFile(join(root, 'objects', 'g', 'p3'), 'not a folder');
+  const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => s.putFile(`g/p${i}/master.wav`, join(spool, `${i}.pcm`), { contentType: 'audio/wav', metadata: { seq: String(i) } })));
+  t.same(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+  t.match((results[3] as PromiseRejectedResult).reason, { code: 'STORAGE_ERROR' });
+  for (const i of [0, 1, 2, 4, 5, 6, 7]) t.ok((await s.get(`g/p${i}/master.wav`)).equals(masterBody(i)), `master ${i} stored`);
+  t.ok(existsSync(join(spool, '3.pcm')), 'the failed master is still in the spool');
 });
