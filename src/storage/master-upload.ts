@@ -675,7 +675,7 @@ export class MasterUpload {
       const uploadId = m.uploadId;
       await this.writeHeader(header);
       const first = await this.withRetry('uploadPart', () => this.store.uploadPartFile(m.key, uploadId, 1, partFile(this.dir, 1)));
-      const refs: PartRef[] = [first, ...m.parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag, ...(p.checksum === undefined ? {} : { checksum: p.checksum }) }))];
+      const refs: PartRef[] = [first, ...m.parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag, size: p.dataBytes, ...(p.checksum === undefined ? {} : { checksum: p.checksum }) }))];
       let attempted = false;
       const res = await this.withRetry('completeMultipart', async () => {
         // An earlier attempt may have completed the upload and lost its answer; a retry then fails

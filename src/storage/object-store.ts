@@ -37,6 +37,8 @@ export interface PartRef {
   etag: string;
   /** The part's checksum as the store wants it quoted back at completion (S3 with CRC32: base64); absent when none is needed. */
   checksum?: string;
+  /** Bytes of the part, when known: a completion whose every part says its size learns the object's size without asking the store. */
+  size?: number;
 }
 
 /**

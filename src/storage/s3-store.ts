@@ -415,7 +415,7 @@ export class S3ObjectStore implements ObjectStore {
     })));
     if (res.ETag === undefined) throw new AppError('STORAGE_ERROR', 'object store returned no ETag for a part');
     this.metrics?.storeBytes.inc({ driver: 's3' }, body.length);
-    return this.partRef(partNumber, res.ETag, sums, res.ChecksumCRC32);
+    return { ...this.partRef(partNumber, res.ETag, sums, res.ChecksumCRC32), size: body.length };
   }
 
   async uploadPartFile(key: string, uploadId: string, partNumber: number, path: string): Promise<PartRef & { size: number }> {
@@ -438,9 +438,18 @@ export class S3ObjectStore implements ObjectStore {
       Bucket: this.bucket, Key: key, UploadId: uploadId,
       MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag, ...(p.checksum === undefined ? {} : { ChecksumCRC32: p.checksum }) })) },
     })));
-    const info = await this.head(key);
-    if (info === null) throw new AppError('STORAGE_ERROR', 'completed object is not visible', { details: { key } });
-    return { key, size: info.size };
+    // S3 answers a completion once the object is there (read-after-write consistent): with every
+    // part's size known, its size is their sum and a HEAD would only repeat it
+    let known = 0;
+    for (const p of parts) {
+      if (p.size === undefined) {
+        const info = await this.head(key);
+        if (info === null) throw new AppError('STORAGE_ERROR', 'completed object is not visible', { details: { key } });
+        return { key, size: info.size };
+      }
+      known += p.size;
+    }
+    return { key, size: known };
   }
 
   async abortMultipart(key: string, uploadId: string): Promise<void> {

@@ -61,6 +61,7 @@ t.test('17 MiB+ through a recording proxy: equal parts with the header in part 1
   const total = Math.ceil((17.25 * 1024 * 1024) / 3840) * 3840;
   await writeRecording(upload, total);
   const res = await upload.finish();
+  const byTheUpload = proxy.requests.length;
   t.equal(res.parts, 4);
   await assertMaster(t, store, 'rec/rec-proxy.wav', total);
 
@@ -73,6 +74,8 @@ t.test('17 MiB+ through a recording proxy: equal parts with the header in part 1
   const completes = writes.filter((r) => r.method === 'POST' && r.query.has('uploadId'));
   t.equal(completes.length, 1, 'completed once');
   t.ok(proxy.requests.indexOf(completes[0]!) > proxy.requests.indexOf(parts[3]!), 'completion after part 1');
+  t.equal(res.size, MASTER_HEADER_BYTES + total, 'the size reported is the object\'s');
+  t.same(proxy.requests.slice(proxy.requests.indexOf(completes[0]!) + 1, byTheUpload).filter((r) => r.method === 'HEAD').map((r) => r.path), [], 'no HEAD after the completion: the size is the sum of the parts\' sizes');
   for (const p of parts) {
     t.equal(p.headers['content-md5'], p.bodyMd5, `part ${p.query.get('partNumber')} carries the Content-MD5 of its bytes`);
     t.equal(p.headers['content-length'], String(p.bodyBytes), 'sent with its length (not chunked)');
