@@ -108,6 +108,12 @@ export class RoomService {
   private stopped = false;
   /** Track records of the same moment (a meeting's tracks starting, ending, refreshed) go to the store together. */
   private readonly records: GroupCommit;
+  /**
+   * The last record this host stored of each of its tracks, by key. Only the host that records
+   * a track writes its record, so an examination reads from the store only the other hosts'
+   * (a room on one host: none; it was one GET per track per examination).
+   */
+  private readonly written = new Map<string, RoomTrackRecord>();
 
   constructor(options: RoomServiceOptions) {
     this.o = options;
@@ -245,6 +251,7 @@ export class RoomService {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.records.put({ key, body: Buffer.from(JSON.stringify(rec)), options: { contentType: 'application/json', tags: { tenant: rec.tenant, source: 'livekit' } } });
+        this.written.set(key, { ...rec });
         return;
       } catch (err) {
         if (attempt >= 3 || !isRetryable(err)) throw err;
@@ -343,10 +350,14 @@ export class RoomService {
   private async decide(w: Watch, check: () => void): Promise<Verdict> {
     const folder = this.stateFolder(w.tenant, w.roomName);
     const records: RoomTrackRecord[] = [];
+    const listed = new Set<string>();
     for await (const item of this.o.store.list(`${folder}tracks/`)) {
-      const r = await this.getJson<RoomTrackRecord>(item.key);
+      listed.add(item.key);
+      const r = this.written.get(item.key) ?? (await this.getJson<RoomTrackRecord>(item.key));
       if (r && r.tenant === w.tenant && r.roomName === w.roomName) records.push(r);
     }
+    // records of this host's tracks that another host's session consumed (and deleted)
+    for (const key of this.written.keys()) if (key.startsWith(`${folder}tracks/`) && !listed.has(key)) this.written.delete(key);
     if (records.length === 0) return { kind: 'done' };
     const marker = await this.getJson<{ at: string }>(`${folder}finished.json`);
     const now = this.now();
@@ -392,7 +403,11 @@ export class RoomService {
       log.warn({ sessionId }, 'room session already mixed (a previous holder stopped before tidying up): announcing it again with the same event id');
     }
     await this.o.events.append(await this.completedEvent(record));
-    for (const m of members) await this.o.store.delete(this.trackKey(tenant, roomName, m.recordingId)).catch(() => undefined);
+    for (const m of members) {
+      const key = this.trackKey(tenant, roomName, m.recordingId);
+      this.written.delete(key);
+      await this.o.store.delete(key).catch(() => undefined);
+    }
     if (consumedMarker) await this.o.store.delete(`${this.stateFolder(tenant, roomName)}finished.json`).catch(() => undefined);
     log.info({ sessionId, tracks: record.tracks.length, durationSec: record.durationSec, mixKey: record.mixKey, dualKey: record.dualKey }, 'room session completed');
   }

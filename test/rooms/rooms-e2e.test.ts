@@ -49,6 +49,13 @@ t.test('three participants joining at 0, 2.3 s and 7.1 s, one muted 3 s, one sta
   const { storage } = await s3rverStorage(t, 'aid-rooms-s3-');
   const h = await startTestApp({ storage, rooms: { idleSec: 1, dual: { left: 'alice', right: 'carol' } } } as never);
   t.teardown(() => h.close());
+  // every read of the real store, by key: a room on one host examines its tracks from what it wrote
+  const reads: string[] = [];
+  const get = h.app.store.get.bind(h.app.store);
+  h.app.store.get = (key: string) => {
+    reads.push(key);
+    return get(key);
+  };
   const room = `standup-${Date.now()}`;
   const pcm = { alice: burstPcm(RATE * 6, 11), bob: burstPcm(RATE * 6, 12), carol: burstPcm(RATE * 4, 13) };
   const urls = {
@@ -67,6 +74,7 @@ t.test('three participants joining at 0, 2.3 s and 7.1 s, one muted 3 s, one sta
 
   const event = await waitFor(() => roomEvents(h)[0], 30_000, 'room.completed');
   t.same(validate(loadSchema('room.completed'), event), [], 'room.completed matches its schema');
+  t.same(reads.filter((k) => k.includes('/tracks/')), [], 'no track record read back from the store: the host knows the records it wrote');
   const m = JSON.parse((await h.app.store.get(event.manifest_key as string)).toString('utf8')) as Manifest;
   t.equal(m.roomName, room);
   t.equal(m.sessionId, event.session_id);
