@@ -56,26 +56,45 @@
         (local.set $in (i32.add (local.get $in) (i32.shl (i32.div_u (local.get $phase) (local.get $up)) (i32.const 1))))
         (local.set $phase (i32.rem_u (local.get $phase) (local.get $up)))
         (br $output))))
-  ;; The rounding, clamping end of an output: (Σhi << loBits) + Σlo, + 2^(shift−1), >> shift, to s16.
-  (func $finish (param $hi v128) (param $lo v128) (param $loBits i32) (param $shift i32) (result i64)
-    (local $v i64)
+  ;; [Σa, Σb, Σc, Σd] of four i32x4 accumulators (the lanes of each summed, side by side). i32
+  ;; sums wrap, so their order does not matter: each total fits in 32 bits (see $round4).
+  (func $sum4 (param $a v128) (param $b v128) (param $c v128) (param $d v128) (result v128)
+    (local $ab v128) (local $cd v128)
+    ;; [a0+a2, b0+b2, a1+a3, b1+b3]
+    (local.set $ab
+      (i32x4.add
+        (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $a) (local.get $b))
+        (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $a) (local.get $b))))
+    (local.set $cd
+      (i32x4.add
+        (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $c) (local.get $d))
+        (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $c) (local.get $d))))
+    (i32x4.add
+      (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $ab) (local.get $cd))
+      (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $ab) (local.get $cd))))
+
+  ;; The rounding end of four outputs at once: (Σhi << loBits) + Σlo, + 2^(shift−1), >> shift in
+  ;; 64-bit lanes, then to s16 with saturation (the clamp). Each result fits in 32 bits before
+  ;; the narrow (|Σhi|, |Σlo| < 2^31 and shift > loBits), so taking the low words is exact.
+  ;; The four s16 are the low 8 bytes of the result.
+  (func $round4 (param $hi v128) (param $lo v128) (param $loBits i32) (param $shift i32) (result v128)
+    (local $r v128) (local $v v128)
+    (local.set $r (i64x2.splat (i64.shl (i64.const 1) (i64.extend_i32_u (i32.sub (local.get $shift) (i32.const 1))))))
     (local.set $v
-      (i64.shr_s
-        (i64.add
-          (i64.add
-            (i64.shl
-              (i64.extend_i32_s
-                (i32.add (i32.add (i32x4.extract_lane 0 (local.get $hi)) (i32x4.extract_lane 1 (local.get $hi)))
-                         (i32.add (i32x4.extract_lane 2 (local.get $hi)) (i32x4.extract_lane 3 (local.get $hi)))))
-              (i64.extend_i32_u (local.get $loBits)))
-            (i64.extend_i32_s
-              (i32.add (i32.add (i32x4.extract_lane 0 (local.get $lo)) (i32x4.extract_lane 1 (local.get $lo)))
-                       (i32.add (i32x4.extract_lane 2 (local.get $lo)) (i32x4.extract_lane 3 (local.get $lo))))))
-          (i64.shl (i64.const 1) (i64.extend_i32_u (i32.sub (local.get $shift) (i32.const 1)))))
-        (i64.extend_i32_u (local.get $shift))))
-    (if (i64.gt_s (local.get $v) (i64.const 32767)) (then (local.set $v (i64.const 32767))))
-    (if (i64.lt_s (local.get $v) (i64.const -32768)) (then (local.set $v (i64.const -32768))))
-    (local.get $v))
+      (i64x2.shr_s
+        (i64x2.add
+          (i64x2.add (i64x2.shl (i64x2.extend_low_i32x4_s (local.get $hi)) (local.get $loBits)) (i64x2.extend_low_i32x4_s (local.get $lo)))
+          (local.get $r))
+        (local.get $shift)))
+    (i16x8.narrow_i32x4_s
+      (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27
+        (local.get $v)
+        (i64x2.shr_s
+          (i64x2.add
+            (i64x2.add (i64x2.shl (i64x2.extend_high_i32x4_s (local.get $hi)) (local.get $loBits)) (i64x2.extend_high_i32x4_s (local.get $lo)))
+            (local.get $r))
+          (local.get $shift)))
+      (v128.const i32x4 0 0 0 0)))
 
   ;; The same outputs as fir for one phase (up = 1: every output uses the same taps), four at a
   ;; time: output i reads from $in + 2·$down·i, and the four share each load of the taps.
@@ -123,10 +142,12 @@
           (local.set $p3 (i32.add (local.get $p3) (i32.const 16)))
           (local.set $tp (i32.add (local.get $tp) (i32.const 32)))
           (br_if $block (i32.lt_u (local.get $tp) (local.get $tend))))
-        (i64.store16 (local.get $out) (call $finish (local.get $h0) (local.get $l0) (local.get $loBits) (local.get $shift)))
-        (i64.store16 offset=2 (local.get $out) (call $finish (local.get $h1) (local.get $l1) (local.get $loBits) (local.get $shift)))
-        (i64.store16 offset=4 (local.get $out) (call $finish (local.get $h2) (local.get $l2) (local.get $loBits) (local.get $shift)))
-        (i64.store16 offset=6 (local.get $out) (call $finish (local.get $h3) (local.get $l3) (local.get $loBits) (local.get $shift)))
+        (i64.store (local.get $out)
+          (i64x2.extract_lane 0
+            (call $round4
+              (call $sum4 (local.get $h0) (local.get $h1) (local.get $h2) (local.get $h3))
+              (call $sum4 (local.get $l0) (local.get $l1) (local.get $l2) (local.get $l3))
+              (local.get $loBits) (local.get $shift))))
         (local.set $out (i32.add (local.get $out) (i32.const 8)))
         (local.set $in (i32.add (local.get $in) (i32.shl (local.get $stride) (i32.const 2))))
         (br $group)))))
