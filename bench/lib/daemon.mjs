@@ -151,7 +151,15 @@ export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuPr
       return (await r.json()).websocketUrl;
     },
     async metrics() {
-      return parseMetrics(await (await fetch(`${base}/metrics`)).text());
+      // a kept-alive connection the daemon closed as idle fails the request once ("other side
+      // closed", seen under load after the streams' setup): a second try opens a new one
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return parseMetrics(await (await fetch(`${base}/metrics`)).text());
+        } catch (err) {
+          if (attempt >= 3) throw err;
+        }
+      }
     },
     /** SIGTERM, then SIGKILL after `graceMs`. */
     async stop(graceMs = 20_000) {
