@@ -7,6 +7,7 @@
  * no object bytes (a structured clone copied each one twice).
  */
 import { closeSync, copyFileSync, fdatasyncSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { isNotFound } from './errno.js';
@@ -118,9 +119,22 @@ function moveMakingDir(from: string, to: string): string[] {
   return changed;
 }
 
-/** The bytes durable first, then the rename; a file on another filesystem is copied, synced and renamed. */
-function move(m: MoveItem): { size: number; dirs: string[] } {
-  const size = syncData(m.from);
+/**
+ * fdatasync of a file by path on libuv's threads, so that the files of a group are written back
+ * side by side (one after another, 200 masters' syncs took about twice as long); returns its size.
+ */
+async function syncDataBeside(path: string): Promise<number> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.datasync();
+    return (await fh.stat()).size;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** After its bytes are durable (`size` of them), the rename; a file on another filesystem is copied, synced and renamed. */
+function move(m: MoveItem, size: number): { size: number; dirs: string[] } {
   try {
     return { size, dirs: moveMakingDir(m.from, m.path) };
   } catch (err) {
@@ -144,12 +158,15 @@ function move(m: MoveItem): { size: number; dirs: string[] } {
  * them reported done. A move that fails fails alone; a folder that cannot be synced fails the
  * moves into it.
  */
-function moveGroup(moves: MoveItem[]): MoveResult[] {
+async function moveGroup(moves: MoveItem[]): Promise<MoveResult[]> {
   const results: MoveResult[] = [];
   const folders = new Map<string, number[]>();
+  const synced = await Promise.allSettled(moves.map((m) => syncDataBeside(m.from)));
   for (const [i, m] of moves.entries()) {
     try {
-      const { size, dirs } = move(m);
+      const data = synced[i]!;
+      if (data.status === 'rejected') throw data.reason;
+      const { size, dirs } = move(m, data.value);
       results.push({ ok: true, size });
       for (const d of dirs) {
         const users = folders.get(d);
@@ -174,8 +191,11 @@ function moveGroup(moves: MoveItem[]): MoveResult[] {
 
 port.on('message', (req: PlaceRequest | MoveRequest) => {
   if ('moves' in req) {
-    const reply: MoveReply = { id: req.id, ok: true, results: moveGroup(req.moves) };
-    port.postMessage(reply);
+    // each move's failure is a result of its own; anything else fails the whole call
+    void moveGroup(req.moves).then(
+      (results) => port.postMessage({ id: req.id, ok: true, results } satisfies MoveReply),
+      (err: unknown) => port.postMessage({ id: req.id, ok: false, message: String((err as Error).message ?? err) } satisfies MoveReply),
+    );
     return;
   }
   let reply: PlaceReply;
