@@ -49,11 +49,14 @@ function chunk(seed) {
 
 async function workerOnly(dist) {
   const { VadPool } = await import(pathToFileURL(join(dist, 'recording/vad-pool.js')).href);
+  // builds before the pool copied chunks itself took an ArrayBuffer of their own (recording.ts sliced one per chunk)
+  const copies = readFileSync(join(dist, 'recording/vad-pool.js'), 'utf8').includes('spare');
+  const feed = (s, a) => s.push(copies ? new Uint8Array(a.buffer) : a.slice().buffer);
   const before = new Set(readdirSync('/proc/self/task'));
   const pool = new VadPool({ workers: 1, settings, logger: silentLogger, finishTimeoutMs: 600_000, maxQueueBytes: 1 << 30 });
   // warm the worker (module load, wasm compile) outside the measurement
   const warm = pool.open(RATE, 1);
-  warm.push(chunk(1).slice().buffer);
+  feed(warm, chunk(1));
   await warm.finish();
   // the worker's own threads: what this process started with the pool
   const workerTids = readdirSync('/proc/self/task').filter((t) => !before.has(t));
@@ -66,7 +69,7 @@ async function workerOnly(dist) {
   const s = pool.open(RATE, 1);
   // in bursts, so the queue stays bounded
   for (let i = 0; i < chunks; i++) {
-    s.push(src.slice().buffer);
+    feed(s, src);
     if (i % 200 === 199) await sleep(0);
   }
   const speech = await s.finish();

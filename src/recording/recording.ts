@@ -299,11 +299,11 @@ export class Recording {
         }
       }
     }
-    // The VAD gets its own copy, and only of what the master keeps: its offsets are the master's.
-    const forVad = this.vad === undefined ? undefined : (pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength) as ArrayBuffer);
-    // Last: the master takes ownership of `pcm`.
+    // Last: the master takes ownership of `pcm`. The VAD copies it right after (the master only
+    // queues it here and gives it back from a later write callback), and only what the master
+    // keeps: its offsets are the master's.
     if (this.opts.master.write(pcm) === false) this.timeline.dropped(firstFrame, frames);
-    else if (forVad !== undefined) this.vad!.push(forVad);
+    else this.vad?.push(pcm);
   }
 
   /** A live speech edge from the VAD (only when `vad.liveEvents` is on). */

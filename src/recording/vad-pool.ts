@@ -19,8 +19,8 @@ export interface VadPoolOptions {
 
 /** One recording's VAD: chunks in as they are made, speech intervals out at the end. */
 export interface VadStream {
-  /** A copy of a stored chunk of the master (s16le, the master's format), moved to the worker; never blocks. */
-  push(pcm: ArrayBuffer): void;
+  /** A stored chunk of the master (s16le, the master's format), copied into a buffer moved to the worker; never blocks. */
+  push(pcm: Uint8Array): void;
   /** Speech intervals in the master's samples, or null when the VAD could not follow. */
   finish(): Promise<SpeechInterval[] | null>;
 }
@@ -41,16 +41,23 @@ interface Pending {
   result?: SpeechInterval[] | null;
 }
 
+/** Buffers kept for the next chunks (bytes, summed), as they come back from the workers. */
+const SPARE_BYTES = 8 * 1024 * 1024;
+
 /**
  * Runs the VAD of every live recording on worker threads, so the event loop that takes the
- * frames never runs it: per chunk (2 s by default) one copy of the samples is transferred, the
- * worker answers at the end. A worker that dies fails its streams (speech null) and is replaced.
+ * frames never runs it: per chunk (2 s by default) the samples are copied into a buffer that is
+ * transferred to the worker and comes back with its ack, so the copy lands in memory already
+ * mapped instead of a fresh allocation per chunk; the worker answers at the end. A worker that
+ * dies fails its streams (speech null) and is replaced.
  */
 export class VadPool {
   private readonly slots: Slot[] = [];
   private next = 0;
   private ids = 0;
   private queuedBytes = 0;
+  private readonly spare: ArrayBuffer[] = [];
+  private spareBytes = 0;
   private readonly maxQueueBytes: number;
   private readonly finishTimeoutMs: number;
   private closed = false;
@@ -105,11 +112,14 @@ export class VadPool {
           this.fail(slot, id, p);
           return;
         }
-        p.queued += pcm.byteLength;
-        this.queuedBytes += pcm.byteLength;
+        const bytes = pcm.byteLength;
+        p.queued += bytes;
+        this.queuedBytes += bytes;
+        const buf = this.buffer(bytes);
+        new Uint8Array(buf, 0, bytes).set(pcm);
         const open = p.open;
         p.open = undefined;
-        this.post(slot, open === undefined ? { type: 'pcm', id, pcm } : { type: 'pcm', id, pcm, open: { ...open, settings: this.opts.settings } }, [pcm]);
+        this.post(slot, open === undefined ? { type: 'pcm', id, pcm: buf, bytes } : { type: 'pcm', id, pcm: buf, bytes, open: { ...open, settings: this.opts.settings } }, [buf]);
       },
       finish: () => {
         if (p.failed || slot === undefined || slot.dead) {
@@ -134,6 +144,17 @@ export class VadPool {
         });
       },
     };
+  }
+
+  /** A buffer of at least `bytes`: one that came back, or a new one. */
+  private buffer(bytes: number): ArrayBuffer {
+    const top = this.spare.at(-1);
+    if (top !== undefined && top.byteLength >= bytes) {
+      this.spare.pop();
+      this.spareBytes -= top.byteLength;
+      return top;
+    }
+    return new ArrayBuffer(bytes);
   }
 
   private slot(): Slot {
@@ -161,6 +182,10 @@ export class VadPool {
       if (msg.type === 'ack') {
         p.queued -= msg.bytes;
         this.queuedBytes -= msg.bytes;
+        if (this.spareBytes + msg.pcm.byteLength <= SPARE_BYTES) {
+          this.spare.push(msg.pcm);
+          this.spareBytes += msg.pcm.byteLength;
+        }
         return;
       }
       if (msg.type === 'error') {

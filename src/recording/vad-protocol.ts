@@ -20,17 +20,18 @@ export interface VadOpen {
 
 export type VadRequest =
   /**
-   * s16le samples of the master (interleaved when channels > 1), in an ArrayBuffer of their own.
+   * s16le samples of the master (interleaved when channels > 1): the first `bytes` of `pcm`, an
+   * ArrayBuffer transferred to the worker and handed back with the `ack`, for the next chunk.
    * The first of a stream carries `open` (one message per stream fewer than a separate open,
    * and none at all for a recording that ends before its first chunk).
    */
-  | { type: 'pcm'; id: number; pcm: ArrayBuffer; open?: VadOpen }
+  | { type: 'pcm'; id: number; pcm: ArrayBuffer; bytes: number; open?: VadOpen }
   | { type: 'end'; id: number }
   | { type: 'stop' };
 
 export type VadReply =
   | { type: 'edge'; id: number; on: boolean; offset: number }
-  /** A `pcm` message was processed (its bytes). */
-  | { type: 'ack'; id: number; bytes: number }
+  /** A `pcm` message was processed (its bytes); its buffer comes back (transferred) to be filled again. */
+  | { type: 'ack'; id: number; bytes: number; pcm: ArrayBuffer }
   | { type: 'done'; id: number; intervals: { start: number; end: number }[] }
   | { type: 'error'; id: number; message: string };

@@ -127,8 +127,8 @@ function wide(st: Stream, m: FvadModule, v: number): void {
   narrow(st, m, ((st.half + t) << 16) >> 16);
 }
 
-function pcm(st: Stream, m: FvadModule, buf: ArrayBuffer): void {
-  const src = new Int16Array(buf);
+function pcm(st: Stream, m: FvadModule, buf: ArrayBuffer, bytes: number): void {
+  const src = new Int16Array(buf, 0, bytes >> 1);
   if (st.channels === 1 && st.factor > 0) {
     // per sample up to the start of a pair of 16 kHz samples, whole pairs in one loop, the rest per sample
     let i = 0;
@@ -237,8 +237,8 @@ function handle(msg: VadRequest, m: FvadModule): void {
     const st = streams.get(msg.id);
     if (st === undefined) return; // failed at open (already reported) or ended
     if (msg.type === 'pcm') {
-      pcm(st, m, msg.pcm);
-      send({ type: 'ack', id: msg.id, bytes: msg.pcm.byteLength });
+      pcm(st, m, msg.pcm, msg.bytes);
+      port.postMessage({ type: 'ack', id: msg.id, bytes: msg.bytes, pcm: msg.pcm } satisfies VadReply, [msg.pcm]);
     } else end(msg.id, st, m);
   } catch (err) {
     const st = streams.get(msg.id);

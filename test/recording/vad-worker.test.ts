@@ -40,15 +40,22 @@ async function reference(mono: Int16Array, rate: number, s: VadSettings): Promis
   return seg.finish().map((x) => ({ start: x.start * factor, end: x.end * factor }));
 }
 
-/** Through the pool, in chunks of uneven sizes (so partial means and half-band pairs cross chunk edges). */
+/**
+ * Through the pool, in chunks of uneven sizes (so partial means and half-band pairs cross chunk
+ * edges). A stream of loud noise goes first and ends, so its larger buffer has come back (the ack
+ * precedes the answer) and the first chunk is copied into it: only its first `bytes` count.
+ */
 async function viaPool(pcm: Int16Array, rate: number, channels: number, s: VadSettings): Promise<SpeechInterval[] | null> {
   const pool = new VadPool({ settings: s, workers: 1, logger: createLogger({ level: 'silent' }) });
   try {
+    const before = pool.open(rate, channels);
+    before.push(new Uint8Array(noise(200_000 * channels, 0.5, 3).buffer));
+    await before.finish();
     const v = pool.open(rate, channels);
     const sizes = [96_000, 12_347, 1, 5, 70_001, 2_222];
     for (let at = 0, k = 0; at < pcm.length; k++) {
       const n = Math.min(sizes[k % sizes.length]! * channels, pcm.length - at);
-      v.push(pcm.slice(at, at + n).buffer);
+      v.push(new Uint8Array(pcm.buffer, pcm.byteOffset + at * 2, n * 2));
       at += n;
     }
     return await v.finish();
