@@ -11,6 +11,32 @@ const newRoot = (): Promise<string> => tempDir(t, 'aid-journal-');
 
 const store = (root: string): FsObjectStore => new FsObjectStore({ root, presign: { baseUrl: 'http://127.0.0.1', secret: 's' } });
 
+/**
+ * Runs a child script of the crash tests, reads the indexes it prints once each is acknowledged,
+ * and SIGKILLs it right after the `n`th (or sees it die by itself, which fails the caller's count).
+ */
+async function killAfterAcks(args: string[], n: number): Promise<number[]> {
+  const child = spawn(process.execPath, [...process.execArgv, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const acked: number[] = [];
+  let out = '';
+  const exited = new Promise((r) => child.once('exit', r));
+  await new Promise<void>((resolve) => {
+    void exited.then(() => resolve());
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const lines = out.split('\n');
+      out = lines.pop()!;
+      for (const l of lines) acked.push(Number(l));
+      if (acked.length >= n && !child.killed) {
+        child.kill('SIGKILL');
+        resolve();
+      }
+    });
+  });
+  await exited;
+  return acked;
+}
+
 t.test('putBatch: every object readable with its metadata at once; a stop checkpoints and empties the journal', async (t) => {
   const root = await newRoot();
   const s = store(root);
@@ -31,22 +57,8 @@ t.test('putBatch: every object readable with its metadata at once; a stop checkp
 
 t.test('a crash mid-batch loses no acknowledged object, even when the objects themselves never reached the disk', async (t) => {
   const root = await newRoot();
-  const child = spawn(process.execPath, [...process.execArgv, 'test/helpers/fs-journal-child.ts', root], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let acked = -1;
-  let out = '';
-  await new Promise<void>((resolve) => {
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-      const lines = out.split('\n');
-      out = lines.pop()!;
-      for (const l of lines) acked = Number(l);
-      if (acked >= 16 * 30 && !child.killed) {
-        child.kill('SIGKILL');
-        resolve();
-      }
-    });
-  });
-  await new Promise((r) => child.once('exit', r));
+  // the child prints the index of the last object of each acknowledged batch of 16
+  const acked = (await killAfterAcks(['test/helpers/fs-journal-child.ts', root], 30)).at(-1) ?? -1;
   t.ok(acked >= 16 * 30 - 1, `${acked + 1} objects acknowledged before the kill`);
   const segments = await readdir(join(root, '.journal'));
   t.equal(segments.length, 1, 'the journal segment is still there');
@@ -84,22 +96,7 @@ t.test('putFile: the sidecar goes through the journal (no fsync of its own) and 
   const root = await newRoot();
   const spool = join(root, 'spool');
   await mkdir(spool);
-  const child = spawn(process.execPath, [...process.execArgv, 'test/helpers/fs-putfile-child.ts', root, spool], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const acked = new Set<number>();
-  let out = '';
-  await new Promise<void>((resolve) => {
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-      const lines = out.split('\n');
-      out = lines.pop()!;
-      for (const l of lines) acked.add(Number(l));
-      if (acked.size >= 60 && !child.killed) {
-        child.kill('SIGKILL');
-        resolve();
-      }
-    });
-  });
-  await new Promise((r) => child.once('exit', r));
+  const acked = new Set(await killAfterAcks(['test/helpers/fs-putfile-child.ts', root, spool, '4', 'flat'], 60));
   t.ok(acked.size >= 60, `${acked.size} masters acknowledged before the kill`);
   // the power loss: the sidecars were put in place without an fsync; the objects were synced (data and folder)
   await rm(join(root, '.meta'), { recursive: true, force: true });
@@ -190,25 +187,8 @@ t.test('putFile: masters ending together are announced only once their group has
   const root = await newRoot();
   const spool = join(root, 'spool');
   await mkdir(spool);
-  const child = spawn(process.execPath, [...process.execArgv, 'test/helpers/fs-master-group-child.ts', root, spool, '32'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const acked = new Set<number>();
-  let out = '';
-  const exited = new Promise((r) => child.once('exit', r));
-  await new Promise<void>((resolve) => {
-    void exited.then(() => resolve()); // a child that died by itself fails the count below
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-      const lines = out.split('\n');
-      out = lines.pop()!;
-      for (const l of lines) acked.add(Number(l));
-      // killed right after an announcement, while the masters ending with it are being moved
-      if (acked.size >= 40 && !child.killed) {
-        child.kill('SIGKILL');
-        resolve();
-      }
-    });
-  });
-  await exited;
+  // killed right after an announcement, while the masters ending with it are being moved
+  const acked = new Set(await killAfterAcks(['test/helpers/fs-putfile-child.ts', root, spool, '32', 'meeting'], 40));
   t.ok(acked.size >= 40, `${acked.size} masters announced before the kill`);
   const { masterBody } = await import('../helpers/fs-master-body.js');
   let whole = 0;
