@@ -280,8 +280,17 @@ t.test('misbehaving HTTP and WebSocket clients never bring the daemon down', asy
     if (answer?.headers['connection'] !== 'close') tr.invalid ??= 'the 408 did not say Connection: close';
   };
 
-  // ---- warm up every route, then the baseline of descriptors and ffmpeg children
+  // ---- warm up every route and one live recording's end (the fs store starts the thread that
+  // moves masters into place at the first end: part of the daemon from then on, not a leak),
+  // then the baseline of descriptors and ffmpeg children
   for (const target of targets) await valid(target);
+  {
+    const warm = await openEgress(await daemonEgressUrl(d.port, { roomName: 'chaos-warm', trackId: 'TR_chaos_warm' }));
+    await sendPaced(warm.ws, randomStereo(48000, SEED + 99), { speed: 4 });
+    warm.ws.close();
+    await warm.closed;
+    await waitFor(() => ndjsonEvents(d.dataDir).some((x) => x.type === 'recording.completed' && x.track_id === 'TR_chaos_warm'), 60_000, 'the warm-up recording completed');
+  }
   await sleep(1000);
   const fds = (): number => readdirSync(`/proc/${pid}/fd`).length;
   const ffmpegChildren = (): number => {
