@@ -1,7 +1,10 @@
 // s3rver in its own process, so its CPU never counts against the process being measured.
 // argv: <directory> <bucket>; prints {"port":…} on stdout when listening; stops on SIGTERM.
 import S3rver from 's3rver';
+import { installDurableWrites } from '../../test/helpers/s3rver-writes.mjs';
 import { freePort } from './daemon.mjs';
+
+installDurableWrites();
 
 const [directory, bucket] = process.argv.slice(2);
 const port = await freePort();

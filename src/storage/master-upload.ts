@@ -292,6 +292,8 @@ export class MasterUpload {
   private pruning: Promise<void> | null = null;
   private uploading: Promise<void> | null = null;
   private uploadFailure: AppError | null = null;
+  /** The multipart upload being created: the uploader and the end share it (one upload, never two). */
+  private creatingUpload: Promise<string> | null = null;
 
   private constructor(store: ObjectStore, stateDir: string, dir: string, manifest: Manifest, spool: Spool, opts: {
     queueMaxBytes?: number; release?: (buf: Buffer) => void; retry?: RetryOptions; maxUnavailableAttempts?: number; source?: string; keepUploadedSec?: number; logger?: Logger; metrics?: Metrics;
@@ -662,17 +664,12 @@ export class MasterUpload {
       // a short last part is still the writer's (a full one was handed over already)
       if (!this.readyParts.includes(lastPart) && !m.parts.some((p) => p.partNumber === lastPart)) this.readyParts.push(lastPart);
       await this.closeFile();
-      if (m.uploadId === null) {
-        // created now, the upload carries the final metadata: no copy afterwards
-        const id = await this.withRetry('createMultipart', () => this.store.createMultipart(m.key, options));
-        m.uploadId = id;
-        m.uploadMetadata = metadata;
-        await this.saveManifest();
-      }
+      // created now, the upload carries the final metadata: no copy afterwards (unless the
+      // uploader's creation, with the metadata of the start, is already under way)
+      const uploadId = await this.multipartUpload(metadata);
       this.kickUploader();
       while (this.uploading !== null) await this.uploading;
       if (this.uploadFailure !== null) throw this.uploadFailure;
-      const uploadId = m.uploadId;
       await this.writeHeader(header);
       const first = await this.withRetry('uploadPart', () => this.store.uploadPartFile(m.key, uploadId, 1, partFile(this.dir, 1)));
       const refs: PartRef[] = [first, ...m.parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag, size: p.dataBytes, ...(p.checksum === undefined ? {} : { checksum: p.checksum }) }))];
@@ -947,18 +944,34 @@ export class MasterUpload {
     });
   }
 
+  /**
+   * The recording's multipart upload: the one in the manifest, or the one being created, or a
+   * new one created with `metadata` (the start's if absent) and saved in the manifest before
+   * anyone uses it. The uploader and the end can both find none: they share one creation.
+   */
+  private multipartUpload(metadata?: ObjectMetadata): Promise<string> {
+    const m = this.manifest;
+    if (m.uploadId !== null) return Promise.resolve(m.uploadId);
+    this.creatingUpload ??= (async () => {
+      const options = { contentType: m.contentType, metadata: metadata ?? m.metadata };
+      const id = await this.withRetry('createMultipart', () => this.store.createMultipart(m.key, options));
+      m.uploadId = id;
+      if (metadata !== undefined) m.uploadMetadata = metadata;
+      await this.saveManifest();
+      return id;
+    })().finally(() => {
+      this.creatingUpload = null;
+    });
+    return this.creatingUpload;
+  }
+
   /** Uploads ready parts one at a time; a part file is deleted only once its ETag is in the manifest. */
   private async runUploader(): Promise<void> {
     while (this.readyParts.length > 0) {
       if (this.state === 'aborted' || this.state === 'stopped' || this.state === 'failed') return;
       const part = this.readyParts[0]!;
       try {
-        if (this.manifest.uploadId === null) {
-          const id = await this.withRetry('createMultipart', () => this.store.createMultipart(this.key, { contentType: this.manifest.contentType, metadata: this.manifest.metadata }));
-          this.manifest.uploadId = id;
-          await this.saveManifest();
-        }
-        const uploadId = this.manifest.uploadId;
+        const uploadId = await this.multipartUpload();
         const path = partFile(this.dir, part);
         // From the file: the part never sits in memory.
         const upload = (): Promise<PartRef & { size: number }> => this.withRetry('uploadPart', () => this.store.uploadPartFile(this.key, uploadId, part, path));

@@ -33,6 +33,8 @@ export interface RecordingProxyOptions {
   refuseComplete?: string;
   /** Compute bodyMd5 and bodyCrc32 (default true; off for multi-GiB bodies, where they cost most of the time). */
   hashBodies?: boolean;
+  /** Hold every CreateMultipartUpload this many ms before forwarding it (a slow store). */
+  delayCreateMultipartMs?: number;
 }
 
 /**
@@ -113,6 +115,12 @@ export async function startRecordingProxy(target: string, options: RecordingProx
         upstream.end(body);
       }
     };
+    const isCreate = entry.method === 'POST' && url.searchParams.has('uploads');
+    if (isCreate && options.delayCreateMultipartMs !== undefined) {
+      req.pause();
+      setTimeout(() => forward(null), options.delayCreateMultipartMs);
+      return;
+    }
     if (!isComplete || (options.r2PartRule !== true && options.refuseComplete === undefined)) {
       forward(null);
       return;

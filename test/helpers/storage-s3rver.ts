@@ -1,7 +1,10 @@
 import S3rver from 's3rver';
 import { S3ObjectStore } from '../../src/storage/s3-store.js';
 import type { S3ObjectStoreOptions } from '../../src/storage/s3-store.js';
+import { installDurableWrites } from './s3rver-writes.mjs';
 import { tempDir } from './temp-dir.js';
+
+installDurableWrites();
 
 export const S3RVER_BUCKET = 'audio-test';
 

@@ -117,6 +117,24 @@ t.test('short recording is one streamed PUT of header + data, from the spool fil
   await assertMaster(t, store, 'rec/rec-one.wav', 384_000);
 });
 
+t.test('a slow CreateMultipartUpload while the recording ends: one upload, every part and the completion under its id', async (t) => {
+  // part 2 is handed to the uploader, whose CreateMultipartUpload is still unanswered when
+  // finish() needs the upload too: both wait for the one being created
+  const { store, proxy } = await proxiedStore({ delayCreateMultipartMs: 400 });
+  const { upload } = await newUpload(store, 'rec-slow-create');
+  const total = Math.ceil((PART * 2.2) / 3840) * 3840;
+  await writeRecording(upload, total);
+  const res = await upload.finish();
+  t.equal(res.parts, 3);
+  await assertMaster(t, store, 'rec/rec-slow-create.wav', total);
+  const { writes, parts } = writesOf(proxy);
+  const creates = writes.filter((r) => r.method === 'POST' && r.query.has('uploads'));
+  t.equal(creates.length, 1, 'one CreateMultipartUpload');
+  const ids = new Set([...parts, ...writes.filter((r) => r.method === 'POST' && r.query.has('uploadId'))].map((r) => r.query.get('uploadId')));
+  t.equal(ids.size, 1, 'the parts and the completion name one upload');
+  t.same(parts.map((r) => Number(r.query.get('partNumber'))).sort(), [1, 2, 3], 'each part once');
+});
+
 t.test('checksum crc32: x-amz-checksum-crc32 on every write, the upload declares CRC32 and completion quotes each part', async (t) => {
   const { store, proxy } = await proxiedStore({}, { checksum: 'crc32' });
   const { upload } = await newUpload(store, 'rec-crc');
