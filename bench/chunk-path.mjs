@@ -9,10 +9,14 @@
 // common end) in cores and per stream-hour; chunk latency p50/p99 from a chunk's last frame to
 // its object being stored (audio_ingestd_chunk_store_latency_seconds) and to the receiver's
 // 200 (audio_ingestd_chunk_dispatch_latency_seconds), steady window, as upper bucket bounds;
-// chunks stored / delivered / dropped over the whole run and dropped within the steady window. Then the CPU ratio chunks ÷ master.
-import http from 'node:http';
+// chunks stored / delivered / dropped over the whole run and dropped within the steady window;
+// the generator's, the receiver's (a child process) and this process's CPU and event-loop lag
+// over the same window, and the load average. Then the CPU ratio chunks ÷ master.
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { histogramQuantile, metricSum, removeAtExit, saveResults, startDaemon, tempDir } from './lib/daemon.mjs';
-import { cpuSeconds, sleep } from './lib/proc.mjs';
+import { cpuSeconds, loopLag, sleep } from './lib/proc.mjs';
 import { runGenerator } from './lib/run-generator.mjs';
 import { startS3rver } from './lib/s3rver.mjs';
 import { parseArgs, printTable } from './lib/table.mjs';
@@ -27,29 +31,29 @@ const EXTRA = args.config ? JSON.parse(String(args.config)) : {};
 const CPU_PROF = Boolean(args['cpu-prof']);
 const BASE_ROOT = args['base-root'] ? String(args['base-root']) : undefined;
 
-/** A local analysis endpoint: reads each body, answers 200, counts. */
+/** A local analysis endpoint in a child process (lib/chunk-receiver.mjs): reads each body, answers 200, counts. */
 async function startReceiver() {
-  let requests = 0;
-  let bytes = 0;
-  const server = http.createServer((req, res) => {
-    let n = 0;
-    req.on('data', (c) => (n += c.length));
-    req.on('end', () => {
-      requests++;
-      bytes += n;
-      res.writeHead(200, { 'content-length': '0' });
-      res.end();
-    });
+  const child = fork(fileURLToPath(new URL('./lib/chunk-receiver.mjs', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const { port } = await new Promise((resolve, reject) => {
+    child.once('message', resolve);
+    child.once('exit', (code) => reject(new Error(`receiver exited with ${code}`)));
   });
-  server.keepAliveTimeout = 30_000;
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  /** { requests, bytes, cpuSec, lagP99Ms }, CPU and lag since the previous call. */
+  const stats = () => new Promise((resolve) => {
+    child.once('message', resolve);
+    child.send({ stats: true });
+  });
   return {
-    url: `http://127.0.0.1:${server.address().port}/analyze`,
-    get requests() { return requests; },
-    get bytes() { return bytes; },
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+    url: `http://127.0.0.1:${port}/analyze`,
+    pid: child.pid,
+    stats,
+    close: () => new Promise((r) => { child.once('exit', r); child.disconnect(); }),
   };
 }
+
+/** The 1-minute load average of the machine. */
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+const benchLag = loopLag();
 
 const q = (m, name, p, before) => {
   const r = histogramQuantile(m, name, p, before);
@@ -84,9 +88,18 @@ async function runOne(mode, n) {
     const before = await d.metrics();
     const t0 = Date.now();
     const c0 = cpuSeconds(d.pid);
+    const g0 = cpuSeconds(gen.pid);
+    const b0 = cpuSeconds(process.pid);
+    const load0 = loadAverage();
+    await receiver.stats();
+    benchLag.reset();
     await sleep(Math.max(0, endAtMs - 1000 - Date.now()));
     const c1 = cpuSeconds(d.pid);
+    const g1 = cpuSeconds(gen.pid);
+    const b1 = cpuSeconds(process.pid);
+    const recv = await receiver.stats();
     const t1 = Date.now();
+    const benchLagMs = benchLag.p99Ms();
     const steady = await d.metrics();
     const genResult = await gen.done;
     // every chunk of the end stored and delivered (or given up)
@@ -113,11 +126,20 @@ async function runOne(mode, n) {
       'delivered p99 ms': chunks ? q(steady, 'audio_ingestd_chunk_dispatch_latency_seconds', 0.99, before) : '—',
       chunks: metricSum(end, 'audio_ingestd_chunks_total'),
       stored: chunks ? metricSum(end, 'audio_ingestd_chunk_store_latency_seconds_count') : 0,
-      delivered: receiver.requests,
+      delivered: (await receiver.stats()).requests,
       dropped,
       'dropped (steady)': droppedSteady,
       'lag p99 ms': steady.get('audio_ingestd_nodejs_eventloop_lag_p99_seconds') * 1000,
       'gen errors': genResult.streams.filter((s) => s.error).length,
+      // the other processes on the same cores over the same window: a generator or receiver that
+      // is short of CPU or lags paces the run badly, which is not the daemon's doing
+      'gen cores': windowS >= 3 ? (g1 - g0) / windowS : NaN,
+      'gen lag p99 ms': genResult.lagP99Ms,
+      'recv cores': chunks && windowS >= 3 ? recv.cpuSec / windowS : '—',
+      'recv lag p99 ms': chunks ? recv.lagP99Ms : '—',
+      'bench cores': windowS >= 3 ? (b1 - b0) / windowS : NaN,
+      'bench lag p99 ms': benchLagMs,
+      load: `${load0}→${loadAverage()}`,
     };
   } finally {
     await d.stop();
