@@ -818,8 +818,13 @@ export class LiveHub {
     return new LiveTrack(this, { stored });
   }
 
+  /**
+   * A track without feeds leaves the registry, ended or not: it is the recording's tap only
+   * while it has feeds, so it would not hear the recording's end, and a later subscription
+   * would wait on it for audio that never comes. The next one gets a new track (trackOf).
+   */
   forget(track: LiveTrack): void {
-    if (track.feeds.size === 0 && track.ended !== undefined && this.tracks.get(track.info.recordingId) === track) this.tracks.delete(track.info.recordingId);
+    if (track.feeds.size === 0 && this.tracks.get(track.info.recordingId) === track) this.tracks.delete(track.info.recordingId);
   }
 
   add(sub: Subscriber): void {

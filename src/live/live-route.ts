@@ -276,7 +276,9 @@ async function findRecording(
   replay: boolean,
 ): Promise<{ track: LiveTrack; lazy?: () => LiveTrack } | { redirect: string }> {
   const known = o.hub.known(recordingId);
-  if (known !== undefined && known.info.tenant === tenant && (known.ended === undefined || replay)) return { track: known, lazy: () => o.hub.known(recordingId) ?? known };
+  // at the upgrade, the hub's track of the recording then (the one seen here may have lost its last feed meanwhile)
+  const rec0 = known?.recording;
+  if (known !== undefined && known.info.tenant === tenant && (known.ended === undefined || replay)) return { track: known, lazy: () => (rec0 === undefined ? known : o.hub.trackOf(rec0)) };
   const rec = o.recordings.get(recordingId);
   if (rec !== undefined && rec.identity.tenant === tenant && (rec.isLive || replay)) {
     // a look at it for the checks; the hub's track (the tap) is made only if the upgrade happens

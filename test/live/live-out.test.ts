@@ -125,6 +125,35 @@ t.test('a consumer that drops at random points and resumes with from= gets the w
   t.match(JSON.parse(gone.refused!.body), { error: { code: 'RECORDING_ENDED' } });
 });
 
+t.test('the only consumer leaves while the recording is live; one that comes after its end replays it to the end', async (t) => {
+  // the track the first consumer used must not outlive it: it no longer hears the recording, and
+  // a later subscription on it waited for live audio that never came
+  const h = await startTestApp();
+  t.teardown(() => h.close());
+  const egress = await connectEgress(await egressUrl(h, { roomName: 'room-left', trackId: 'TR_left' }));
+  const pcm = randomStereo(48000 * 3 + 11, 23);
+  await sendFrames(egress, pcm.subarray(0, 1920 * 50));
+  const recordingId = await liveRecordingId(h, 'TR_left');
+  const first = new LiveConsumer(`${h.wsUrl}/v1/live?recordingId=${recordingId}&rate=16000`);
+  await first.opened;
+  await sendFrames(egress, pcm.subarray(1920 * 50, 1920 * 100), 1920, 5, 2);
+  await waitFor(() => (first.binaryMessages > 0 ? true : undefined), 60_000, 'live audio to the first consumer');
+  first.ws.terminate();
+  await first.closed;
+  await waitFor(() => (h.app.live.subscriberCount === 0 ? true : undefined), 60_000, 'the daemon saw it leave');
+
+  await sendFrames(egress, pcm.subarray(1920 * 100), 1920, 5, 2);
+  await endEgress(egress);
+  const master = await masterPcm(h, recordingId);
+  const later = new LiveConsumer(`${h.wsUrl}/v1/live?recordingId=${recordingId}&rate=16000&from=0`);
+  await later.opened;
+  await waitFor(() => (later.closeCode !== 0 ? true : undefined), 60_000, 'the replay to end');
+  t.equal(later.closeCode, 1000, 'closed with 1000 after the end');
+  t.same(later.problems, []);
+  t.ok(later.pcm().equals(resampleMaster(master, 48000, 16000)), 'the whole recording, resampled');
+  t.equal(later.textsOf('end').length, 1, 'one end message');
+});
+
 t.test('refusals before the upgrade carry the JSON error body', async (t) => {
   const h = await startTestApp();
   t.teardown(() => h.close());
