@@ -1,12 +1,13 @@
 /**
  * Puts batches of small objects into place with synchronous file calls on a thread of its own:
- * per object a temp file and a rename for the sidecar and the bytes, no fsync (the fs store's
- * journal has already made them durable). A batch is a handful of system calls per object here
+ * per object a temp file and a rename for the sidecar and the bytes (or only a new time for
+ * either when it holds the same bytes already), no fsync (the fs store's journal has already
+ * made them durable). A batch is a handful of system calls per object here
  * instead of a promise, a libuv round trip and a callback each on the event loop. Bodies of a
  * group commit are read here from the journal segment that holds them, so the message carries
  * no object bytes (a structured clone copied each one twice).
  */
-import { closeSync, copyFileSync, fdatasyncSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, fdatasyncSync, fstatSync, fsyncSync, futimesSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parentPort } from 'node:worker_threads';
@@ -33,6 +34,46 @@ function readRange(range: JournalRange): Buffer {
     got += n;
   }
   return scratch.subarray(0, range.size);
+}
+
+/** Where an object's current bytes are read to be compared with the new ones. */
+let current = Buffer.allocUnsafe(0);
+
+/** Objects up to this size are compared with what is in place before being replaced. */
+const SAME_BYTES_MAX = 64 * 1024;
+
+/**
+ * True when `path` holds exactly `bytes`; its modification time is then set to now, as a
+ * replacement would have. A rewrite of the same bytes (a catalog index entry, a sidecar at a
+ * recording's end) then creates and frees no inode: on an ext4 without a journal every new
+ * inode is checked against the inodes freed in the last minutes of its group, so each temp
+ * file and each replaced file made every later file creation slower.
+ */
+function keepIfSame(path: string, bytes: Uint8Array): boolean {
+  if (bytes.length > SAME_BYTES_MAX) return false;
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+  try {
+    if (fstatSync(fd).size !== bytes.length) return false;
+    if (current.length < bytes.length) current = Buffer.allocUnsafe(Math.max(bytes.length, 2 * current.length, 1024));
+    let got = 0;
+    while (got < bytes.length) {
+      const n = readSync(fd, current, got, bytes.length - got, got);
+      if (n === 0) return false;
+      got += n;
+    }
+    if (Buffer.compare(current.subarray(0, got), bytes) !== 0) return false;
+    const now = new Date();
+    futimesSync(fd, now, now);
+    return true;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function renameMakingDir(from: string, to: string): void {
@@ -70,12 +111,15 @@ function placeFiles(it: PlaceItem): void {
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-  } else {
+  } else if (!keepIfSame(it.sidecarPath, Buffer.from(it.sidecar))) {
     writeFileSync(it.sidecarTmp, it.sidecar);
     renameMakingDir(it.sidecarTmp, it.sidecarPath);
   }
   if (it.body === null) return;
-  writeFileSync(it.tmp, it.body instanceof Uint8Array ? it.body : readRange(it.body));
+  const body = it.body instanceof Uint8Array ? it.body : readRange(it.body);
+  // the same bytes already in place: only its time changes (the journal has the write either way)
+  if (keepIfSame(it.path, body)) return;
+  writeFileSync(it.tmp, body);
   renameMakingDir(it.tmp, it.path);
 }
 

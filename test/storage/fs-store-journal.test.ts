@@ -55,6 +55,39 @@ t.test('putBatch: every object readable with its metadata at once; a stop checkp
   await t.rejects(s.putBatch([{ key: '../x', body: Buffer.from('x'), options: { contentType: 'audio/wav' } }]), { code: 'INVALID_PARAMETER' }, 'unsafe keys refused before anything is written');
 });
 
+t.test('putBatch of the bytes already in place keeps the object\'s and the sidecar\'s files (no inode made or freed) and refreshes the time; other bytes replace them', async (t) => {
+  const root = await newRoot();
+  const s = store(root);
+  await s.start();
+  t.teardown(() => s.stop());
+  const { stat, utimes } = await import('node:fs/promises');
+  const entry = { key: 'catalog/rooms/t/r/0001_abc', body: Buffer.from('abc'), options: { contentType: 'text/plain', metadata: { tenant: 't' } } };
+  const record = { key: 'catalog/recordings/t/abc.json', body: Buffer.from('{"state":"recording"}'), options: { contentType: 'application/json', metadata: { tenant: 't' } } };
+  await s.putBatch([entry, record]);
+  const file = (key: string): string => join(root, 'objects', ...key.split('/'));
+  const side = (key: string): string => `${join(root, '.meta', ...key.split('/'))}.json`;
+  const old = new Date(Date.now() - 3_600_000);
+  for (const p of [file(entry.key), file(record.key)]) await utimes(p, old, old);
+  const before = { entry: await stat(file(entry.key)), entrySide: await stat(side(entry.key)), record: await stat(file(record.key)), recordSide: await stat(side(record.key)) };
+
+  const ended = { ...record, body: Buffer.from('{"state":"completed"}') };
+  await s.putBatch([entry, ended]);
+  const after = { entry: await stat(file(entry.key)), entrySide: await stat(side(entry.key)), record: await stat(file(record.key)), recordSide: await stat(side(record.key)) };
+  t.equal(after.entry.ino, before.entry.ino, 'the same bytes: the same file');
+  t.ok(after.entry.mtimeMs > old.getTime() + 1_800_000, 'its modification time refreshed, as a replacement would have');
+  t.ok((await s.head(entry.key))!.lastModified.getTime() > old.getTime() + 1_800_000, 'head reports the new time');
+  t.equal(after.entrySide.ino, before.entrySide.ino, 'the same sidecar: the same file');
+  t.equal(after.recordSide.ino, before.recordSide.ino, 'the record\'s unchanged sidecar kept');
+  t.not(after.record.ino, before.record.ino, 'other bytes: a new file, put in place by rename');
+  t.ok((await s.get(record.key)).equals(ended.body), 'the new bytes read back');
+  t.same(await s.head(entry.key), { key: entry.key, size: 3, lastModified: after.entry.mtime, contentType: 'text/plain', metadata: { tenant: 't' } });
+
+  await s.putBatch([{ ...entry, options: { contentType: 'text/plain', metadata: { tenant: 'u' } } }]);
+  t.not((await stat(side(entry.key))).ino, before.entrySide.ino, 'other metadata: the sidecar replaced');
+  t.match(await s.head(entry.key), { metadata: { tenant: 'u' } });
+  t.same(await readdir(join(root, '.tmp')), [], 'no temp file left');
+});
+
 t.test('a crash mid-batch loses no acknowledged object, even when the objects themselves never reached the disk', async (t) => {
   const root = await newRoot();
   // the child prints the index of the last object of each acknowledged batch of 16
