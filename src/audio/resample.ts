@@ -283,9 +283,63 @@ export class Resampler {
       dst.set(src.subarray(srcOff, srcOff + frames * ch), dstOff);
       return frames;
     }
+    if (this.kernel !== null && ch === 1) {
+      const n = this.kernelMono(this.kernel, src, srcOff, frames, dst, dstOff);
+      if (n >= 0) return n;
+    }
     this.append(src, srcOff, frames);
     this.inCount += frames;
     return this.produce(dst, dstOff, this.inCount - this.filter.half);
+  }
+
+  /**
+   * One mono call through the kernel with the input copied once: the history the next output
+   * reads (about one filter length) and then `src` go straight into the kernel's memory, and only
+   * the new history comes back into {@link buf} (instead of all of `src` into it, then the window
+   * out of it). The same outputs as {@link append} then {@link produce}; −1 when the call is not
+   * the plain case (no output yet, more than a kernel piece, the history not adjoining `src`).
+   */
+  private kernelMono(k: FirKernel, src: Int16Array, srcOff: number, frames: number, dst: Int16Array, dstOff: number): number {
+    const f = this.filter!;
+    const { up, down, half, blocks } = f;
+    const inCount = this.inCount + frames;
+    const b0 = this.base * up + this.phase;
+    const count = Math.ceil(((inCount - half) * up - b0) / down);
+    const first = this.base - half - this.bufStart;
+    if (count <= 0 || count > KERNEL_PIECE || first < 0 || first > this.bufFrames) return -1;
+    const hist = this.bufFrames - first;
+    const inFrames = hist + frames;
+    const lastBase = Math.floor((b0 + (count - 1) * down) / up);
+    // the last output reads 8·blocks frames from lastBase − half; beyond width they meet zero taps
+    const window = Math.max(lastBase - this.base + 8 * blocks, inFrames);
+    const inPtr = k.scratch;
+    const outPtr = inPtr + ((window * 2 + 15) & ~15);
+    const heap = k.view(outPtr + count * 2);
+    const in16 = inPtr >> 1;
+    const out16 = outPtr >> 1;
+    const buf = this.buf;
+    heap.set(buf.subarray(first, this.bufFrames), in16);
+    heap.set(src.subarray(srcOff, srcOff + frames), in16 + hist);
+    if (up === 1) {
+      const c4 = count - (count % 4);
+      if (c4 > 0) k.fir4(inPtr, f.kernelTaps, blocks, down, c4, outPtr, f.loBits, f.shift);
+      if (c4 < count) k.fir(inPtr + c4 * down * 2, f.kernelTaps, blocks, 1, down, 0, count - c4, outPtr + c4 * 2, f.loBits, f.shift);
+    } else k.fir(inPtr, f.kernelTaps, blocks, up, down, this.phase, count, outPtr, f.loBits, f.shift);
+    dst.set(heap.subarray(out16, out16 + count), dstOff);
+    const windowStart = this.base - half;
+    const b1 = b0 + count * down;
+    this.base = Math.floor(b1 / up);
+    this.phase = b1 - this.base * up;
+    this.inCount = inCount;
+    // what the next output reads on (from base − half), back into the history
+    const keep = Math.max(0, Math.min(inFrames, this.base - half - windowStart));
+    const kept = inFrames - keep;
+    if (buf.length < kept) this.buf = new Int16Array(Math.max(kept, buf.length * 2));
+    const b = this.buf;
+    b.set(heap.subarray(in16 + keep, in16 + inFrames), 0);
+    this.bufStart = windowStart + keep;
+    this.bufFrames = kept;
+    return count;
   }
 
   /** Writes the tail (the last half-filter of input, against zeros) and resets the state. */
