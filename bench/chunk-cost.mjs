@@ -93,12 +93,19 @@ if (args.receiver) {
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpuMs = (c1.user + c1.system) / 1000;
   const s = outbox.stats();
+  // last frame → stored, upper bucket bounds (the daemon's histogram)
+  const stored = (await metrics.registry.getSingleMetric('audio_ingestd_chunk_store_latency_seconds').get()).values.filter((v) => v.metricName?.endsWith('_bucket'));
+  const storedQ = (p) => {
+    const count = stored.at(-1)?.value ?? 0;
+    const b = stored.find((v) => v.value >= p * count);
+    return count === 0 ? '—' : b.labels.le === '+Inf' ? '>max' : `≤${Math.round(Number(b.labels.le) * 1000)}`;
+  };
   const dropped = [...(await metrics.registry.getSingleMetric('audio_ingestd_frames_dropped_total').get()).values].filter((v) => v.value > 0).map((v) => `${v.labels.reason}:${v.value}`).join(' ') || 0;
   console.log(JSON.stringify({
     dist: DIST, rate: RATE, seconds: SECONDS, chunks: total, objects, dispatch, urls: Boolean(args.urls),
     'cpu ms/chunk': +(cpuMs / total).toFixed(3), 'user ms/chunk': +(c1.user / 1000 / total).toFixed(3), 'sys ms/chunk': +(c1.system / 1000 / total).toFixed(3),
     'cpu cores': +(cpuMs / 1000 / wall).toFixed(3), wall: +wall.toFixed(1),
-    events: s.appended, flushes: s.flushes, segmentReads: s.segmentReads ?? 'n/a', sent: dispatcher?.stats().sent, dropped,
+    'stored p50 ms': storedQ(0.5), 'stored p99 ms': storedQ(0.99), events: s.appended, flushes: s.flushes, segmentReads: s.segmentReads ?? 'n/a', sent: dispatcher?.stats().sent, dropped,
   }));
   await store.stop?.();
   receiver?.kill();

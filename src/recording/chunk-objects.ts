@@ -22,6 +22,8 @@ export interface ChunkObjectsOptions {
   maxAttempts?: number;
   /** Presign each chunk's URL into its `recording.chunk` (`url`); false leaves it null and saves the signing. Default true. */
   urls?: boolean;
+  /** Group commits of a store with `putBatch` under way at once (default 4). */
+  batchesInFlight?: number;
   /** Most chunks in one group commit of a store with `putBatch` (default 128). */
   batchMax?: number;
   /**
@@ -84,8 +86,11 @@ export class ChunkObjects implements ChunkSink {
 
   private pump(): void {
     const batching = this.opts.store.putBatch !== undefined;
-    // group commit: while a batch is being made durable, the next chunks gather for the next one
-    const concurrency = batching ? 2 : (this.opts.concurrency ?? 8);
+    // group commit: while batches are being made durable, the next chunks gather for the next one;
+    // a batch goes through stages that wait on each other (journal write and sync, placement on
+    // the place worker, the events' outbox commit), so several in flight keep every stage busy
+    // instead of the next batch waiting for the last one's events
+    const concurrency = batching ? (this.opts.batchesInFlight ?? 4) : (this.opts.concurrency ?? 8);
     while (this.running < concurrency && this.queue.length > 0) {
       if (batching && this.gathering()) return;
       const jobs = this.queue.splice(0, batching ? (this.opts.batchMax ?? 128) : 1);

@@ -76,3 +76,31 @@ t.test('chunkCommitMs 0: a chunk arriving to an idle store goes at once, alone',
   await feed(sink, 3, 100);
   t.same(batches, [1, 1, 1], 'one putBatch per chunk');
 });
+
+t.test('group commits overlap: while the events of earlier batches wait, up to batchesInFlight batches are written, and each recording\'s chunks are announced in order', async (t) => {
+  const { store, batches } = await countingStore(t);
+  const announced: number[] = [];
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const sink = new ChunkObjects({
+    store,
+    keys: new ObjectKeys(),
+    // a slow outbox commit: no event is durable until the test releases them
+    events: { append: async (e) => { await held; announced.push((e as unknown as { seq: number }).seq); } },
+    presign: async () => null,
+    urls: false,
+    commitMs: 0,
+    logger: createLogger({ level: 'silent' }),
+    metrics: new Metrics({ defaultMetrics: false }),
+  });
+  for (let seq = 0; seq < 6; seq++) {
+    sink.chunk(identity(0), seq, encodeWav(pcmOf(seq), format), format, seq * 1600, 1600);
+    await sleep(50);
+  }
+  t.equal(batches.length, 4, 'four group commits under way while their events wait (the default), the rest queued');
+  release();
+  await sink.whenIdle('rec-0');
+  t.same(batches, [1, 1, 1, 1, 2], 'the queued chunks leave together once a batch is done');
+  t.same(announced, [0, 1, 2, 3, 4, 5], 'recording.chunk events in seq order');
+  for (let seq = 0; seq < 6; seq++) t.ok((await store.get(new ObjectKeys().chunk({ tenant: 'default', roomName: 'room', participant: 'p0', trackId: 'TR_0', recordingId: 'rec-0' }, seq))).equals(encodeWav(pcmOf(seq), format)), `chunk ${seq} stored as handed over`);
+});
