@@ -118,7 +118,12 @@ export function registerLiveRoutes(o: LiveRouteOptions): void {
       if (sub) sub.lastLife = Date.now();
     },
     drain: (ws) => ws.getUserData().sub?.onDrain(),
-    close: (ws) => ws.getUserData().sub?.onClosed(),
+    close: (ws, code, message) => {
+      const sub = ws.getUserData().sub;
+      // the daemon's own closes (ws.end) come through here too, before the subscriber is marked closed
+      if (sub !== undefined && !sub.closed) o.logger.info({ tenant: sub.tenant, code, reason: Buffer.from(message).toString('utf8'), feeds: sub.feeds.map((f) => f.mode) }, 'live subscriber connection closed by the peer or the network');
+      sub?.onClosed();
+    },
   });
 }
 
@@ -253,7 +258,8 @@ function checkFrom(track: LiveTrack, from: number | undefined, rate: number): vo
  * subscription that cannot go on. Once the recording is stored, all of it can be read again.
  */
 async function checkSpooled(o: LiveRouteOptions, track: LiveTrack, from: number | undefined, rate: number): Promise<void> {
-  if (from === undefined || track.ended !== undefined || track.recording === undefined) return;
+  // an ended recording (stored, or being stored) is read from the store once its spool has moved there
+  if (from === undefined || track.ended !== undefined || track.recording === undefined || !track.recording.isLive) return;
   const info = track.info;
   const r = new Resampler({ inputRate: info.masterRate, outputRate: rate, channels: 1 });
   const needFrom = r.startAt(from);

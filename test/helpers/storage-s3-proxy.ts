@@ -35,6 +35,8 @@ export interface RecordingProxyOptions {
   hashBodies?: boolean;
   /** Hold every CreateMultipartUpload this many ms before forwarding it (a slow store). */
   delayCreateMultipartMs?: number;
+  /** Hold every CompleteMultipartUpload this many ms before forwarding it unchanged (a slow store at a recording's end). */
+  delayCompleteMultipartMs?: number;
 }
 
 /**
@@ -116,9 +118,10 @@ export async function startRecordingProxy(target: string, options: RecordingProx
       }
     };
     const isCreate = entry.method === 'POST' && url.searchParams.has('uploads');
-    if (isCreate && options.delayCreateMultipartMs !== undefined) {
+    const delay = isCreate ? options.delayCreateMultipartMs : isComplete ? options.delayCompleteMultipartMs : undefined;
+    if (delay !== undefined) {
       req.pause();
-      setTimeout(() => forward(null), options.delayCreateMultipartMs);
+      setTimeout(() => forward(null), delay);
       return;
     }
     if (!isComplete || (options.r2PartRule !== true && options.refuseComplete === undefined)) {

@@ -6,6 +6,7 @@ import { sanitizeSegment } from '../../src/storage/keys.js';
 import { startTestApp } from '../helpers/app.js';
 import { egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
 import { endEgress, LiveConsumer, resampleMaster, sendFrames } from '../helpers/live.js';
+import { startRecordingProxy } from '../helpers/storage-s3-proxy.js';
 import { s3rverStorage } from '../helpers/storage-s3rver.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -14,8 +15,13 @@ import { waitFor } from '../helpers/wait-for.js';
  * `totalSec` random stereo signal (fast, but not faster than the spool writes: the master's
  * write queue would drop), and where its spool is.
  */
-async function liveOnS3(t: Test, o: { dirPrefix: string; resumeWindowSec: number; roomName: string; trackId: string; totalFrames: number; sentSec: number; seed: number }) {
+async function liveOnS3(t: Test, o: { dirPrefix: string; resumeWindowSec: number; roomName: string; trackId: string; totalFrames: number; sentSec: number; seed: number; delayCompleteMs?: number }) {
   const { storage } = await s3rverStorage(t, o.dirPrefix);
+  if (o.delayCompleteMs !== undefined) {
+    const proxy = await startRecordingProxy(storage.s3.endpoint, { delayCompleteMultipartMs: o.delayCompleteMs, hashBodies: false });
+    t.teardown(() => proxy.close());
+    storage.s3.endpoint = proxy.endpoint;
+  }
   const h = await startTestApp({ storage, live: { resumeWindowSec: o.resumeWindowSec } });
   t.teardown(() => h.close());
   const egress = await connectEgress(await egressUrl(h, { roomName: o.roomName, trackId: o.trackId }));
@@ -86,6 +92,10 @@ t.test('S3, live, no resume window: a from= inside parts already uploaded is ref
   const replay = new LiveConsumer(`${q}&from=${16000 * 60}`);
   await replay.opened;
   await replay.closed;
+  if (replay.closeCode !== 1000) {
+    t.comment(`replay closed ${replay.closeCode}; texts ${JSON.stringify(replay.texts)}; ${replay.binaryMessages} binary messages`);
+    for (const l of h.logs) if (/live|subscri|history/i.test(String(l.msg))) t.comment(JSON.stringify(l).slice(0, 600));
+  }
   t.equal(replay.closeCode, 1000);
   t.ok(replay.pcm().equals(at16.subarray(16000 * 60 * 2)), 'the stored master replays from inside part 2');
 });
@@ -127,4 +137,27 @@ t.test('S3, live, resume window: a from= two parts back resumes from the kept pa
 
   t.notOk(existsSync(spoolDir) && readdirSync(spoolDir).some((f) => f.endsWith('.pcm')), 'stored: the spool holds no part file of the recording');
   await waitFor(() => (h.app.spool.usedBytes === 0 ? true : undefined), 5_000, 'spool budget released');
+});
+
+t.test('S3, the recording ended and its upload completing: a from= inside uploaded parts is accepted, waits for the stored master and replays to the end', async (t) => {
+  // a consumer that comes back as the meeting ends: the recording is no longer live, part 2 is
+  // only in the store (readable once the upload completes) and the completion is held
+  const live = await liveOnS3(t, { dirPrefix: 'aid-live-s3e-', resumeWindowSec: 0, roomName: 'room-s3e', trackId: 'TR_s3e', totalFrames: 48000 * 125 + 3, sentSec: 124, seed: 41, delayCompleteMs: 4_000 });
+  const { h, egress, pcm, cut, id, spoolDir } = live;
+  await waitFor(() => (h.app.recordings.get(id)!.frames >= cut / 4 && !existsSync(join(spoolDir, 'part-000002.pcm')) ? true : undefined), 60_000, 'part 2 uploaded');
+  await sendFrames(egress, pcm.subarray(cut), 1920, 5, 2);
+  await endEgress(egress);
+  await waitFor(() => (h.app.recordings.get(id) === undefined ? true : undefined), 60_000, 'the recording ended');
+  const from = 16000 * 60; // inside part 2
+  const replay = new LiveConsumer(`${h.wsUrl}/v1/live?recordingId=${id}&rate=16000&from=${from}`);
+  await replay.opened;
+  t.notOk(outboxEvents(h).some((e) => e.type === 'recording.completed' && e.recording_id === id), 'accepted before the master is stored');
+  await waitFor(() => (replay.closeCode !== 0 ? true : undefined), 60_000, 'the replay to end');
+  t.equal(replay.closeCode, 1000, `closed with 1000 ("${replay.closeReason}")`);
+  t.same(replay.problems, []);
+  t.equal(replay.firstOffset.get(0), from);
+  const ev = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === id), 60_000, 'recording.completed');
+  const at16 = resampleMaster(readWav(await h.app.store.get(ev.s3_key_master as string)).data, 48000, 16000);
+  t.ok(replay.pcm().equals(at16.subarray(from * 2)), 'from the offset on: the stored master resampled, no gap, no overlap');
+  t.same(replay.textsOf('end'), [{ type: 'end', index: 0, endReason: 'normal', samples: at16.length / 2 }]);
 });
