@@ -7,7 +7,8 @@
 // (the filesystem the daemon benches use), kept until the script exits (see bench/README.md: the
 // inodes freed by one round slow the file creations of the next one, whoever deletes them).
 //
-//   node bench/store-ends.mjs [--n 200] [--seconds 15] [--rounds 2] [--dist dist,<other build>/dist]
+//   node bench/store-ends.mjs [--n 200] [--seconds 15] [--rounds 2] [--dist dist,<other build>/dist] [--windows]
+// (--windows: each row gives its phases on CLOCK_MONOTONIC, for `perf record -k CLOCK_MONOTONIC -p <pid>`)
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -24,9 +25,10 @@ const DISTS = String(args.dist ?? new URL('../dist', import.meta.url).pathname).
 const RATE = 48_000;
 const CHUNK = Buffer.alloc(2 * RATE * 2, 1); // 2 s of 48 kHz mono
 
+/** Process CPU in ms, and the time on CLOCK_MONOTONIC (the clock of `perf record -k CLOCK_MONOTONIC`) in s. */
 const cpuMs = () => {
   const u = process.cpuUsage();
-  return { total: (u.user + u.system) / 1000, system: u.system / 1000 };
+  return { total: (u.user + u.system) / 1000, system: u.system / 1000, mono: Number(process.hrtime.bigint() / 1000n) / 1e6 };
 };
 const load1 = () => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 
@@ -108,6 +110,7 @@ async function round(b, label) {
     'end kernel %': (100 * (c3.system - c2.system)) / (c3.total - c2.total),
     'end wall s': wall,
     load1: load1(),
+    ...(args.windows ? { windows: `start ${c0.mono.toFixed(6)},${c1.mono.toFixed(6)} end ${c2.mono.toFixed(6)},${c3.mono.toFixed(6)}` } : {}),
   };
 }
 
