@@ -23,6 +23,20 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Makes a file's bytes durable and returns its size: `data` by fdatasync (the bytes and what
+ * reading them needs, e.g. the size), `all` by fsync (its other metadata too).
+ */
+export async function syncFileAt(path: string, what: 'data' | 'all'): Promise<number> {
+  const fh = await open(path, 'r');
+  try {
+    await (what === 'data' ? fh.datasync() : fh.sync());
+    return (await fh.stat()).size;
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Writes `data` to `target` atomically: temp file, fsync, rename, fsync of the directory. */
 export async function writeFileAtomic(target: string, data: Buffer | string): Promise<void> {
   await mkdir(dirname(target), { recursive: true });

@@ -8,9 +8,9 @@
  * no object bytes (a structured clone copied each one twice).
  */
 import { closeSync, copyFileSync, fdatasyncSync, fstatSync, fsyncSync, futimesSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parentPort } from 'node:worker_threads';
+import { syncFileAt } from './atomic-file.js';
 import { isNotFound } from './errno.js';
 import type { JournalRange, MoveItem, MoveReply, MoveRequest, MoveResult, PlaceItem, PlaceReply, PlaceRequest } from './fs-place-protocol.js';
 
@@ -163,20 +163,6 @@ function moveMakingDir(from: string, to: string): string[] {
   return changed;
 }
 
-/**
- * fdatasync of a file by path on libuv's threads, so that the files of a group are written back
- * side by side (one after another, 200 masters' syncs took about twice as long); returns its size.
- */
-async function syncDataBeside(path: string): Promise<number> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.datasync();
-    return (await fh.stat()).size;
-  } finally {
-    await fh.close();
-  }
-}
-
 /** After its bytes are durable (`size` of them), the rename; a file on another filesystem is copied, synced and renamed. */
 function move(m: MoveItem, size: number): { size: number; dirs: string[] } {
   try {
@@ -205,7 +191,8 @@ function move(m: MoveItem, size: number): { size: number; dirs: string[] } {
 async function moveGroup(moves: MoveItem[]): Promise<MoveResult[]> {
   const results: MoveResult[] = [];
   const folders = new Map<string, number[]>();
-  const synced = await Promise.allSettled(moves.map((m) => syncDataBeside(m.from)));
+  // the data syncs side by side on libuv's threads (one after another, 200 masters' syncs took about twice as long)
+  const synced = await Promise.allSettled(moves.map((m) => syncFileAt(m.from, 'data')));
   for (const [i, m] of moves.entries()) {
     try {
       const data = synced[i]!;

@@ -8,7 +8,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors.js';
-import { fsyncDir, writeFileAtomic } from './atomic-file.js';
+import { fsyncDir, syncFileAt, writeFileAtomic } from './atomic-file.js';
 import { isNotFound } from './errno.js';
 import { assertSafeKey } from './keys.js';
 import { FsPlacer } from './fs-placer.js';
@@ -355,7 +355,7 @@ export class FsObjectStore implements ObjectStore {
     const dirs = new Set<string>();
     for (const key of new Set(keys)) {
       for (const file of [this.objectPath(key), this.sidecarPath(key)]) {
-        await syncFile(file).then(() => dirs.add(dirname(file)), (err: unknown) => { if (!isNotFound(err)) throw err; });
+        await syncFileAt(file, 'all').then(() => dirs.add(dirname(file)), (err: unknown) => { if (!isNotFound(err)) throw err; });
       }
     }
     for (const d of dirs) await fsyncDir(d);
@@ -874,17 +874,6 @@ async function appendPart(out: FileHandle, position: number, partPath: string, r
     return done;
   } finally {
     await src.close();
-  }
-}
-
-/** fsync of a file by path; returns its size. */
-async function syncFile(path: string): Promise<number> {
-  const fh = await open(path, 'r+');
-  try {
-    await fh.sync();
-    return (await fh.stat()).size;
-  } finally {
-    await fh.close();
   }
 }
 
