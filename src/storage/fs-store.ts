@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors.js';
 import { fsyncDir, syncFileAt, writeFileAtomic } from './atomic-file.js';
+import { Gather, type Gathered } from './gather.js';
 import { isNotFound } from './errno.js';
 import { assertSafeKey } from './keys.js';
 import { FsPlacer } from './fs-placer.js';
@@ -66,13 +67,6 @@ interface JournalAppend {
   /** What to put into place once the records are durable, given where they start in the segment. */
   place: (base: number) => PlaceItem[];
   resolve: (placement: { placed: Promise<void> }) => void;
-  reject: (err: unknown) => void;
-}
-
-/** A master waiting for the next group of moves. */
-interface PendingMove {
-  move: MoveItem;
-  resolve: (size: number) => void;
   reject: (err: unknown) => void;
 }
 
@@ -176,10 +170,8 @@ export class FsObjectStore implements ObjectStore {
    * and folder syncs are synchronous calls there, not a libuv round trip each on the event loop.
    */
   private readonly mover = new FsPlacer();
-  /** Masters gathered for the next group (those that end while a group is being made durable). */
-  private moveQueue: PendingMove[] = [];
-  private moving = false;
-  private moveFlushQueued = false;
+  /** One group on the mover at a time; the masters that end meanwhile gather for the next. */
+  private readonly moves = new Gather<MoveItem, number>((jobs) => this.moveGroup(jobs), { maxItems: MOVE_GROUP_MAX, inFlight: 1 });
 
   constructor(options: FsObjectStoreOptions) {
     if (options.presign?.secret.length === 0) throw new RangeError('fs store presign.secret must not be empty');
@@ -478,38 +470,16 @@ export class FsObjectStore implements ObjectStore {
 
   /** Resolves with the file's size once it is durable in place (its group's folder syncs done). */
   private moveInGroup(move: MoveItem): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      this.moveQueue.push({ move, resolve, reject });
-      // the ends of one tick gather before the first group leaves
-      if (this.moveFlushQueued) return;
-      this.moveFlushQueued = true;
-      queueMicrotask(() => {
-        this.moveFlushQueued = false;
-        this.pumpMoves();
-      });
-    });
+    return this.moves.add(move);
   }
 
-  /** One group on the mover at a time; the masters that end meanwhile gather for the next. */
-  private pumpMoves(): void {
-    if (this.moving || this.moveQueue.length === 0) return;
-    const jobs = this.moveQueue.splice(0, MOVE_GROUP_MAX);
-    this.moving = true;
-    void this.mover.move(jobs.map((j) => j.move)).then(
-      (results) => {
-        for (const [i, j] of jobs.entries()) {
-          const r = results[i];
-          if (r?.ok === true) j.resolve(r.size);
-          else j.reject(Object.assign(new Error(r?.message ?? 'no answer for this move'), { code: r?.code ?? 'EIO' }));
-        }
-      },
-      (err: unknown) => {
-        for (const j of jobs) j.reject(err);
-      },
-    ).finally(() => {
-      this.moving = false;
-      this.pumpMoves();
-    });
+  private async moveGroup(jobs: Gathered<MoveItem, number>[]): Promise<void> {
+    const results = await this.mover.move(jobs.map((j) => j.item));
+    for (const [i, j] of jobs.entries()) {
+      const r = results[i];
+      if (r?.ok === true) j.resolve(r.size);
+      else j.reject(Object.assign(new Error(r?.message ?? 'no answer for this move'), { code: r?.code ?? 'EIO' }));
+    }
   }
 
   async get(key: string): Promise<Buffer> {

@@ -1,4 +1,5 @@
 import { isRetryable } from '../errors.js';
+import { Gather, type Gathered } from './gather.js';
 import type { BatchItem, ObjectStore } from './object-store.js';
 
 /** Options of {@link GroupCommit}. */
@@ -9,11 +10,7 @@ export interface GroupCommitOptions {
   inFlight?: number;
 }
 
-interface Job {
-  item: BatchItem;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
+type Job = Gathered<BatchItem, void>;
 
 /**
  * Small objects written by many callers at the same moment (a meeting's 500 tracks starting or
@@ -26,44 +23,19 @@ interface Job {
  * it at once: retries of an unavailable store are the callers'.
  */
 export class GroupCommit {
-  private readonly queue: Job[] = [];
-  private running = 0;
-  private pumpQueued = false;
-  private readonly maxItems: number;
-  private readonly inFlight: number;
+  private readonly gather: Gather<BatchItem, void>;
 
   constructor(
     private readonly store: Pick<ObjectStore, 'put' | 'putBatch'>,
     options: GroupCommitOptions = {},
   ) {
-    this.maxItems = Math.max(1, options.maxItems ?? 128);
-    this.inFlight = Math.max(1, options.inFlight ?? 2);
+    this.gather = new Gather((jobs) => this.commit(jobs), { maxItems: options.maxItems ?? 128, inFlight: options.inFlight ?? 2 });
   }
 
   /** Resolves when the object is durable and readable. */
   put(item: BatchItem): Promise<void> {
     if (this.store.putBatch === undefined) return this.store.put(item.key, item.body, item.options).then(() => undefined);
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ item, resolve, reject });
-      // the puts of one tick gather before the first batch leaves
-      if (this.pumpQueued) return;
-      this.pumpQueued = true;
-      queueMicrotask(() => {
-        this.pumpQueued = false;
-        this.pump();
-      });
-    });
-  }
-
-  private pump(): void {
-    while (this.running < this.inFlight && this.queue.length > 0) {
-      const jobs = this.queue.splice(0, this.maxItems);
-      this.running++;
-      void this.commit(jobs).finally(() => { // never rejects: every job is settled inside
-        this.running--;
-        this.pump();
-      });
-    }
+    return this.gather.add(item);
   }
 
   private async commit(jobs: Job[]): Promise<void> {
