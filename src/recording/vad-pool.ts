@@ -29,6 +29,8 @@ interface Slot {
   worker: Worker;
   streams: Map<number, Pending>;
   dead: boolean;
+  /** performance.now() of the worker's last message (or its start). */
+  lastReply: number;
 }
 
 interface Pending {
@@ -132,10 +134,19 @@ export class VadPool {
           return Promise.resolve([]);
         }
         return new Promise<SpeechInterval[] | null>((resolve) => {
-          const timer = setTimeout(() => {
-            this.opts.logger.warn({ timeoutMs: this.finishTimeoutMs }, 'VAD did not answer in time: speech intervals left out');
+          // The worker answers in order: an end waits behind every chunk queued before it, of
+          // every stream on that worker (at a meeting's end, all of them). It gives up only when
+          // the worker has answered nothing for the timeout (stuck), never while it works through a backlog.
+          const check = (): void => {
+            const quiet = performance.now() - slot.lastReply;
+            if (quiet < this.finishTimeoutMs && !slot.dead) {
+              timer = setTimeout(check, this.finishTimeoutMs - quiet);
+              return;
+            }
+            this.opts.logger.warn({ timeoutMs: this.finishTimeoutMs }, 'VAD worker answered nothing in time: speech intervals left out');
             this.fail(slot, id, p);
-          }, this.finishTimeoutMs);
+          };
+          let timer = setTimeout(check, this.finishTimeoutMs);
           p.done = (r) => {
             clearTimeout(timer);
             resolve(r);
@@ -171,8 +182,9 @@ export class VadPool {
   private spawn(): Slot {
     const worker = new Worker(WORKER_URL);
     worker.unref();
-    const slot: Slot = { worker, streams: new Map(), dead: false };
+    const slot: Slot = { worker, streams: new Map(), dead: false, lastReply: performance.now() };
     worker.on('message', (msg: VadReply) => {
+      slot.lastReply = performance.now();
       const p = slot.streams.get(msg.id);
       if (p === undefined) return;
       if (msg.type === 'edge') {

@@ -7,6 +7,7 @@ import { VadPool } from '../../src/recording/vad-pool.js';
 import type { VadSettings } from '../../src/recording/vad-protocol.js';
 import { noise, prng } from '../helpers/audio-signal.js';
 import { speechEgressPcm } from '../helpers/egress.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /**
  * The worker feeds fvad 8 kHz that it halves from 16 kHz itself (libfvad's own half-band filter,
@@ -121,4 +122,30 @@ t.test('the worker decides as fvad at 16 kHz did, for every frame length and at 
   for (let i = 0; i < x48.length; i++) stereo[2 * i] = stereo[2 * i + 1] = x48[i]!;
   const s: VadSettings = { mode: 2, frameMs: 10, ...frameByFrame };
   t.same(await viaPool(stereo, 48000, 2, s), await reference(x48, 48000, s), '48 kHz stereo (equal channels)');
+});
+
+t.test('an end queued behind more work than the finish timeout is answered: the timeout counts from the worker\'s last answer, not from the end', async (t) => {
+  // a meeting's end: every stream's last chunks and its end reach the one worker together, and
+  // the last ends wait behind the others' audio; the worker acknowledges chunk after chunk
+  const finishTimeoutMs = 600;
+  const pool = new VadPool({ settings: { mode: 2, frameMs: 10, minSpeechMs: 200, minSilenceMs: 300, live: false }, workers: 1, logger: createLogger({ level: 'silent' }), finishTimeoutMs, maxQueueBytes: 512 * 1024 * 1024 });
+  try {
+    const x = noise(8000 * 120, 0.3, 11); // 120 s at 8 kHz, fvad's own rate: its cost per byte is highest
+    // the worker started and its module compiled (the daemon starts it before any recording;
+    // a first answer later than the timeout fails that stream, and the next one is answered)
+    await waitFor(async () => {
+      const warm = pool.open(8000, 1);
+      warm.push(new Uint8Array(x.buffer, x.byteOffset, 16_000));
+      return Array.isArray(await warm.finish()) ? true : undefined;
+    }, 60_000, 'the worker answering');
+    const streams = Array.from({ length: 48 }, () => pool.open(8000, 1));
+    for (const v of streams) for (let at = 0; at < x.length; at += 8000) v.push(new Uint8Array(x.buffer, x.byteOffset + at * 2, 16_000));
+    const t0 = performance.now();
+    const results = await Promise.all(streams.map((v) => v.finish()));
+    t.comment(`the ends took ${Math.round(performance.now() - t0)} ms behind ${streams.length * 120} s of queued audio (finish timeout ${finishTimeoutMs} ms)`);
+    t.equal(results.filter((r) => r === null).length, 0, 'no stream lost its speech intervals');
+    t.ok(results.every((r) => Array.isArray(r)));
+  } finally {
+    await pool.stop();
+  }
 });
