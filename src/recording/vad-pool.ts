@@ -139,7 +139,7 @@ export class VadPool {
           // the worker has answered nothing for the timeout (stuck), never while it works through a backlog.
           const check = (): void => {
             const quiet = performance.now() - slot.lastReply;
-            if (quiet < this.finishTimeoutMs && !slot.dead) {
+            if (quiet < this.finishTimeoutMs) {
               timer = setTimeout(check, this.finishTimeoutMs - quiet);
               return;
             }

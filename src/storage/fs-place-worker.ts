@@ -111,9 +111,12 @@ function placeFiles(it: PlaceItem): void {
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-  } else if (!keepIfSame(it.sidecarPath, Buffer.from(it.sidecar))) {
-    writeFileSync(it.sidecarTmp, it.sidecar);
-    renameMakingDir(it.sidecarTmp, it.sidecarPath);
+  } else {
+    const sidecar = Buffer.from(it.sidecar);
+    if (!keepIfSame(it.sidecarPath, sidecar)) {
+      writeFileSync(it.sidecarTmp, sidecar);
+      renameMakingDir(it.sidecarTmp, it.sidecarPath);
+    }
   }
   if (it.body === null) return;
   const body = it.body instanceof Uint8Array ? it.body : readRange(it.body);
