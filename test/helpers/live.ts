@@ -29,6 +29,8 @@ export class LiveConsumer {
   binaryMessages = 0;
   closeCode = 0;
   closeReason = '';
+  /** The client's own errors (an invalid frame makes `ws` cut the connection: 1006 on both sides). */
+  readonly errors: string[] = [];
   readonly opened: Promise<void>;
   readonly closed: Promise<void>;
   /** Set when the handshake is refused: status, headers and body. */
@@ -60,7 +62,7 @@ export class LiveConsumer {
         resolve();
       });
     });
-    this.ws.on('error', () => undefined);
+    this.ws.on('error', (err: Error) => this.errors.push(err.message));
     this.ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary) {
         const msg = JSON.parse(data.toString('utf8')) as Record<string, unknown>;

@@ -53,7 +53,7 @@ async function resumeToTheEnd(t: Test, live: Awaited<ReturnType<typeof liveOnS3>
   const ev = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === id), 30_000, 'recording.completed');
   const master = readWav(await h.app.store.get(ev.s3_key_master as string)).data;
   if (resumed.closeCode !== 1000) {
-    t.comment(`closed ${resumed.closeCode}; texts ${JSON.stringify(resumed.texts)}; ${resumed.binaryMessages} binary messages`);
+    t.comment(`closed ${resumed.closeCode}; texts ${JSON.stringify(resumed.texts)}; ${resumed.binaryMessages} binary messages; client errors ${JSON.stringify(resumed.errors)}`);
     for (const l of h.logs) if (/live|subscri|history/i.test(String(l.msg))) t.comment(JSON.stringify(l).slice(0, 600));
   }
   return { resumed, at16: resampleMaster(master, 48000, 16000) };
@@ -93,7 +93,7 @@ t.test('S3, live, no resume window: a from= inside parts already uploaded is ref
   await replay.opened;
   await replay.closed;
   if (replay.closeCode !== 1000) {
-    t.comment(`replay closed ${replay.closeCode}; texts ${JSON.stringify(replay.texts)}; ${replay.binaryMessages} binary messages`);
+    t.comment(`replay closed ${replay.closeCode}; texts ${JSON.stringify(replay.texts)}; ${replay.binaryMessages} binary messages; client errors ${JSON.stringify(replay.errors)}`);
     for (const l of h.logs) if (/live|subscri|history/i.test(String(l.msg))) t.comment(JSON.stringify(l).slice(0, 600));
   }
   t.equal(replay.closeCode, 1000);
