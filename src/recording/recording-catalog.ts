@@ -81,6 +81,9 @@ const LIST_READ_CONCURRENCY = 16;
 /** Most objects in one group commit: 64 records of three objects each. */
 const BATCH_OBJECTS = 192;
 
+/** Content type of the index entries: bytes, as a store assumes of a key without an extension. */
+const INDEX_ENTRY_TYPE = 'application/octet-stream';
+
 export class RecordingCatalog {
   private readonly opts: RecordingCatalogOptions;
   private readonly retryDelaysMs: number[];
@@ -252,13 +255,17 @@ export class RecordingCatalog {
   private objectsOf(record: CatalogRecord): BatchItem[] {
     const stamp = record.startedAt.replace(/[-:.]/g, '');
     const entry = `${stamp}_${record.recordingId}`;
-    const options = (contentType: string): PutOptions => ({ contentType, metadata: { tenant: record.tenant, 'recording-id': record.recordingId }, tags: { source: 'livekit' } });
+    // no object metadata: the key and the body say whose recording it is, and on the fs store an
+    // object whose content type its name implies needs no sidecar (a file created fewer per
+    // object at every start); the tenant goes to the object tags of stores that tag
+    const options = (contentType: string): PutOptions => ({ contentType, tags: { tenant: record.tenant, source: 'livekit' } });
+    // an index entry is a marker: its name is what is read, its body the recording id as bytes
     const items: BatchItem[] = [
       { key: this.recordKey(record.tenant, record.recordingId), body: Buffer.from(JSON.stringify(record)), options: options('application/json') },
-      { key: this.indexFolder(record.tenant, 'rooms', record.roomName) + sanitizeSegment(entry), body: Buffer.from(record.recordingId), options: options('text/plain') },
+      { key: this.indexFolder(record.tenant, 'rooms', record.roomName) + sanitizeSegment(entry), body: Buffer.from(record.recordingId), options: options(INDEX_ENTRY_TYPE) },
     ];
     if (record.meetingId !== null) {
-      items.push({ key: this.indexFolder(record.tenant, 'meetings', record.meetingId) + sanitizeSegment(entry), body: Buffer.from(record.recordingId), options: options('text/plain') });
+      items.push({ key: this.indexFolder(record.tenant, 'meetings', record.meetingId) + sanitizeSegment(entry), body: Buffer.from(record.recordingId), options: options(INDEX_ENTRY_TYPE) });
     }
     return items;
   }

@@ -398,7 +398,7 @@ export class RoomService {
       check();
       await this.o.store.put(this.sessionKey(tenant, sessionId), Buffer.from(JSON.stringify(record)), { contentType: 'application/json', tags: { tenant, source: 'livekit' } });
       const stamp = record.startedAt.replace(/[-:.]/g, '');
-      await this.o.store.put(this.indexFolder(tenant, roomName) + sanitizeSegment(`${stamp}_${sessionId}`), Buffer.from(sessionId), { contentType: 'text/plain', tags: { tenant, source: 'livekit' } });
+      await this.o.store.put(this.indexFolder(tenant, roomName) + sanitizeSegment(`${stamp}_${sessionId}`), Buffer.from(sessionId), { contentType: 'application/octet-stream', tags: { tenant, source: 'livekit' } });
     } else {
       log.warn({ sessionId }, 'room session already mixed (a previous holder stopped before tidying up): announcing it again with the same event id');
     }

@@ -32,6 +32,17 @@ async function liveOnS3(t: Test, o: { dirPrefix: string; resumeWindowSec: number
   return { h, egress, pcm, cut, id, spoolDir: join(h.dataDir, 'uploads', sanitizeSegment(id)) };
 }
 
+/**
+ * A subscription closed other than 1000: what the consumer got (its texts, how many audio
+ * messages, its own errors) and what the daemon logged about live audio, to tell an abrupt
+ * close from a refusal.
+ */
+function explainClose(t: Test, h: Awaited<ReturnType<typeof startTestApp>>, c: LiveConsumer): void {
+  if (c.closeCode === 1000) return;
+  t.comment(`closed ${c.closeCode}; texts ${JSON.stringify(c.texts)}; ${c.binaryMessages} binary messages; client errors ${JSON.stringify(c.errors)}`);
+  for (const l of h.logs) if (/live|subscri|history/i.test(String(l.msg))) t.comment(JSON.stringify(l).slice(0, 600));
+}
+
 /** Frames of the 48 kHz mono master before part `k` (5 MiB parts, the 80-byte header in part 1). */
 function partStartFrame(k: number): number {
   return ((k - 1) * 5 * 1024 * 1024 - 80) / 2;
@@ -39,9 +50,7 @@ function partStartFrame(k: number): number {
 
 /**
  * Subscribes at 16 kHz from `from`, sends the rest of the track and ends it, and waits for the
- * stored master: the consumer and the master resampled the documented way, to compare. When
- * the subscription closes other than 1000 it says what the consumer got and what the daemon
- * logged about live audio, to tell an abrupt close from a refusal.
+ * stored master: the consumer and the master resampled the documented way, to compare.
  */
 async function resumeToTheEnd(t: Test, live: Awaited<ReturnType<typeof liveOnS3>>, q: string, from: number): Promise<{ resumed: LiveConsumer; at16: Buffer }> {
   const { h, egress, pcm, cut, id } = live;
@@ -52,10 +61,7 @@ async function resumeToTheEnd(t: Test, live: Awaited<ReturnType<typeof liveOnS3>
   await resumed.closed;
   const ev = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === id), 30_000, 'recording.completed');
   const master = readWav(await h.app.store.get(ev.s3_key_master as string)).data;
-  if (resumed.closeCode !== 1000) {
-    t.comment(`closed ${resumed.closeCode}; texts ${JSON.stringify(resumed.texts)}; ${resumed.binaryMessages} binary messages; client errors ${JSON.stringify(resumed.errors)}`);
-    for (const l of h.logs) if (/live|subscri|history/i.test(String(l.msg))) t.comment(JSON.stringify(l).slice(0, 600));
-  }
+  explainClose(t, h, resumed);
   return { resumed, at16: resampleMaster(master, 48000, 16000) };
 }
 
@@ -92,10 +98,7 @@ t.test('S3, live, no resume window: a from= inside parts already uploaded is ref
   const replay = new LiveConsumer(`${q}&from=${16000 * 60}`);
   await replay.opened;
   await replay.closed;
-  if (replay.closeCode !== 1000) {
-    t.comment(`replay closed ${replay.closeCode}; texts ${JSON.stringify(replay.texts)}; ${replay.binaryMessages} binary messages; client errors ${JSON.stringify(replay.errors)}`);
-    for (const l of h.logs) if (/live|subscri|history/i.test(String(l.msg))) t.comment(JSON.stringify(l).slice(0, 600));
-  }
+  explainClose(t, h, replay);
   t.equal(replay.closeCode, 1000);
   t.ok(replay.pcm().equals(at16.subarray(16000 * 60 * 2)), 'the stored master replays from inside part 2');
 });
