@@ -25,7 +25,7 @@ import { RateLimiter } from './limits/rate-limiter.js';
 import { RedisBucketStore } from './limits/redis-bucket-store.js';
 import { HistoryReader } from './live/history.js';
 import { RedisLiveDirectory } from './live/live-directory.js';
-import { LiveHub } from './live/live-hub.js';
+import { LIVE_FILTERS, LiveHub } from './live/live-hub.js';
 import { registerLiveRoutes } from './live/live-route.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
@@ -211,6 +211,7 @@ export function composeDaemon(input: CompositionInput): Daemon {
     history: { reader: new HistoryReader({ store, stateDir: dataDir, fileBytes: config.storage.driver === 'fs' ? 0 : config.storage.partSizeMiB * 1024 * 1024 }) },
     queueSeconds: config.live.queueSeconds,
     batchMs: config.live.batchMs,
+    filter: LIVE_FILTERS[config.live.filter],
     pingSec: config.live.pingSec,
     idleSec: config.live.idleSec,
     // a room subscription lasts as long as the room session (README, Live audio out)

@@ -53,6 +53,7 @@ export const ENV_MAP: ReadonlyArray<readonly [name: string, path: string, kind: 
   ['ROOMS_DUAL_RIGHT', 'rooms.dual.right', 'string'],
   ['LIVE_QUEUE_SECONDS', 'live.queueSeconds', 'number'],
   ['LIVE_BATCH_MS', 'live.batchMs', 'int'],
+  ['LIVE_FILTER', 'live.filter', 'string'],
   ['LIVE_RESUME_WINDOW_SEC', 'live.resumeWindowSec', 'int'],
   ['LIVE_MAX_SUBSCRIBERS_PER_TENANT', 'live.maxSubscribersPerTenant', 'int'],
 ];

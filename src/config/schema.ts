@@ -103,6 +103,13 @@ export const configSchema = z.object({
     .object({
       /** Live audio a subscriber's queue holds (summed over its tracks) before it is closed with 4008. Env LIVE_QUEUE_SECONDS. */
       queueSeconds: z.number().min(0.1).max(60).default(2),
+      /**
+       * The filter that makes the live output rate: `speech` (default) a 60 dB stopband, flat to
+       * 0.80 of the lower Nyquist rate (6.4 kHz at 16 kHz out), half the taps of `archive`, the
+       * 80 dB / 0.86 design the stored audio is resampled with. Every host of a fleet must use
+       * the same one: a resume on another host continues the same samples. Env LIVE_FILTER.
+       */
+      filter: z.enum(['speech', 'archive']).default('speech'),
       /** Period in ms of the timer that sends every track's gathered live audio (0: each step at once). Env LIVE_BATCH_MS. */
       batchMs: z.number().int().min(0).max(100).default(20),
       /** Concurrent `GET /v1/live` subscribers per tenant on this host. Env LIVE_MAX_SUBSCRIBERS_PER_TENANT. */

@@ -15,6 +15,21 @@ export const LIVE_HEADER_BYTES = 12;
 
 /** Default period of the live tick: every track's gathered steps go out every 20 ms (two 10 ms steps a message). */
 export const DEFAULT_BATCH_MS = 20;
+
+/** A design of the resampler's filter: stopband attenuation and passband edge. */
+export interface FilterDesign {
+  attenuationDb: number;
+  passband: number;
+}
+
+/**
+ * The live output's filters (`live.filter`). `speech`: 60 dB, flat to 0.80 of the lower Nyquist
+ * rate, 111 taps at 48 → 16 kHz; `archive`: the resampler's default 80 dB / 0.86, 217 taps.
+ */
+export const LIVE_FILTERS = {
+  speech: { attenuationDb: 60, passband: 0.8 },
+  archive: { attenuationDb: 80, passband: 0.86 },
+} as const satisfies Record<string, FilterDesign>;
 /** uWS `send` result: written out whole, nothing buffered (0: backpressure, 2: dropped). */
 const SEND_SUCCESS = 1;
 /** Catch-up from files is sent only while the socket's queue is below this (paced by the socket). */
@@ -343,7 +358,7 @@ export class TrackFeed {
     readonly track: LiveTrack,
     readonly index: number,
   ) {
-    this.resampler = new Resampler({ inputRate: track.info.masterRate, outputRate: sub.rate, channels: 1 });
+    this.resampler = new Resampler({ inputRate: track.info.masterRate, outputRate: sub.rate, channels: 1, ...sub.hub.filter });
     const g = gcd(track.info.masterRate, sub.rate);
     this.up = sub.rate / g;
     this.down = track.info.masterRate / g;
@@ -720,6 +735,8 @@ function downmix(stereo: Int16Array): Int16Array {
 export interface LiveHubOptions {
   history: FeedHistory;
   queueSeconds: number;
+  /** The filter of the live output's resamplers (default {@link LIVE_FILTERS}.speech). */
+  filter?: FilterDesign;
   /** Live audio per binary message (ms of the master; 0: every output step as it comes). */
   batchMs?: number;
   pingSec: number;
@@ -747,12 +764,14 @@ export class LiveHub {
   private batchTimer: NodeJS.Timeout | undefined;
   private bytes = 0;
   readonly batchMs: number;
+  readonly filter: FilterDesign;
 
   constructor(private readonly opts: LiveHubOptions) {
     this.history = opts.history;
     this.logger = opts.logger;
     this.metrics = opts.metrics;
     this.batchMs = opts.batchMs ?? DEFAULT_BATCH_MS;
+    this.filter = opts.filter ?? LIVE_FILTERS.speech;
   }
 
   /** Master frames a live batch holds at most: two ticks of audio. */

@@ -261,7 +261,7 @@ async function checkSpooled(o: LiveRouteOptions, track: LiveTrack, from: number 
   // an ended recording (stored, or being stored) is read from the store once its spool has moved there
   if (from === undefined || track.ended !== undefined || track.recording === undefined || !track.recording.isLive) return;
   const info = track.info;
-  const r = new Resampler({ inputRate: info.masterRate, outputRate: rate, channels: 1 });
+  const r = new Resampler({ inputRate: info.masterRate, outputRate: rate, channels: 1, ...o.hub.filter });
   const needFrom = r.startAt(from);
   const spooled = track.readableFrames;
   if (needFrom >= spooled) return; // from the chunk being filled on

@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import { Resampler } from '../../src/audio/resample.js';
+import { type FilterDesign, LIVE_FILTERS } from '../../src/live/live-hub.js';
 import { TEST_API_KEY } from './app.js';
 
 export interface LiveTrackMsg {
@@ -97,10 +98,13 @@ export class LiveConsumer {
   }
 }
 
-/** The master's mono PCM at `rate`: the daemon's resampler over the whole master, tail included. */
-export function resampleMaster(pcm: Buffer, masterRate: number, rate: number): Buffer {
+/**
+ * The master's mono PCM at `rate`: the daemon's resampler with the live filter (default
+ * `live.filter`, speech) over the whole master, tail included.
+ */
+export function resampleMaster(pcm: Buffer, masterRate: number, rate: number, filter: FilterDesign = LIVE_FILTERS.speech): Buffer {
   if (rate === masterRate) return pcm;
-  const r = new Resampler({ inputRate: masterRate, outputRate: rate, channels: 1 });
+  const r = new Resampler({ inputRate: masterRate, outputRate: rate, channels: 1, ...filter });
   const samples = new Int16Array(pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.length));
   const a = r.process(samples);
   const b = r.flush();

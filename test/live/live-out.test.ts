@@ -1,5 +1,6 @@
 import t from 'tap';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
+import { LIVE_FILTERS } from '../../src/live/live-hub.js';
 import { startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
 import { downmix, egressUrl, outboxEvents, randomStereo, readWav, speechEgressPcm } from '../helpers/egress.js';
 import { endEgress, LiveConsumer, resampleMaster, sendFrames } from '../helpers/live.js';
@@ -66,6 +67,27 @@ t.test('from=0 while the egress streams: 48 kHz is the master sample for sample,
   t.ok(first > 0, `live edge starts where the recording was (${first})`);
   t.ok(edge.pcm().equals(at24.subarray(first * 2)), '24 kHz from the live edge: the same samples as the whole master resampled');
   t.same(edge.textsOf('end')[0], { type: 'end', index: 0, endReason: 'normal', samples: at24.length / 2 });
+});
+
+t.test("live.filter archive: the output is the master through the stored audio's 80 dB filter, from 0 and from any offset; the default speech filter gives other samples", async (t) => {
+  const h = await startTestApp({ live: { filter: 'archive' } });
+  t.teardown(() => h.close());
+  const egress = await connectEgress(await egressUrl(h, { roomName: 'room-arch', trackId: 'TR_arch' }));
+  const pcm = randomStereo(48000 * 3 + 5, 21);
+  await sendFrames(egress, pcm);
+  const recordingId = await liveRecordingId(h, 'TR_arch');
+  await endEgress(egress);
+  const master = await masterPcm(h, recordingId);
+  const archive = resampleMaster(master, 48000, 16000, LIVE_FILTERS.archive);
+  t.notOk(archive.equals(resampleMaster(master, 48000, 16000)), 'the two designs give other samples');
+  for (const from of [0, 16000 + 4321]) {
+    const c = new LiveConsumer(`${h.wsUrl}/v1/live?recordingId=${recordingId}&rate=16000&from=${from}`);
+    await c.opened;
+    await c.closed;
+    t.equal(c.closeCode, 1000, `from=${from}: replayed to the end`);
+    t.same(c.problems, []);
+    t.ok(c.pcm().equals(archive.subarray(from * 2)), `from=${from}: the master through the archive filter, bit-exact`);
+  }
 });
 
 t.test('a consumer that drops at random points and resumes with from= gets the whole recording, no gap, no overlap', async (t) => {
