@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Live audio out: what GET /v1/live costs the daemon.
 //
-//   node bench/live-out.mjs [--streams 200] [--seconds 20] [--rate 16000] [--batch-ms 20] [--cpu-prof <dir>] [--root <checkout>]
+//   node bench/live-out.mjs [--streams 200] [--seconds 20] [--rate 16000] [--batch-ms 20] [--filter speech|archive] [--cpu-prof <dir>] [--root <checkout>]
 //
 // One daemon (fs store), N egress streams paced in real time (10 ms frames of 48 kHz stereo).
 // Phase A: the streams with no subscriber; phase B: the same streams, each with one subscriber
@@ -41,8 +41,10 @@ function toneFrames(count) {
 
 // --cpu-prof <dir>: the daemon writes a V8 CPU profile there when it stops; --batch-ms: live.batchMs;
 // --root: the checkout whose build runs as the daemon (another build for A/B runs, alternated in one lock hold)
+// --filter: live.filter (the daemon's default when not given)
 const BATCH_MS = args['batch-ms'] === undefined ? undefined : Number(args['batch-ms']);
-const daemon = await startDaemon({ config: { live: { maxSubscribersPerTenant: 100_000, ...(BATCH_MS === undefined ? {} : { batchMs: BATCH_MS }) } }, cpuProf: args['cpu-prof'], ...(args.root === undefined ? {} : { root: args.root }) });
+const FILTER = args.filter === undefined ? {} : { filter: String(args.filter) };
+const daemon = await startDaemon({ config: { live: { maxSubscribersPerTenant: 100_000, ...FILTER, ...(BATCH_MS === undefined ? {} : { batchMs: BATCH_MS }) } }, cpuProf: args['cpu-prof'], ...(args.root === undefined ? {} : { root: args.root }) });
 // the first egress connection of a daemon started with --cpu-prof can be aborted as it opens: a throwaway one goes first
 {
   const w = new WebSocket(await daemon.egressUrl('bench-warmup', 'TR_warmup', 'warmup'), { headers: { 'Content-Type': 'audio/x-raw' }, perMessageDeflate: false });
