@@ -4,6 +4,7 @@
 //   node bench/chunk-path.mjs [--quick] [--n 100,200,500] [--seconds 20] [--storage fs|s3]
 //        [--chunk-seconds 2] [--config '{"storage":{"chunkUrls":true}}'] [--cpu-prof]
 //        [--base-root <checkout>]   (another build, built: its master and chunk runs alternate with this one's)
+//        [--client ws|raw|sim]   (the load generator's client, lib/generator.mjs; default ws)
 //
 // Per N and mode: daemon CPU over the steady window (every stream open, until 1 s before the
 // common end) in cores and per stream-hour; chunk latency p50/p99 from a chunk's last frame to
@@ -30,6 +31,7 @@ const CHUNK_SECONDS = Number(args['chunk-seconds'] ?? 2);
 const EXTRA = args.config ? JSON.parse(String(args.config)) : {};
 const CPU_PROF = Boolean(args['cpu-prof']);
 const BASE_ROOT = args['base-root'] ? String(args['base-root']) : undefined;
+const CLIENT = String(args.client ?? 'ws');
 
 /** A local analysis endpoint in a child process (lib/chunk-receiver.mjs): reads each body, answers 200, counts. */
 async function startReceiver() {
@@ -81,7 +83,7 @@ async function runOne(mode, n) {
     await sleep(1000);
     const streams = [];
     for (let i = 0; i < n; i++) streams.push({ id: `s${i}`, url: await d.egressUrl(`room-${i % 50}`, `TR_${i}`, `p${i}`) });
-    const gen = runGenerator({ streams, seconds: SECONDS, staggerMs: Math.min(3000, n * 6), client: 'ws' });
+    const gen = runGenerator({ streams, seconds: SECONDS, staggerMs: Math.min(3000, n * 6), client: CLIENT });
     const { endAtMs } = await gen.started;
     await gen.open;
     await sleep(1000);
@@ -164,6 +166,6 @@ for (const n of NS) {
     await sleep(2000);
   }
 }
-const title = `chunk path: ${STORAGE}, ${CHUNK_SECONDS} s chunks, ${SECONDS} s streams${Object.keys(EXTRA).length ? `, config ${JSON.stringify(EXTRA)}` : ''}`;
+const title = `chunk path: ${STORAGE}, ${CHUNK_SECONDS} s chunks, ${SECONDS} s streams, client ${CLIENT}${Object.keys(EXTRA).length ? `, config ${JSON.stringify(EXTRA)}` : ''}`;
 const md = `${printTable(title, rows)}\n${printTable('CPU ratio (same run)', ratios)}`;
-saveResults('chunk-path', { rows, ratios, storage: STORAGE, seconds: SECONDS, chunkSeconds: CHUNK_SECONDS, extra: EXTRA }, md);
+saveResults('chunk-path', { rows, ratios, client: CLIENT, storage: STORAGE, seconds: SECONDS, chunkSeconds: CHUNK_SECONDS, extra: EXTRA }, md);

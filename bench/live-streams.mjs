@@ -4,14 +4,14 @@
 // to the fs store and to s3rver, against a uWS server that only counts bytes (the raw drain)
 // and a plain `ws` + Buffer.concat + fs.writeFile receiver, in the same run.
 //
-//   node bench/live-streams.mjs [--quick] [--n 50,200,500] [--seconds 25] [--clients sim,ws]
+//   node bench/live-streams.mjs [--quick] [--n 50,200,500] [--seconds 25] [--clients sim,ws,raw]
 //        [--targets uws-raw,ws-baseline,daemon-fs,daemon-s3] [--cpu-prof] [--no-chunk-objects] [--json out.json]
 //        [--s3rver-disk] [--s3rver-prof]
 //        [--config '{"vad":{"enabled":false}}']   (merged into the daemon's config file)
 //        [--base-root <checkout>]   (another build, built, for targets ending in @base)
 // Daemon targets take suffixes, so one invocation can alternate builds and settings:
 // `daemon-fs:vad-off` (vad.enabled false), `daemon-fs@base` (the build in --base-root).
-//   node bench/live-streams.mjs --scenario meeting-ends [--n 200,500] [--seconds 75] [--clients ws]
+//   node bench/live-streams.mjs --scenario meeting-ends [--n 200,500] [--seconds 75] [--clients ws|raw]
 //        (defaults: uws-raw,daemon-fs,daemon-s3, master only; every master has 2+ parts)
 //
 // Phases, each as daemon CPU per stream and RSS peak growth per stream (from before the first

@@ -7,8 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { tempDir } from './daemon.mjs';
 
 /**
- * `client`: 'sim' (the project's egress simulator) or 'ws' (a plain ws client). Every stream
- * ends at the same moment, `started`'s `endAtMs`.
+ * `client`: 'sim' (the project's egress simulator), 'ws' (a plain ws client) or 'raw' (a
+ * WebSocket client on node:net with one shared timer, the cheapest; see generator.mjs). Every
+ * stream ends at the same moment, `started`'s `endAtMs`.
  */
 export function runGenerator({ streams, seconds, staggerMs, client = 'sim' }) {
   const jobFile = join(tempDir('gen'), 'job.json');
