@@ -105,7 +105,7 @@ export const configSchema = z.object({
       queueSeconds: z.number().min(0.1).max(60).default(2),
       /**
        * The filter that makes the live output rate: `speech` (default) a 60 dB stopband, flat to
-       * 0.80 of the lower Nyquist rate (6.4 kHz at 16 kHz out), half the taps of `archive`, the
+       * 0.80 of the lower Nyquist rate (6.4 kHz at 16 kHz out), half the taps of `archive` (0.62× its CPU), the
        * 80 dB / 0.86 design the stored audio is resampled with. Every host of a fleet must use
        * the same one: a resume on another host continues the same samples. Env LIVE_FILTER.
        */
