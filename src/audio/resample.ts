@@ -41,6 +41,12 @@ export interface ResamplerOptions {
   scalar?: boolean;
 }
 
+/** A filter design: stopband attenuation and passband edge (the two options above). */
+export type FilterDesign = Required<Pick<ResamplerOptions, 'attenuationDb' | 'passband'>>;
+
+/** The design a resampler uses when none is given: 80 dB, flat to 0.86 of the lower Nyquist rate. */
+export const DEFAULT_FILTER_DESIGN: Readonly<FilterDesign> = { attenuationDb: 80, passband: 0.86 };
+
 interface Filter {
   up: number;
   down: number;
@@ -204,8 +210,8 @@ export class Resampler {
     for (const [name, v] of [['inputRate', opts.inputRate], ['outputRate', opts.outputRate], ['channels', opts.channels]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new RangeError(`Resampler ${name} must be a positive integer, got ${String(v)}`);
     }
-    const passband = opts.passband ?? 0.86;
-    const attenuationDb = opts.attenuationDb ?? 80;
+    const passband = opts.passband ?? DEFAULT_FILTER_DESIGN.passband;
+    const attenuationDb = opts.attenuationDb ?? DEFAULT_FILTER_DESIGN.attenuationDb;
     if (!(passband > 0.5 && passband < 1)) throw new RangeError(`Resampler passband must be in (0.5, 1), got ${passband}`);
     if (!(attenuationDb >= 30 && attenuationDb <= 140)) {
       throw new RangeError(`Resampler attenuationDb must be in 30..140, got ${attenuationDb}`);

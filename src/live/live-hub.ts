@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Resampler } from '../audio/resample.js';
+import { DEFAULT_FILTER_DESIGN, type FilterDesign, Resampler } from '../audio/resample.js';
 import type { EndReason, MuteInterval } from '../events/types.js';
 import type { WebSocket } from '../http/uws.js';
 import type { Logger } from '../observability/logger.js';
@@ -16,20 +16,14 @@ export const LIVE_HEADER_BYTES = 12;
 /** Default period of the live tick: every track's gathered steps go out every 20 ms (two 10 ms steps a message). */
 export const DEFAULT_BATCH_MS = 20;
 
-/** A design of the resampler's filter: stopband attenuation and passband edge. */
-export interface FilterDesign {
-  attenuationDb: number;
-  passband: number;
-}
-
 /**
  * The live output's filters (`live.filter`). `speech`: 60 dB, flat to 0.80 of the lower Nyquist
  * rate, 111 taps at 48 → 16 kHz; `archive`: the resampler's default 80 dB / 0.86, 217 taps.
  */
 export const LIVE_FILTERS = {
   speech: { attenuationDb: 60, passband: 0.8 },
-  archive: { attenuationDb: 80, passband: 0.86 },
-} as const satisfies Record<string, FilterDesign>;
+  archive: DEFAULT_FILTER_DESIGN,
+} as const satisfies Record<string, Readonly<FilterDesign>>;
 /** uWS `send` result: written out whole, nothing buffered (0: backpressure, 2: dropped). */
 const SEND_SUCCESS = 1;
 /** Catch-up from files is sent only while the socket's queue is below this (paced by the socket). */

@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
-import { Resampler } from '../../src/audio/resample.js';
-import { type FilterDesign, LIVE_FILTERS } from '../../src/live/live-hub.js';
+import { type FilterDesign, Resampler } from '../../src/audio/resample.js';
+import { LIVE_FILTERS } from '../../src/live/live-hub.js';
 import { TEST_API_KEY } from './app.js';
 
 export interface LiveTrackMsg {
