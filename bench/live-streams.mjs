@@ -11,13 +11,15 @@
 //        [--base-root <checkout>]   (another build, built, for targets ending in @base)
 // Daemon targets take suffixes, so one invocation can alternate builds and settings:
 // `daemon-fs:vad-off` (vad.enabled false), `daemon-fs@base` (the build in --base-root).
-//   node bench/live-streams.mjs --scenario meeting-ends [--n 200,500] [--seconds 75] [--clients ws|raw]
+//   node bench/live-streams.mjs --scenario meeting-ends [--n 200,500] [--seconds 75] [--clients ws|raw] [--warmup W]
 //        (defaults: uws-raw,daemon-fs,daemon-s3, master only; every master has 2+ parts)
 //
 // Phases, each as daemon CPU per stream and RSS peak growth per stream (from before the first
 // URL is minted):
 //   setup    — mint the URLs, connect every stream (until all are open + 0.5 s); the live audio
 //              of streams already open in that window is subtracted at the live phase's rate;
+//              `--warmup W` first runs W streams of 3 s to their end, so setup is measured on
+//              a process whose code is compiled (a meeting starting on a running daemon);
 //   live     — the steady window with every stream open, also per stream-hour;
 //   finalize — from the common end to the last recording.completed (baselines: the last close);
 //   whole    — from the first mint to the last recording.completed.
@@ -55,6 +57,7 @@ const CHUNK_SECONDS = 2;
 const S3RVER_MEMORY = !args['s3rver-disk'];
 const S3RVER_PROF = Boolean(args['s3rver-prof']);
 const EXTRA_CONFIG = args.config ? JSON.parse(String(args.config)) : {};
+const WARMUP = Number(args.warmup ?? 0);
 
 /** Microseconds on CLOCK_MONOTONIC: the clock of V8's CPU profiles (startTime, timeDeltas). */
 const monoUs = () => Number(process.hrtime.bigint() / 1000n);
@@ -73,6 +76,16 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
   const server = await startTarget(target, cpuProf);
   try {
     await sleep(1000);
+    // --warmup W: W streams of 3 s start and end first, so the measured round meets a process
+    // whose code is compiled (a meeting starting on a daemon that has been running) rather than
+    // the first streams of a fresh process
+    if (WARMUP > 0) {
+      const warm = runGenerator({ streams: await server.streams(WARMUP, 'w'), seconds: 3, staggerMs: Math.min(1000, WARMUP * 6), client });
+      await warm.done;
+      const until = Date.now() + 60_000;
+      while ((await server.finalized()).count < WARMUP && Date.now() < until) await sleep(50);
+      await sleep(1000);
+    }
     const rss0 = rssBytes(server.pid);
     const rss = rssSampler(server.pid, 100);
     const tA = Date.now();
@@ -114,7 +127,7 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
     rss.reset();
     const deadline = Date.now() + 180_000;
     let fin = await server.finalized();
-    while (fin.count < n && Date.now() < deadline) {
+    while (fin.count < n + WARMUP && Date.now() < deadline) {
       await sleep(50);
       fin = await server.finalized();
     }
@@ -170,8 +183,8 @@ export async function runLive(target, n, seconds, { cpuProf = false, client = 's
       'completes sent': s3?.completes ?? null,
       'S3 requests/stream (finalize)': s3 ? s3.requests / n : null,
       'finalize S3 ops': s3 ? Object.entries(s3.byOp).filter(([, v]) => v > 0).map(([k, v]) => `${k}:${v}`).join(' ') : null,
-      'finalize wall s': fin.count < n ? null : ((fin.lastAtMs ?? tF) - endAtMs) / 1000,
-      completed: fin.count,
+      'finalize wall s': fin.count < n + WARMUP ? null : ((fin.lastAtMs ?? tF) - endAtMs) / 1000,
+      completed: fin.count - WARMUP,
       failed: fin.failed ?? 0,
       'whole ms/stream': (1000 * wholeCpu) / n,
       'whole RSS KiB/stream': perStreamKiB(Math.max(setupPeak, livePeak, finPeak)),
@@ -272,12 +285,12 @@ async function startDaemonTarget(target, cpuProf) {
     pid: d.pid,
     storePid: s3?.pid,
     logTail: () => d.logTail(),
-    async streams(n) {
-      nStreams = n;
+    async streams(n, prefix = 't') {
+      if (prefix === 't') nStreams = n;
       const out = [];
       for (let i = 0; i < n; i += 25) {
         const batch = [];
-        for (let j = i; j < Math.min(n, i + 25); j++) batch.push(d.egressUrl('bench-room', `t${j}`, `p${j}`).then((url) => ({ id: `t${j}`, url })));
+        for (let j = i; j < Math.min(n, i + 25); j++) batch.push(d.egressUrl('bench-room', `${prefix}${j}`, `p${prefix}${j}`).then((url) => ({ id: `${prefix}${j}`, url })));
         out.push(...(await Promise.all(batch)));
       }
       return out;
@@ -403,8 +416,8 @@ async function startBaseline(file, _unused) {
   let lastAtMs;
   return {
     pid: child.pid,
-    async streams(n) {
-      return Array.from({ length: n }, (_, i) => ({ id: `t${i}`, url: `ws://127.0.0.1:${port}/egress-audio?roomName=bench-room&trackId=t${i}` }));
+    async streams(n, prefix = 't') {
+      return Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, url: `ws://127.0.0.1:${port}/egress-audio?roomName=bench-room&trackId=${prefix}${i}` }));
     },
     async resetLag() {
       child.send('reset');

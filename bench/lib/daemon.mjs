@@ -28,9 +28,14 @@ export function saveResults(name, data, md) {
   writeFileSync(join(OUT, `${name}.md`), md);
 }
 
+/**
+ * A temp folder under bench/.out, or under `BENCH_DATA_ROOT` for the daemons' data (to measure
+ * another filesystem, e.g. a journaled ext4 mounted from a loop file).
+ */
 export function tempDir(prefix) {
-  mkdirSync(OUT, { recursive: true });
-  return mkdtempSync(join(OUT, `${prefix}-`));
+  const root = prefix === 'daemon' && process.env.BENCH_DATA_ROOT ? process.env.BENCH_DATA_ROOT : OUT;
+  mkdirSync(root, { recursive: true });
+  return mkdtempSync(join(root, `${prefix}-`));
 }
 
 const toRemove = new Set();
@@ -97,7 +102,9 @@ export async function startDaemon({ storage = 'fs', config = {}, env = {}, cpuPr
     ...(process.env.BENCH_DAEMON_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_DAEMON_NODE_OPTIONS } : {}),
     ...env,
   };
-  const child = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), ...execArgv, join(root, 'bin/audio-ingestd.js'), 'serve', '--config', configFile], {
+  // flags NODE_OPTIONS refuses (e.g. --log-ic), space-separated
+  const extraArgv = (process.env.BENCH_DAEMON_EXEC_ARGV ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), ...execArgv, ...extraArgv, join(root, 'bin/audio-ingestd.js'), 'serve', '--config', configFile], {
     cwd: root,
     env: childEnv,
     // its log (warnings and errors) goes to a file of the run, read back when a run goes wrong
