@@ -1,3 +1,4 @@
+import type { CorkAnchor } from './cork-anchor.js';
 import { inRequestScope, type RequestScope } from './request-scope.js';
 import type { HttpResponse, us_socket_context_t } from './uws.js';
 
@@ -45,11 +46,14 @@ export class GuardedResponse {
   /** Body bytes that arrived after the answer (or after the request was given up) and were dropped. */
   discardedBytes = 0;
 
+  private readonly corkAnchor: CorkAnchor | undefined;
+
   constructor(
     private readonly res: HttpResponse,
     private readonly scope: RequestScope,
-    options: { body: boolean },
+    options: { body: boolean; corkAnchor?: CorkAnchor | undefined },
   ) {
+    this.corkAnchor = options.corkAnchor;
     res.onAborted(() => inRequestScope(scope, () => this.onAborted()));
     // uWS drops body chunks that arrive while no data handler is attached: attach it now
     this.bodyEnded = !options.body;
@@ -148,11 +152,18 @@ export class GuardedResponse {
     return true;
   }
 
-  /** Hands the connection to a WebSocket; false when the client is already gone. */
+  /**
+   * Hands the connection to a WebSocket; false when the client is already gone. Never inside
+   * this response's own cork: after an upgrade made once the upgrade handler returned, uWS 20.30's
+   * `res.cork` can close the new WebSocket at once (see CorkAnchor). The anchor holds the cork
+   * instead; without one (not started, or reconnecting) the upgrade runs uncorked, which is as
+   * safe, only slower and noisy (uWS prints a warning).
+   */
   upgrade<T>(userData: T, key: string, protocol: string, extensions: string, context: us_socket_context_t): boolean {
     if (this.state !== 'open') return false;
     this.state = 'ended';
-    this.res.cork(() => this.res.upgrade(userData, key, protocol, extensions, context));
+    const upgrade = (): void => this.res.upgrade(userData, key, protocol, extensions, context);
+    if (!this.corkAnchor?.run(upgrade)) upgrade();
     return true;
   }
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { AppError, type ErrorCode } from '../errors.js';
 import { statusLine } from './error-status.js';
+import type { CorkAnchor } from './cork-anchor.js';
 import { type AfterAnswer, GuardedResponse } from './guarded-response.js';
 import { RequestBody } from './request-body.js';
 import { inRequestScope, type RequestScope } from './request-scope.js';
@@ -64,7 +65,7 @@ export class RequestContext {
   /** Told when a deadline gave the request up (the server answers it 408). */
   onDeadline: ((err: AppError) => void) | undefined;
 
-  constructor(res: HttpResponse, req: HttpRequest, route: string, paramCount: number, limits: RequestLimits) {
+  constructor(res: HttpResponse, req: HttpRequest, route: string, paramCount: number, limits: RequestLimits, corkAnchor?: CorkAnchor) {
     this.method = req.getMethod().toUpperCase();
     this.path = req.getUrl();
     this.query = new URLSearchParams(req.getQuery() ?? '');
@@ -85,7 +86,7 @@ export class RequestContext {
     this.id = given && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
     this.scope = { route, requestId: this.id };
     const takesBody = BODY_METHODS.has(this.method);
-    this.response = new GuardedResponse(res, this.scope, { body: takesBody });
+    this.response = new GuardedResponse(res, this.scope, { body: takesBody, corkAnchor });
     this.response.onAbort(() => this.end(new AppError('CLIENT_ABORTED', 'the client closed the connection')));
     if (!takesBody) return;
     // the timers enter the request's scope, so they name the request if they ever throw

@@ -1,4 +1,5 @@
 import { AppError, toAppError } from '../errors.js';
+import { CorkAnchor } from './cork-anchor.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { httpStatus } from './error-status.js';
@@ -33,9 +34,12 @@ export class HttpServer {
   private readonly inflight = new Set<RequestContext>();
   private readonly idleWaiters: (() => void)[] = [];
   private readonly limits: RequestLimits;
+  /** Holds the loop's cork for WebSocket upgrades made after their upgrade handler returned. */
+  private readonly corkAnchor: CorkAnchor;
 
   constructor(private readonly options: HttpServerOptions) {
     this.app = uws.App();
+    this.corkAnchor = new CorkAnchor(options.logger);
     this.limits = {
       requestTimeoutMs: options.requestTimeoutSec * 1000,
       bodyIdleTimeoutMs: (options.bodyIdleTimeoutSec ?? 8) * 1000,
@@ -45,7 +49,7 @@ export class HttpServer {
 
   /** A request for a route registered on `app` directly (a stream, a download): same guard, body and deadlines. */
   context(res: HttpResponse, req: HttpRequest, label: string, paramCount = 0): RequestContext {
-    const ctx = new RequestContext(res, req, label, paramCount, this.limits);
+    const ctx = new RequestContext(res, req, label, paramCount, this.limits, this.corkAnchor);
     ctx.onDeadline = (err) => this.reply(ctx, label, errorReply(err));
     return ctx;
   }
@@ -115,7 +119,9 @@ export class HttpServer {
     ctx.send(reply);
   }
 
-  listen(host: string, port: number): Promise<number> {
+  /** Starts the cork anchor (see {@link CorkAnchor}), then listens; resolves with the port. */
+  async listen(host: string, port: number): Promise<number> {
+    await this.corkAnchor.start();
     return new Promise((resolve, reject) => {
       this.app.listen(host, port, (socket) => {
         if (!socket) {
@@ -135,6 +141,7 @@ export class HttpServer {
       uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = undefined;
     }
+    this.corkAnchor.stop();
   }
 
   /** The port listened on (0 before `listen`); differs from the one asked for when that was 0. */

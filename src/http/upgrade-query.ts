@@ -14,3 +14,15 @@ export function strictQuery(query: URLSearchParams, allowed: ReadonlySet<string>
     return v === null || v === '' ? undefined : v;
   };
 }
+
+/**
+ * Refuses a handshake whose Connection header lacks the `upgrade` token (RFC 6455 4.2.1). uWS
+ * 20.30 marks a request "connection close" by the length of that header (five characters) and,
+ * in an upgrade made after the upgrade handler returned, then closes the socket inside
+ * `res.upgrade`, before it becomes a WebSocket, yet still calls the open handler on it (whose
+ * close handler never runs): such a request must not reach the upgrade.
+ */
+export function checkUpgradeHandshake(headers: Readonly<Record<string, string>>): void {
+  const tokens = (headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim());
+  if (!tokens.includes('upgrade')) throw new AppError('BAD_REQUEST', 'a WebSocket handshake needs Connection: Upgrade');
+}

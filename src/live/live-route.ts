@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { AppError, toAppError } from '../errors.js';
-import { strictQuery } from '../http/upgrade-query.js';
+import { checkUpgradeHandshake, strictQuery } from '../http/upgrade-query.js';
 import { json, type HttpServer } from '../http/server.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from '../http/uws.js';
 import type { Logger } from '../observability/logger.js';
@@ -163,6 +163,7 @@ function upgrade(o: LiveRouteOptions, pending: { n: number }, res: HttpResponse,
 
 async function admit(o: LiveRouteOptions, query: URLSearchParams, headers: Record<string, string>): Promise<Plan | { redirect: string }> {
   if (!o.admitting()) throw new AppError('DRAINING', 'the daemon is not accepting new subscriptions (starting or shutting down)', { retryAfterSec: 5 });
+  checkUpgradeHandshake(headers);
   const q = strictQuery(query, QUERY_KEYS);
   // auth: a live token, or the API key header
   const token = q('token');

@@ -1,5 +1,5 @@
 import { AppError, toAppError } from '../errors.js';
-import { strictQuery } from '../http/upgrade-query.js';
+import { checkUpgradeHandshake, strictQuery } from '../http/upgrade-query.js';
 import type { EndReason } from '../events/types.js';
 import type { HttpServer } from '../http/server.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket } from '../http/uws.js';
@@ -115,7 +115,7 @@ export class LiveKitEgressSource {
     const ctx = this.opts.server.context(res, req, 'egress-audio');
     const response = ctx.response;
     this.pendingUpgrades += 1;
-    this.admit(query)
+    this.admit(query, ctx.headers)
       .then(
         async (admitted) => {
           if (!response.isOpen) {
@@ -147,7 +147,7 @@ export class LiveKitEgressSource {
   }
 
   /** Validates the query and token and reserves the stream slot; throws AppError on refusal. */
-  private async admit(query: URLSearchParams): Promise<{
+  private async admit(query: URLSearchParams, headers: Readonly<Record<string, string>>): Promise<{
     tenant: Tenant;
     roomName: string;
     participant: string | undefined;
@@ -161,6 +161,7 @@ export class LiveKitEgressSource {
   }> {
     const o = this.opts;
     if (!o.admitting()) throw new AppError('DRAINING', 'the daemon is not accepting new streams (starting or shutting down)', { retryAfterSec: 5 });
+    checkUpgradeHandshake(headers);
     const q = strictQuery(query, QUERY_KEYS);
     const token = q('token');
     let claims: Awaited<ReturnType<typeof verifyEgressToken>> | undefined;
