@@ -89,17 +89,16 @@ export class RequestContext {
     this.response = new GuardedResponse(res, this.scope, { body: takesBody, corkAnchor });
     this.response.onAbort(() => this.end(new AppError('CLIENT_ABORTED', 'the client closed the connection')));
     if (!takesBody) return;
-    // the timers enter the request's scope, so they name the request if they ever throw
-    this.requestTimer = setTimeout(
-      () => inRequestScope(this.scope, () => this.expire(`request not received within ${limits.requestTimeoutMs / 1000}s`)),
-      limits.requestTimeoutMs,
-    );
-    this.requestTimer.unref();
-    this.body = new RequestBody(this.response, {
-      highWaterMark: limits.bodyHighWaterMark,
-      idleMs: limits.bodyIdleTimeoutMs,
-      onIdle: () => inRequestScope(this.scope, () => this.expire(`no request body received for ${limits.bodyIdleTimeoutMs / 1000}s`)),
-      onComplete: () => clearTimeout(this.requestTimer),
+    // created in the request's scope, so its timers name the request if they ever throw
+    this.body = inRequestScope(this.scope, () => {
+      this.requestTimer = setTimeout(() => this.expire(`request not received within ${limits.requestTimeoutMs / 1000}s`), limits.requestTimeoutMs);
+      this.requestTimer.unref();
+      return new RequestBody(this.response, {
+        highWaterMark: limits.bodyHighWaterMark,
+        idleMs: limits.bodyIdleTimeoutMs,
+        onIdle: () => this.expire(`no request body received for ${limits.bodyIdleTimeoutMs / 1000}s`),
+        onComplete: () => clearTimeout(this.requestTimer),
+      });
     });
   }
 
