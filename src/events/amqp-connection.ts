@@ -1,7 +1,43 @@
+import type { Duplex } from 'node:stream';
 import { connect, type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { backoffDelay, sleep, type BackoffOptions } from '../backoff.js';
+
+/** The connection's socket (amqplib keeps it as `connection.stream`). */
+function socketOf(model: ChannelModel): Duplex | undefined {
+  return (model as unknown as { connection?: { stream?: Duplex } }).connection?.stream;
+}
+
+/** How long closing a connection waits for the broker's CloseOk before its socket is dropped. */
+const CLOSE_TIMEOUT_MS = 2000;
+
+/**
+ * Closes a connection that may be dying, and always returns. amqplib's `close()` settles only
+ * on the broker's CloseOk: when the socket dies first (the broker closed the connection, a
+ * reset) it stays pending for ever, and a reconnect loop awaiting it never reconnects. So this
+ * waits for the first of CloseOk, the socket's close and `timeoutMs`, then destroys the socket.
+ */
+export async function closeConnection(model: ChannelModel, timeoutMs = CLOSE_TIMEOUT_MS): Promise<void> {
+  const stream = socketOf(model);
+  const socketGone = stream === undefined || stream.destroyed ? Promise.resolve() : new Promise<void>((resolve) => stream.once('close', () => resolve()));
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      model.close().catch(() => undefined), // closing a dead connection may fail; it is dropped either way
+      socketGone,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    // with an error, since amqplib listens for its socket's 'error' and 'end', not 'close': so it
+    // tidies up (channels closed, heartbeat timer stopped, 'close' emitted)
+    if (stream !== undefined && !stream.destroyed) {
+      model.on('error', () => undefined);
+      stream.destroy(new Error('amqp connection dropped: its close was not answered'));
+    }
+  }
+}
 
 export interface AmqpConnectionOptions<C extends Channel> {
   /** Broker URL, e.g. `amqp://user:pass@host:5672/vhost`. */
@@ -79,7 +115,7 @@ export class AmqpConnection<C extends Channel = ConfirmChannel> {
     const model = this.model;
     this.current = null;
     this.model = null;
-    await model?.close().catch(() => undefined); // closing a dead connection may fail; it is dropped either way
+    if (model) await closeConnection(model);
     await this.loop;
   }
 
@@ -100,9 +136,14 @@ export class AmqpConnection<C extends Channel = ConfirmChannel> {
         model.on('unblocked', () => (this.blocked = false));
         const channel = await this.options.openChannel(model);
         channel.on('error', (err: Error) => logger?.warn({ connection: connectionName, err: err.message }, 'amqp channel error'));
+        // the socket's own close too: amqplib emits no 'close' when its socket dies while it is
+        // closing; and a stop, whose close may not complete
+        const stream = socketOf(model);
         const lost = new Promise<void>((resolve) => {
           model!.once('close', () => resolve());
           channel.once('close', () => resolve());
+          stream?.once('close', () => resolve());
+          signal.addEventListener('abort', () => resolve(), { once: true });
         });
         await this.options.setup(channel);
         if (signal.aborted) break;
@@ -125,11 +166,11 @@ export class AmqpConnection<C extends Channel = ConfirmChannel> {
         logger?.warn({ connection: connectionName, attempt: attempt + 1, err: (err as Error).message }, 'amqp connect failed');
       }
       // a channel may close while its connection stays up: drop both and start clean
-      await model?.close().catch(() => undefined); // as above: it is dropped either way
+      if (model) await closeConnection(model);
       attempt++;
       await sleep(backoffDelay(attempt, { baseMs: 100, maxMs: 10_000, ...this.options.reconnect }), signal);
     }
     // stopped mid-connect: nothing else will close what was just opened
-    await model?.close().catch(() => undefined); // as above
+    if (model) await closeConnection(model);
   }
 }
