@@ -75,11 +75,6 @@ export class CorkAnchor {
     return true;
   }
 
-  /** True while the anchor request is held. */
-  get isHeld(): boolean {
-    return this.held !== undefined;
-  }
-
   stop(): void {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
