@@ -137,13 +137,12 @@ export class AmqpConnection<C extends Channel = ConfirmChannel> {
         const channel = await this.options.openChannel(model);
         channel.on('error', (err: Error) => logger?.warn({ connection: connectionName, err: err.message }, 'amqp channel error'));
         // the socket's own close too: amqplib emits no 'close' when its socket dies while it is
-        // closing; and a stop, whose close may not complete
+        // closing (a stop's close that is not answered ends in the socket destroyed, so here)
         const stream = socketOf(model);
         const lost = new Promise<void>((resolve) => {
           model!.once('close', () => resolve());
           channel.once('close', () => resolve());
           stream?.once('close', () => resolve());
-          signal.addEventListener('abort', () => resolve(), { once: true });
         });
         await this.options.setup(channel);
         if (signal.aborted) break;
