@@ -114,6 +114,12 @@ export class RoomService {
    * (a room on one host: none; it was one GET per track per examination).
    */
   private readonly written = new Map<string, RoomTrackRecord>();
+  /**
+   * Records of this host on their way to the store, by key. A listing can show an object before
+   * its put has answered (the store has it; the answer is still in flight, or waits in the group
+   * commit): the examination takes the record being written rather than reading it back.
+   */
+  private readonly storing = new Map<string, RoomTrackRecord>();
 
   constructor(options: RoomServiceOptions) {
     this.o = options;
@@ -248,15 +254,22 @@ export class RoomService {
 
   private async putTrack(rec: RoomTrackRecord): Promise<void> {
     const key = this.trackKey(rec.tenant, rec.roomName, rec.recordingId);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.records.put({ key, body: Buffer.from(JSON.stringify(rec)), options: { contentType: 'application/json', tags: { tenant: rec.tenant, source: 'livekit' } } });
-        this.written.set(key, { ...rec });
-        return;
-      } catch (err) {
-        if (attempt >= 3 || !isRetryable(err)) throw err;
-        await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+    const snapshot = { ...rec };
+    this.storing.set(key, snapshot);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.records.put({ key, body: Buffer.from(JSON.stringify(snapshot)), options: { contentType: 'application/json', tags: { tenant: rec.tenant, source: 'livekit' } } });
+          this.written.set(key, snapshot);
+          return;
+        } catch (err) {
+          if (attempt >= 3 || !isRetryable(err)) throw err;
+          await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+        }
       }
+    } finally {
+      // writes of one track are serialized (enqueue): this is the only one in flight
+      this.storing.delete(key);
     }
   }
 
@@ -353,7 +366,7 @@ export class RoomService {
     const listed = new Set<string>();
     for await (const item of this.o.store.list(`${folder}tracks/`)) {
       listed.add(item.key);
-      const r = this.written.get(item.key) ?? (await this.getJson<RoomTrackRecord>(item.key));
+      const r = this.storing.get(item.key) ?? this.written.get(item.key) ?? (await this.getJson<RoomTrackRecord>(item.key));
       if (r && r.tenant === w.tenant && r.roomName === w.roomName) records.push(r);
     }
     // records of this host's tracks that another host's session consumed (and deleted)
