@@ -1,7 +1,8 @@
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { WebSocket } from 'ws';
+import type { CorkAnchor } from '../../src/http/cork-anchor.js';
 import { HttpServer } from '../../src/http/server.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -14,8 +15,20 @@ import { waitFor } from '../helpers/wait-for.js';
 const sink = new Writable({ write: (_c, _e, cb) => cb() });
 
 /** A server on `/async` whose upgrades run after the handler returned, echoing every frame. */
-async function asyncUpgradeServer(t: Test, onOpen: () => void = () => undefined): Promise<number> {
-  const server = new HttpServer({ logger: createLogger({ level: 'silent', destination: sink as never }), metrics: new Metrics({ defaultMetrics: false }), requestTimeoutSec: 20 });
+async function asyncUpgradeServer(t: Test, onOpen: () => void = () => undefined, logs?: string[]): Promise<number> {
+  return (await asyncUpgradeServerWith(t, onOpen, logs)).port;
+}
+
+async function asyncUpgradeServerWith(t: Test, onOpen: () => void = () => undefined, logs?: string[]): Promise<{ port: number; server: HttpServer }> {
+  const destination = logs
+    ? new Writable({
+        write: (c: Buffer, _e, cb) => {
+          logs.push(c.toString('utf8'));
+          cb();
+        },
+      })
+    : sink;
+  const server = new HttpServer({ logger: createLogger({ level: logs ? 'warn' : 'silent', destination: destination as never }), metrics: new Metrics({ defaultMetrics: false }), requestTimeoutSec: 20 });
   server.app.ws<{ n: number }>('/async', {
     upgrade: (res, req, context) => {
       const key = req.getHeader('sec-websocket-key');
@@ -32,7 +45,43 @@ async function asyncUpgradeServer(t: Test, onOpen: () => void = () => undefined)
   });
   const port = await server.listen('127.0.0.1', 0);
   t.teardown(() => server.stop());
-  return port;
+  return { port, server };
+}
+
+/**
+ * Rounds of WebSocket clients against `/async`, each round's upgrades overlapping the previous
+ * round's closes (so freed sockets are reused); each sends an egress frame, waits for its echo
+ * and closes with 1000. Returns the close codes seen, counted, and how many echoed.
+ */
+async function upgradeRounds(port: number, rounds: number, perRound: number): Promise<{ codes: Record<number, number>; echoed: number; total: number }> {
+  const frame = Buffer.alloc(1920, 3);
+  const outcomes: { echoed: boolean; code: number }[] = [];
+  const client = (): Promise<void> =>
+    new Promise((resolve) => {
+      const outcome = { echoed: false, code: 0 };
+      outcomes.push(outcome);
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/async`);
+      ws.on('open', () => ws.send(frame));
+      ws.on('message', (data: Buffer) => {
+        outcome.echoed = Buffer.compare(data, frame) === 0;
+        ws.close(1000);
+      });
+      ws.on('error', () => undefined);
+      ws.on('close', (code) => {
+        outcome.code = code;
+        resolve();
+      });
+    });
+  let previous: Promise<void>[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const current = Array.from({ length: perRound }, client);
+    await Promise.all(previous);
+    previous = current;
+  }
+  await Promise.all(previous);
+  const codes: Record<number, number> = {};
+  for (const o of outcomes) codes[o.code] = (codes[o.code] ?? 0) + 1;
+  return { codes, echoed: outcomes.filter((o) => o.echoed).length, total: outcomes.length };
 }
 
 /**
@@ -51,44 +100,37 @@ t.test('async upgrades stay open while the open handler reuses the socket’s fr
     for (let size = 73; size <= 88; size++) kept.push(Buffer.allocUnsafeSlow(size).fill(0x10));
   });
 
-  const ROUNDS = 6;
-  const PER_ROUND = 100;
-  const frame = Buffer.alloc(1920, 3); // 10 ms of 48 kHz mono s16le, an egress frame
-  const outcomes: { opened: boolean; echoed: boolean; code: number }[] = [];
-  const client = (): Promise<void> =>
-    new Promise((resolve) => {
-      const outcome = { opened: false, echoed: false, code: 0 };
-      outcomes.push(outcome);
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/async`);
-      ws.on('open', () => {
-        outcome.opened = true;
-        ws.send(frame);
-      });
-      ws.on('message', (data: Buffer) => {
-        outcome.echoed = Buffer.compare(data, frame) === 0;
-        ws.close(1000);
-      });
-      ws.on('error', () => undefined); // the close code below says what happened
-      ws.on('close', (code) => {
-        outcome.code = code;
-        resolve();
-      });
-    });
-  // each round's upgrades overlap the previous round's closes, so freed sockets are reused
-  let previous: Promise<void>[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    const current = Array.from({ length: PER_ROUND }, client);
-    await Promise.all(previous);
-    previous = current;
-  }
-  await Promise.all(previous);
+  const { codes, echoed, total } = await upgradeRounds(port, 6, 100);
+  t.equal(total, 600);
+  t.same(codes, { 1000: total }, 'every socket closed with the client’s 1000, none with 1006');
+  t.equal(echoed, total, 'every socket opened and echoed its frame');
+  t.ok(kept.length >= total * 16, 'the open handler ran for every socket');
+});
 
-  t.equal(outcomes.length, ROUNDS * PER_ROUND);
-  const codes: Record<number, number> = {};
-  for (const o of outcomes) codes[o.code] = (codes[o.code] ?? 0) + 1;
-  t.same(codes, { 1000: outcomes.length }, 'every socket closed with the client’s 1000, none with 1006');
-  t.equal(outcomes.filter((o) => o.opened && o.echoed).length, outcomes.length, 'every socket opened and echoed its frame');
-  t.ok(kept.length >= outcomes.length * 16, 'the open handler ran for every socket');
+t.test('the cork anchor reconnects after losing its connection; upgrades stay open through the new one, and uncorked while there is none', async (t) => {
+  const logs: string[] = [];
+  const { port, server } = await asyncUpgradeServerWith(t, () => {
+    for (let size = 73; size <= 88; size++) Buffer.allocUnsafeSlow(size).fill(0x10);
+  }, logs);
+  const anchor = (server as unknown as { corkAnchor: CorkAnchor }).corkAnchor;
+  const held = (): boolean => anchor.run(() => undefined);
+  t.ok(held(), 'the anchor holds its request once the server listens');
+  const first = (anchor as unknown as { client: Socket }).client;
+  first.destroy(); // the anchor's connection reset (what a conntrack flush or an RST would do)
+  await waitFor(() => !held() || undefined, 10_000, 'anchor lost');
+  t.ok(logs.some((l) => l.includes('cork anchor connection lost')), 'the loss is logged');
+  await waitFor(() => held() || undefined, 10_000, 'anchor held again');
+  t.not((anchor as unknown as { client: Socket }).client, first, 'on a new connection');
+  const after = await upgradeRounds(port, 4, 100);
+  t.same(after.codes, { 1000: after.total }, 'through the new anchor: every socket closed with the client’s 1000, none with 1006');
+  t.equal(after.echoed, after.total, 'every socket echoed its frame');
+
+  // without any anchor the upgrade runs uncorked (the moment between a loss and the reconnect)
+  anchor.stop();
+  t.notOk(held(), 'no anchor after stop');
+  const uncorked = await upgradeRounds(port, 4, 100);
+  t.same(uncorked.codes, { 1000: uncorked.total }, 'uncorked: every socket closed with the client’s 1000, none with 1006');
+  t.equal(uncorked.echoed, uncorked.total, 'every socket echoed its frame');
 });
 
 /**
