@@ -97,9 +97,10 @@ function writeFmtAndData(h: Buffer, at: number, format: PcmFormat, dataSize: num
   h.writeUInt32LE(dataSize, at + 28);
 }
 
-/** A complete WAV file: header + a copy of `pcm`. */
-export function encodeWav(pcm: Uint8Array, format: PcmFormat): Buffer {
-  const out = Buffer.allocUnsafe(WAV_HEADER_BYTES + pcm.byteLength);
+/** A complete WAV file: header + a copy of `pcm`, in `into` (exactly that long) when given. */
+export function encodeWav(pcm: Uint8Array, format: PcmFormat, into?: Buffer): Buffer {
+  if (into !== undefined && into.length !== WAV_HEADER_BYTES + pcm.byteLength) throw new RangeError(`encodeWav: a ${WAV_HEADER_BYTES + pcm.byteLength}-byte buffer is needed, got ${into.length}`);
+  const out = into ?? Buffer.allocUnsafe(WAV_HEADER_BYTES + pcm.byteLength);
   wavHeader(format, pcm.byteLength).copy(out, 0);
   out.set(pcm, WAV_HEADER_BYTES);
   return out;

@@ -1,4 +1,5 @@
-import { request, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import { Agent, buildConnector, request, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { backoffDelay, sleep, type BackoffOptions } from '../backoff.js';
 
@@ -14,6 +15,13 @@ export interface DispatchChunk {
   channels: number;
   /** `Date.now()` when the chunk was cut (its last frame arrived), for the latency metric. */
   cutAt?: number;
+  /**
+   * Called once nothing of the dispatcher reads `bytes` any more (so the caller may reuse the
+   * buffer): at once for a chunk dropped unsent, after a delivery whose request is known to
+   * have been written out. Not called when that cannot be told (a failed attempt, a busy socket,
+   * a dispatcher given by the caller): the buffer is then left to the garbage collector.
+   */
+  release?: () => void;
 }
 
 export interface ChunkDispatcherOptions {
@@ -70,15 +78,52 @@ export class ChunkDispatcher {
   /** The requests in flight, each with its own controller: stop() aborts them (one listener on the stop signal, not one per request). */
   private readonly requests = new Set<AbortController>();
   private idleWaiters: (() => void)[] = [];
+  /** Where requests go: the caller's dispatcher, or an agent of this dispatcher's own whose sockets it sees. */
+  private readonly agent: Dispatcher;
+  /** The open sockets of {@link agent} when it is this dispatcher's own; undefined otherwise. */
+  private readonly sockets: Set<Socket> | undefined;
 
   constructor(options: ChunkDispatcherOptions) {
     this.options = options;
+    if (options.dispatcher) {
+      this.agent = options.dispatcher;
+      return;
+    }
+    const sockets = new Set<Socket>();
+    const connector = buildConnector({});
+    this.sockets = sockets;
+    this.agent = new Agent({
+      connect: (opts, callback) =>
+        connector(opts, (...args) => {
+          const socket = args[1];
+          if (socket) {
+            sockets.add(socket);
+            socket.once('close', () => sockets.delete(socket));
+          }
+          callback(...args);
+        }),
+    });
+  }
+
+  /**
+   * True when no socket of the own agent holds bytes not yet handed to the kernel. undici
+   * writes a Buffer body with one `socket.write` and does not wait for it, so after an answer
+   * (which a server may send before reading the whole body) the write can still be pending and
+   * reading from the caller's buffer; a socket's `writableLength` counts such writes until
+   * they complete (a socket leaves the set once closed: its handle reads nothing more). Any
+   * socket, not only the request's: undici does not say which one carried it.
+   */
+  private writtenOut(): boolean {
+    if (this.sockets === undefined) return false;
+    for (const socket of this.sockets) if (socket.writableLength > 0) return false;
+    return true;
   }
 
   /** Queues a chunk; false when it was dropped because the queue is full or dispatch stopped. */
   enqueue(chunk: DispatchChunk): boolean {
     if (this.stopController.signal.aborted || this.queuedBytes + chunk.bytes.length > (this.options.maxQueueBytes ?? 64 * 1024 * 1024)) {
       this.dropped++;
+      chunk.release?.();
       return false;
     }
     this.queue.push(chunk);
@@ -105,8 +150,9 @@ export class ChunkDispatcher {
     this.stopController.abort();
     for (const r of this.requests) r.abort(this.stopController.signal.reason);
     this.dropped += this.queue.length;
-    this.queue.length = 0;
+    for (const chunk of this.queue.splice(0)) chunk.release?.();
     this.queuedBytes = 0;
+    if (this.sockets !== undefined) await this.agent.destroy().catch(() => undefined);
   }
 
   private pump(): void {
@@ -134,6 +180,7 @@ export class ChunkDispatcher {
         if (status >= 200 && status < 300) {
           this.sent++;
           this.options.onSent?.(chunk);
+          if (this.writtenOut()) chunk.release?.();
           return;
         }
         outcome = `HTTP ${status}`;
@@ -169,7 +216,7 @@ export class ChunkDispatcher {
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
         signal: controller.signal,
-        ...(this.options.dispatcher ? { dispatcher: this.options.dispatcher } : {}),
+        dispatcher: this.agent,
       });
       await res.body.dump();
       return res.statusCode;

@@ -16,8 +16,9 @@ export class ChunkDispatchSink implements ChunkSink {
     private readonly metrics: Metrics,
   ) {}
 
-  chunk(identity: RecordingIdentity, _seq: number, wav: Buffer, pcmFormat: PcmFormat): void {
+  chunk(identity: RecordingIdentity, _seq: number, wav: Buffer, pcmFormat: PcmFormat, _startFrame: number, _frames: number, release: () => void): void {
     const bytes = this.format === 'wav' ? wav : Buffer.from(wav.subarray(WAV_HEADER_BYTES)).swap16();
+    if (bytes !== wav) release(); // l16 sends its own copy
     const queued = this.dispatcher.enqueue({
       meetingId: identity.meetingId ?? identity.roomName,
       participantId: identity.participant ?? '',
@@ -27,6 +28,7 @@ export class ChunkDispatchSink implements ChunkSink {
       sampleRate: pcmFormat.sampleRate,
       channels: pcmFormat.channels,
       cutAt: Date.now(),
+      ...(bytes === wav ? { release } : {}),
     });
     if (!queued) this.metrics.framesDropped.inc({ source: identity.source, reason: 'dispatch_queue_full' });
   }

@@ -46,6 +46,10 @@ interface Job {
   startFrame: number;
   frames: number;
   receivedAt: number;
+  /** Gives `wav` back to the recording (see ChunkSink); not called after a failed attempt. */
+  release: () => void;
+  /** An attempt failed: a request that carried `wav` may still be writing it (an S3 error answered early). */
+  failed: boolean;
 }
 
 /**
@@ -63,9 +67,10 @@ export class ChunkObjects implements ChunkSink {
 
   constructor(private readonly opts: ChunkObjectsOptions) {}
 
-  chunk(identity: RecordingIdentity, seq: number, wav: Buffer, format: PcmFormat, startFrame: number, frames: number): void {
+  chunk(identity: RecordingIdentity, seq: number, wav: Buffer, format: PcmFormat, startFrame: number, frames: number, release: () => void): void {
     const max = this.opts.maxPendingBytes ?? 64 * 1024 * 1024;
     if (this.pendingBytes + wav.length > max) {
+      release();
       this.opts.metrics.framesDropped.inc({ source: identity.source, reason: 'chunk_queue_full' });
       this.opts.logger.warn({ recordingId: identity.recordingId, seq }, 'chunk object dropped: queue full');
       return;
@@ -74,7 +79,7 @@ export class ChunkObjects implements ChunkSink {
     const entry = this.perRecording.get(identity.recordingId) ?? { count: 0, waiters: [] };
     entry.count += 1;
     this.perRecording.set(identity.recordingId, entry);
-    this.queue.push({ identity, seq, wav, format, startFrame, frames, receivedAt: Date.now() });
+    this.queue.push({ identity, seq, wav, format, startFrame, frames, receivedAt: Date.now(), release, failed: false });
     this.pump();
   }
 
@@ -120,6 +125,7 @@ export class ChunkObjects implements ChunkSink {
 
   private settled(job: Job): void {
     this.pendingBytes -= job.wav.length;
+    if (!job.failed) job.release();
     const entry = this.perRecording.get(job.identity.recordingId);
     if (entry) {
       entry.count -= 1;
@@ -163,6 +169,7 @@ export class ChunkObjects implements ChunkSink {
         await this.opts.store.putBatch!(items);
         break;
       } catch (err) {
+        for (const job of jobs) job.failed = true;
         if (attempt >= attempts || !isRetryable(err)) {
           for (const job of jobs) this.opts.metrics.framesDropped.inc({ source: job.identity.source, reason: 'chunk_store_failed' });
           this.opts.logger.error({ err, chunks: jobs.length }, 'chunk objects not stored');
@@ -182,6 +189,7 @@ export class ChunkObjects implements ChunkSink {
         await this.opts.store.put(key, job.wav, this.putOptions(job));
         break;
       } catch (err) {
+        job.failed = true;
         if (attempt >= attempts || !isRetryable(err)) {
           this.opts.metrics.framesDropped.inc({ source: job.identity.source, reason: 'chunk_store_failed' });
           this.opts.logger.error({ err, recordingId: job.identity.recordingId, seq: job.seq }, 'chunk object not stored');

@@ -122,6 +122,7 @@ export class RecordingService {
       logger: this.opts.logger,
       metrics: this.opts.metrics,
       allocate: (bytes) => this.pool.acquire(bytes),
+      release: (buf) => this.pool.release(buf),
       vad: this.opts.vad,
     });
     this.live.set(recordingId, recording);

@@ -1,7 +1,7 @@
 import { LivePcmPipeline, type PipelineTap } from '../audio/live-pipeline.js';
 import { StreamingNormalizer } from '../audio/normalize.js';
 import { bytesPerFrame, framesToSeconds, type PcmFormat } from '../audio/pcm-format.js';
-import { encodeWav } from '../audio/wav.js';
+import { encodeWav, WAV_HEADER_BYTES } from '../audio/wav.js';
 import { toAppError } from '../errors.js';
 import { type EndReason, type MuteInterval, type TimelineSegment, recordingChunk, recordingCompleted, recordingFailed, recordingSpeech, recordingStarted, type AudioEvent } from '../events/types.js';
 import type { Logger } from '../observability/logger.js';
@@ -45,8 +45,14 @@ export interface RecordingTap extends PipelineTap {
 
 /** Optional per-chunk outputs (chunk objects, analysis dispatch); both never block. */
 export interface ChunkSink {
-  /** Called with the WAV bytes of each chunk; returns the object key when it stores one. */
-  chunk(recording: RecordingIdentity, seq: number, wav: Buffer, pcmFormat: PcmFormat, startFrame: number, frames: number): void;
+  /**
+   * Called with the WAV bytes of each chunk. `wav` is lent: the sink calls `release` once when
+   * nothing it started reads `wav` any more (stored, sent, dropped), and the buffer then carries
+   * a later chunk. A sink that cannot tell leaves `release` uncalled: the buffer is then the
+   * garbage collector's, which costs a full collection every few hundred chunks (V8 counts each
+   * new buffer's bytes towards its next mark-compact), not correctness.
+   */
+  chunk(recording: RecordingIdentity, seq: number, wav: Buffer, pcmFormat: PcmFormat, startFrame: number, frames: number, release: () => void): void;
   /** Resolves when every chunk handed over so far is settled. */
   whenIdle?(recordingId: string): Promise<void>;
 }
@@ -73,6 +79,8 @@ export interface RecordingOptions {
   now?: () => number;
   /** Where chunk buffers come from (a pool the master gives them back to). */
   allocate?: (bytes: number) => Buffer;
+  /** Gives a buffer of {@link allocate} back (the chunk sinks' WAV buffers, once every sink released it). */
+  release?: (buf: Buffer) => void;
   /** Timeline tuning (see timeline.ts): residual jump taken as a gap, and how long it is watched. */
   timeline?: { gapMs?: number; confirmMs?: number };
   /** Voice-activity detection of the master's chunks (worker threads); none: `speech` is null. */
@@ -289,21 +297,44 @@ export class Recording {
     const m = this.opts.metrics;
     m.chunksWritten.inc();
     m.audioSeconds.inc({ source: this.identity.source }, framesToSeconds(frames, this.opts.output));
-    if (this.opts.chunkSinks.length > 0) {
-      const wav = encodeWav(pcm, this.opts.output);
-      for (const sink of this.opts.chunkSinks) {
-        try {
-          sink.chunk(this.identity, seq, wav, this.opts.output, firstFrame, frames);
-        } catch (err) {
-          this.opts.logger.error({ err, recordingId: this.identity.recordingId, seq }, 'chunk sink failed');
-        }
-      }
-    }
+    if (this.opts.chunkSinks.length > 0) this.toSinks(pcm, seq, firstFrame, frames);
     // Last: the master takes ownership of `pcm`. The VAD copies it right after (the master only
     // queues it here and gives it back from a later write callback), and only what the master
     // keeps: its offsets are the master's.
     if (this.opts.master.write(pcm) === false) this.timeline.dropped(firstFrame, frames);
     else this.vad?.push(pcm);
+  }
+
+  /**
+   * The chunk as WAV to every chunk sink. Full chunks are encoded into a buffer of the pool,
+   * which goes back once every sink released it (a chunk object stored, a dispatch sent): at
+   * 250 chunks a second a fresh buffer each drove a mark-compact of the whole heap every
+   * ~0.2 s. The last, shorter chunk of a recording takes a buffer of its own (its size would
+   * stay in the pool's free lists unused).
+   */
+  private toSinks(pcm: Buffer, seq: number, firstFrame: number, frames: number): void {
+    const sinks = this.opts.chunkSinks;
+    const pooled = this.opts.allocate !== undefined && this.opts.release !== undefined && frames === this.opts.chunkFrames;
+    const wav = pooled ? encodeWav(pcm, this.opts.output, this.opts.allocate!(WAV_HEADER_BYTES + pcm.length)) : encodeWav(pcm, this.opts.output);
+    let holders = sinks.length;
+    let kept = false; // a sink that threw may still refer to the buffer
+    const giveBack = (): void => {
+      if (--holders === 0 && pooled && !kept) this.opts.release!(wav);
+    };
+    for (const sink of sinks) {
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        giveBack();
+      };
+      try {
+        sink.chunk(this.identity, seq, wav, this.opts.output, firstFrame, frames, release);
+      } catch (err) {
+        kept = true;
+        this.opts.logger.error({ err, recordingId: this.identity.recordingId, seq }, 'chunk sink failed');
+      }
+    }
   }
 
   /** A live speech edge from the VAD (only when `vad.liveEvents` is on). */

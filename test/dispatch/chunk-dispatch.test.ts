@@ -99,3 +99,47 @@ t.test('an endpoint that never answers: each attempt ends at timeoutMs, and stop
   await stopping.idle();
   t.match(stopping.stats(), { sent: 0, failed: 1, inFlight: 0 }, 'stop() aborted it, well before its timeout');
 });
+
+t.test('a chunk\'s buffer is released once nothing reads it: after a delivery written out, at once when dropped, never while a write may be pending', async (t) => {
+  const rx = await startReceiver(t);
+  const released: string[] = [];
+  const chunk = (name: string, bytes: Buffer = wav) => ({ meetingId: 'm', participantId: 'p', trackId: name, bytes, format: 'wav' as const, sampleRate: 48_000, channels: 1, release: () => released.push(name) });
+  const d = new ChunkDispatcher({ url: rx.url, maxQueueBytes: 3 * wav.length, concurrency: 1 });
+  t.teardown(() => d.stop(100));
+  d.enqueue(chunk('sent'));
+  await d.idle();
+  t.same(released, ['sent'], 'delivered (the endpoint read the whole body and answered 200): released');
+  for (let i = 0; i < 6; i++) d.enqueue(chunk(`burst-${i}`));
+  t.same(released.slice(1), ['burst-4', 'burst-5'], 'one in flight, three queued: the two beyond the queue are released as they are dropped');
+  await d.idle();
+  t.same(released.filter((n) => n.startsWith('burst')).length, 6, 'and the others once delivered, each once');
+
+  // an endpoint that answers 200 at once and never reads: the 32 MiB body is still being written
+  const { createServer } = await import('node:http');
+  const sockets = new Set<import('node:net').Socket>();
+  const early = createServer((req, res) => {
+    req.pause();
+    res.end();
+  });
+  early.on('connection', (s) => sockets.add(s));
+  await new Promise<void>((r) => early.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { for (const s of sockets) s.destroy(); early.close(() => r()); }));
+  const port = (early.address() as import('node:net').AddressInfo).port;
+  const e = new ChunkDispatcher({ url: `http://127.0.0.1:${port}/analyze`, maxAttempts: 1 });
+  t.teardown(() => e.stop(100));
+  const big = Buffer.alloc(32 * 1024 * 1024, 7);
+  e.enqueue(chunk('early', big));
+  await e.idle();
+  t.match(e.stats(), { sent: 1 }, 'the early 200 counts as delivered');
+  t.notOk(released.includes('early'), 'but its buffer is not released: the socket still holds bytes to write from it');
+
+  // a dispatcher given by the caller: nothing tells whether its writes are out
+  const { Agent } = await import('undici');
+  const agent = new Agent();
+  t.teardown(() => agent.close());
+  const c = new ChunkDispatcher({ url: rx.url, dispatcher: agent });
+  c.enqueue(chunk('caller-agent'));
+  await c.idle();
+  t.notOk(released.includes('caller-agent'), 'a caller\'s dispatcher: left to the garbage collector');
+  await c.stop();
+});

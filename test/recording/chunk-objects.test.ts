@@ -32,7 +32,7 @@ async function countingStore(t: { teardown(fn: () => unknown): void }): Promise<
 /** Hands one chunk of each of `n` streams over, `gapMs` apart (streams' chunks arrive spread over time), and waits until all are stored. */
 async function feed(sink: ChunkObjects, n: number, gapMs: number): Promise<void> {
   for (let i = 0; i < n; i++) {
-    sink.chunk(identity(i), 0, encodeWav(pcmOf(i), format), format, 0, 1600);
+    sink.chunk(identity(i), 0, encodeWav(pcmOf(i), format), format, 0, 1600, () => undefined);
     await sleep(gapMs);
   }
   for (let i = 0; i < n; i++) await sink.whenIdle(`rec-${i}`);
@@ -94,7 +94,7 @@ t.test('group commits overlap: while the events of earlier batches wait, up to b
     metrics: new Metrics({ defaultMetrics: false }),
   });
   for (let seq = 0; seq < 6; seq++) {
-    sink.chunk(identity(0), seq, encodeWav(pcmOf(seq), format), format, seq * 1600, 1600);
+    sink.chunk(identity(0), seq, encodeWav(pcmOf(seq), format), format, seq * 1600, 1600, () => undefined);
     await sleep(50);
   }
   t.equal(batches.length, 4, 'four group commits under way while their events wait (the default), the rest queued');
