@@ -11,38 +11,15 @@ import { waitFor } from '../helpers/wait-for.js';
 
 const ROOM = 'race-room';
 
-function started(id: string, participant: string): AudioEvent {
-  return {
-    type: 'recording.started',
-    tenant_id: 'default',
-    recording_id: id,
-    user_id: participant,
-    platform: 'livekit',
-    room_name: ROOM,
-    track_id: `TR_${participant}`,
-    s3_key_master: `recordings/${id}.wav`,
-    sample_rate: 48000,
-    channels: 1,
-    started_at: new Date().toISOString(),
-  } as unknown as AudioEvent;
+/** An event of a LiveKit track of the room, with only the fields the rooms read. */
+function trackEvent(type: 'recording.started' | 'recording.completed', id: string, participant: string, fields: Record<string, unknown>): AudioEvent {
+  return { type, tenant_id: 'default', recording_id: id, user_id: participant, platform: 'livekit', room_name: ROOM, track_id: `TR_${participant}`, s3_key_master: `recordings/${id}.wav`, ...fields } as unknown as AudioEvent;
 }
 
-function completed(id: string, participant: string): AudioEvent {
-  return {
-    type: 'recording.completed',
-    tenant_id: 'default',
-    recording_id: id,
-    user_id: participant,
-    platform: 'livekit',
-    room_name: ROOM,
-    track_id: `TR_${participant}`,
-    s3_key_master: `recordings/${id}.wav`,
-    duration_sec: 1,
-    completed_at: new Date().toISOString(),
-    started_at: new Date(Date.now() - 1000).toISOString(),
-    mute_intervals: [],
-  } as unknown as AudioEvent;
-}
+const started = (id: string, participant: string): AudioEvent => trackEvent('recording.started', id, participant, { sample_rate: 48000, channels: 1, started_at: new Date().toISOString() });
+
+const completed = (id: string, participant: string): AudioEvent =>
+  trackEvent('recording.completed', id, participant, { duration_sec: 1, completed_at: new Date().toISOString(), started_at: new Date(Date.now() - 1000).toISOString(), mute_intervals: [] });
 
 t.test('a track record the store lists before its put has answered is taken from memory, not read back', async (t) => {
   const root = await tempDir(t, 'aid-room-records-');
