@@ -1,4 +1,7 @@
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import t from 'tap';
+import { Agent } from 'undici';
 import { ChunkDispatcher } from '../../src/dispatch/chunk-dispatch.js';
 import { startReceiver } from '../helpers/events-http.js';
 
@@ -115,8 +118,7 @@ t.test('a chunk\'s buffer is released once nothing reads it: after a delivery wr
   t.same(released.filter((n) => n.startsWith('burst')).length, 6, 'and the others once delivered, each once');
 
   // an endpoint that answers 200 at once and never reads: the 32 MiB body is still being written
-  const { createServer } = await import('node:http');
-  const sockets = new Set<import('node:net').Socket>();
+  const sockets = new Set<Socket>();
   const early = createServer((req, res) => {
     req.pause();
     res.end();
@@ -124,7 +126,7 @@ t.test('a chunk\'s buffer is released once nothing reads it: after a delivery wr
   early.on('connection', (s) => sockets.add(s));
   await new Promise<void>((r) => early.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => { for (const s of sockets) s.destroy(); early.close(() => r()); }));
-  const port = (early.address() as import('node:net').AddressInfo).port;
+  const port = (early.address() as AddressInfo).port;
   const e = new ChunkDispatcher({ url: `http://127.0.0.1:${port}/analyze`, maxAttempts: 1 });
   t.teardown(() => e.stop(100));
   const big = Buffer.alloc(32 * 1024 * 1024, 7);
@@ -134,7 +136,6 @@ t.test('a chunk\'s buffer is released once nothing reads it: after a delivery wr
   t.notOk(released.includes('early'), 'but its buffer is not released: the socket still holds bytes to write from it');
 
   // a dispatcher given by the caller: nothing tells whether its writes are out
-  const { Agent } = await import('undici');
   const agent = new Agent();
   t.teardown(() => agent.close());
   const c = new ChunkDispatcher({ url: rx.url, dispatcher: agent });

@@ -15,11 +15,7 @@ import { waitFor } from '../helpers/wait-for.js';
 const sink = new Writable({ write: (_c, _e, cb) => cb() });
 
 /** A server on `/async` whose upgrades run after the handler returned, echoing every frame. */
-async function asyncUpgradeServer(t: Test, onOpen: () => void = () => undefined, logs?: string[]): Promise<number> {
-  return (await asyncUpgradeServerWith(t, onOpen, logs)).port;
-}
-
-async function asyncUpgradeServerWith(t: Test, onOpen: () => void = () => undefined, logs?: string[]): Promise<{ port: number; server: HttpServer }> {
+async function asyncUpgradeServer(t: Test, onOpen: () => void = () => undefined, logs?: string[]): Promise<{ port: number; server: HttpServer }> {
   const destination = logs
     ? new Writable({
         write: (c: Buffer, _e, cb) => {
@@ -54,7 +50,7 @@ async function asyncUpgradeServerWith(t: Test, onOpen: () => void = () => undefi
  * and closes with 1000. Returns the close codes seen, counted, and how many echoed.
  */
 async function upgradeRounds(port: number, rounds: number, perRound: number): Promise<{ codes: Record<number, number>; echoed: number; total: number }> {
-  const frame = Buffer.alloc(1920, 3);
+  const frame = Buffer.alloc(1920, 3); // 10 ms of 48 kHz mono s16le, an egress frame
   const outcomes: { echoed: boolean; code: number }[] = [];
   const client = (): Promise<void> =>
     new Promise((resolve) => {
@@ -66,7 +62,7 @@ async function upgradeRounds(port: number, rounds: number, perRound: number): Pr
         outcome.echoed = Buffer.compare(data, frame) === 0;
         ws.close(1000);
       });
-      ws.on('error', () => undefined);
+      ws.on('error', () => undefined); // the close code below says what happened
       ws.on('close', (code) => {
         outcome.code = code;
         resolve();
@@ -96,7 +92,7 @@ async function upgradeRounds(port: number, rounds: number, perRound: number): Pr
  */
 t.test('async upgrades stay open while the open handler reuses the socket’s freed tail and other sockets close', async (t) => {
   const kept: Buffer[] = [];
-  const port = await asyncUpgradeServer(t, () => {
+  const { port } = await asyncUpgradeServer(t, () => {
     for (let size = 73; size <= 88; size++) kept.push(Buffer.allocUnsafeSlow(size).fill(0x10));
   });
 
@@ -109,7 +105,7 @@ t.test('async upgrades stay open while the open handler reuses the socket’s fr
 
 t.test('the cork anchor reconnects after losing its connection; upgrades stay open through the new one, and uncorked while there is none', async (t) => {
   const logs: string[] = [];
-  const { port, server } = await asyncUpgradeServerWith(t, () => {
+  const { port, server } = await asyncUpgradeServer(t, () => {
     for (let size = 73; size <= 88; size++) Buffer.allocUnsafeSlow(size).fill(0x10);
   }, logs);
   const anchor = (server as unknown as { corkAnchor: CorkAnchor }).corkAnchor;
