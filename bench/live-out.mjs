@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Live audio out: what GET /v1/live costs the daemon.
 //
-//   node bench/live-out.mjs [--streams 200] [--seconds 20] [--rate 16000] [--batch-ms 20] [--filter speech|archive] [--cpu-prof <dir>] [--root <checkout>]
+//   node bench/live-out.mjs [--streams 200] [--seconds 20] [--rate 16000] [--batch-ms 20] [--filter speech|archive]
+//                           [--gap-seconds 5] [--no-reconnect] [--cpu-prof <dir>] [--root <checkout>]
 //
 // One daemon (fs store), N egress streams paced in real time (10 ms frames of 48 kHz stereo).
 // Phase A: the streams with no subscriber; phase B: the same streams, each with one subscriber
@@ -11,6 +12,14 @@
 // daemon's delivery latency histogram (frame arrival → handed to the subscriber's socket, p50/p99
 // as bucket bounds), the consumers' own end-to-end latency (frame sent by egress → audio of that
 // frame received), overflows, and whether every consumer's offsets stayed contiguous.
+//
+// Then the moment a consumer lives through when its network blips: every subscriber's socket is
+// cut at once (no close handshake), and after --gap-seconds all of them reconnect together with
+// `from=` the offset after the last sample each received. Reported: the time until each one's audio
+// is back at the live edge (p50 / max), the daemon's CPU for the reconnect above the steady rate
+// with subscribers (ms per reconnect), whether every resumed stream started exactly at its
+// `from` and stayed contiguous (no gap, no overlap), egress frames dropped, overflows and the
+// event loop's longest delay in the window, and the senders' share of real time meanwhile.
 import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
@@ -23,6 +32,10 @@ const args = parseArgs();
 const N = Number(args.streams ?? 200);
 const SECONDS = Number(args.seconds ?? 20);
 const RATE = Number(args.rate ?? 16000);
+const RECONNECT = args['no-reconnect'] === undefined;
+const GAP_MS = Number(args['gap-seconds'] ?? 5) * 1000;
+/** The reconnect's window: at least this long, and until every consumer is back at the live edge. */
+const RECONNECT_WINDOW_MS = 10_000;
 const FRAME_BYTES = 1920; // 10 ms of 48 kHz stereo
 const WARMUP_MS = 3000;
 
@@ -71,6 +84,8 @@ for (let i = 0; i < N; i++) {
 // when each frame was sent (ms since the epoch), shared with the consumers' thread for the end-to-end latency
 const MAX_FRAMES = (2 * SECONDS + 30) * 100;
 const SENT_AT = new Float64Array(new SharedArrayBuffer(8 * N * MAX_FRAMES));
+// frames sent per stream, for the consumers' live edge
+const SENT_COUNT = new Int32Array(new SharedArrayBuffer(4 * N));
 const t0 = performance.now();
 const ticker = setInterval(() => {
   const due = Math.floor((performance.now() - t0) / 10);
@@ -80,6 +95,7 @@ const ticker = setInterval(() => {
       if (s.sent < MAX_FRAMES) SENT_AT[i * MAX_FRAMES + s.sent] = performance.timeOrigin + performance.now();
       s.sent++;
     }
+    SENT_COUNT[i] = s.sent;
   });
 }, 5);
 const framesSent = () => streams.reduce((sum, s) => sum + s.sent, 0);
@@ -121,7 +137,7 @@ const a = await phase('no subscribers', SECONDS * 1000);
 // one subscriber per stream, from its live edge, on the consumers' own thread
 const ids = await recordingIds();
 const consumers = new Worker(new URL('./lib/live-consumers.mjs', import.meta.url), {
-  workerData: { wsBase: daemon.base.replace('http', 'ws'), apiKey: daemon.apiKey, rate: RATE, ids: streams.map((_, i) => ids.get(`TR_${i}`)), sentAt: SENT_AT.buffer, maxFrames: MAX_FRAMES },
+  workerData: { wsBase: daemon.base.replace('http', 'ws'), apiKey: daemon.apiKey, rate: RATE, ids: streams.map((_, i) => ids.get(`TR_${i}`)), sentAt: SENT_AT.buffer, sentCount: SENT_COUNT.buffer, maxFrames: MAX_FRAMES },
 });
 const fromConsumers = (type) => new Promise((resolve, reject) => {
   const on = (m) => {
@@ -139,9 +155,54 @@ await sleep(WARMUP_MS);
 consumers.postMessage('measure');
 const b = await phase('one subscriber each', SECONDS * 1000);
 consumers.postMessage('pause');
+
+let reconnect;
+if (RECONNECT) {
+  await sleep(1000);
+  const dropped = fromConsumers('dropped');
+  consumers.postMessage('drop');
+  await dropped;
+  await sleep(GAP_MS);
+  const m0 = await daemon.metrics();
+  const s0 = cpuSplit(daemon.pid);
+  const w0 = performance.now();
+  const f0 = framesSent();
+  const caught = fromConsumers('caught-up');
+  const reopened = fromConsumers('open');
+  consumers.postMessage('reconnect');
+  const openMs = (await reopened, performance.now() - w0);
+  const { ms } = await Promise.race([caught, sleep(60_000).then(() => { throw new Error('the reconnected consumers did not reach the live edge within 60 s'); })]);
+  const left = RECONNECT_WINDOW_MS - (performance.now() - w0);
+  if (left > 0) await sleep(left);
+  const s1 = cpuSplit(daemon.pid);
+  const w1 = performance.now();
+  const f1 = framesSent();
+  const m1 = await daemon.metrics();
+  const wallSec = (w1 - w0) / 1000;
+  const cpuSec = s1.user + s1.system - s0.user - s0.system;
+  const steadyRate = b.cpuSec / b.wallSec;
+  reconnect = {
+    name: 'reconnect',
+    cpuSec,
+    user: s1.user - s0.user,
+    system: s1.system - s0.system,
+    wallSec,
+    ingest: (f1 - f0) / (((w1 - w0) / 10) * N),
+    gapSeconds: GAP_MS / 1000,
+    allOpenMs: Math.round(openMs),
+    caughtUpP50Ms: Math.round(percentile(ms, 50)),
+    caughtUpMaxMs: Math.round(Math.max(...ms)),
+    extraCpuMsPerReconnect: Number(((1000 * (cpuSec - steadyRate * wallSec)) / N).toFixed(2)),
+    framesDropped: metricSum(m1, 'audio_ingestd_frames_dropped_total') - metricSum(m0, 'audio_ingestd_frames_dropped_total'),
+    overflows: metricSum(m1, 'audio_ingestd_live_overflows_total') - metricSum(m0, 'audio_ingestd_live_overflows_total'),
+    // prom-client's event-loop delay resets at every scrape: this is the window's longest
+    eventLoopMaxMs: Number((1000 * metricSum(m1, 'audio_ingestd_nodejs_eventloop_lag_max_seconds')).toFixed(1)),
+    sentMB: Number(((metricSum(m1, 'audio_ingestd_live_bytes_sent_total') - metricSum(m0, 'audio_ingestd_live_bytes_sent_total')) / 1e6).toFixed(2)),
+  };
+}
 const done = fromConsumers('done');
 consumers.postMessage('stop');
-const { e2e, problems, closedEarly } = await done;
+const { e2e, problems, closedEarly, resumeProblems } = await done;
 await consumers.terminate();
 
 // the streams alone again: the phase with subscribers is bracketed by two without, so a baseline
@@ -162,7 +223,7 @@ const overflows = metricSum(b.m1, 'audio_ingestd_live_overflows_total') - metric
 const sentBytes = metricSum(b.m1, 'audio_ingestd_live_bytes_sent_total') - metricSum(b.m0, 'audio_ingestd_live_bytes_sent_total');
 const ratio = b.cpuSec / b.wallSec / ((a.cpuSec / a.wallSec + a2.cpuSec / a2.wallSec) / 2);
 const row = (x) => ({ phase: x.name, streams: N, 'daemon CPU %': ((100 * x.cpuSec) / x.wallSec).toFixed(1), 'ms CPU / stream·s': ((1000 * x.cpuSec) / x.wallSec / N).toFixed(3), 'user / system %': `${((100 * x.user) / x.wallSec).toFixed(1)} / ${((100 * x.system) / x.wallSec).toFixed(1)}`, 'ingest % of real time': (100 * x.ingest).toFixed(1) });
-const rows = [a, b, a2].map(row);
+const rows = [a, b, ...(reconnect ? [reconnect] : []), a2].map(row);
 const summary = {
   streams: N,
   batchMs: BATCH_MS ?? 'default',
@@ -181,6 +242,11 @@ const summary = {
   offsetGaps: problems,
   closedEarly,
   liveMBps: Number((sentBytes / b.wallSec / 1e6).toFixed(3)),
+  ...(reconnect === undefined
+    ? {}
+    : {
+        reconnect: { ...Object.fromEntries(Object.entries(reconnect).filter(([k]) => !['name', 'user', 'system'].includes(k))), resumeProblems },
+      }),
 };
 printTable(`live audio out: ${N} streams, ${SECONDS} s per phase, subscribers at ${RATE} Hz`, rows);
 console.log(JSON.stringify(summary, null, 2));
@@ -190,6 +256,12 @@ const md = [
   ...rows.map((r) => `| ${r.phase} | ${r.streams} | ${r['daemon CPU %']} | ${r['user / system %']} | ${r['ms CPU / stream·s']} | ${r['ingest % of real time']} |`),
   '',
   `CPU ratio (with ÷ the mean of the phases without subscribers before and after): **${summary.cpuRatio}×** (target ≤ 1.5×). Delivery latency in the daemon (frame arrival → send), p50 ≤ ${summary.deliveryP50Ms} ms, p99 ≤ ${summary.deliveryP99Ms} ms (bucket bounds, ${summary.deliveryMessages} messages; target ≤ 50 ms). End to end (egress send → consumer receive, same machine): p50 ${summary.endToEndP50Ms} ms, p99 ${summary.endToEndP99Ms} ms. Overflows at steady state: ${overflows}; offset gaps: ${problems}; consumers closed early: ${closedEarly}; live audio out ${summary.liveMBps} MB/s. Load average at the end: ${summary.loadAverage.join(', ')}.`,
+  ...(reconnect === undefined
+    ? []
+    : [
+        '',
+        `Reconnect (every subscriber cut at once, back after ${reconnect.gapSeconds} s with \`from=\`): all open in ${reconnect.allOpenMs} ms; back at the live edge in p50 ${reconnect.caughtUpP50Ms} ms, max ${reconnect.caughtUpMaxMs} ms; ${reconnect.sentMB} MB sent (catch-up and live) in the ${reconnect.wallSec.toFixed(1)} s window; CPU above the steady rate **${reconnect.extraCpuMsPerReconnect} ms per reconnect**; resumed streams not starting at their \`from\`: ${resumeProblems}; egress frames dropped: ${reconnect.framesDropped}; overflows: ${reconnect.overflows}; longest event-loop delay ${reconnect.eventLoopMaxMs} ms; senders at ${(100 * reconnect.ingest).toFixed(1)} % of real time.`,
+      ]),
 ].join('\n');
 saveResults('live-out', summary, md);
 console.log(md);
