@@ -144,3 +144,61 @@ t.test('a chunk\'s buffer is released once nothing reads it: after a delivery wr
   t.notOk(released.includes('caller-agent'), 'a caller\'s dispatcher: left to the garbage collector');
   await c.stop();
 });
+
+t.test('an endpoint that resets the connection in the middle of the body: the next attempt sends the same bytes whole, and the buffer is released once, after that delivery', async (t) => {
+  const size = 4 * 1024 * 1024;
+  const big = Buffer.alloc(size);
+  for (let i = 0; i < size; i += 4) big.writeUInt32LE(i, i);
+  const expected = Buffer.from(big);
+  const released: string[] = [];
+  const bodies: { received: number; complete: Buffer | undefined; releasedAtStart: number }[] = [];
+  let resetEvery = 1; // reset attempts 1 … resetEvery
+  const server = createServer((req, res) => {
+    const seen = { received: 0, complete: undefined as Buffer | undefined, releasedAtStart: released.length };
+    bodies.push(seen);
+    const n = bodies.length;
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => {
+      seen.received += d.length;
+      if (n <= resetEvery) {
+        // a quarter of the body in: the peer goes away (RST), mid-body
+        if (seen.received >= size / 4) req.socket.resetAndDestroy();
+        return;
+      }
+      parts.push(d);
+    });
+    req.on('end', () => {
+      seen.complete = Buffer.concat(parts);
+      res.end();
+    });
+    req.on('error', () => undefined);
+  });
+  const sockets = new Set<Socket>();
+  server.on('connection', (s) => sockets.add(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/analyze`;
+
+  const d = new ChunkDispatcher({ url, retry: { baseMs: 5, maxMs: 10 }, maxAttempts: 3 });
+  t.teardown(() => d.stop(100));
+  d.enqueue({ meetingId: 'm', participantId: 'p', trackId: 'reset-once', bytes: big, format: 'wav', sampleRate: 48_000, channels: 1, release: () => released.push('reset-once') });
+  await d.idle();
+  t.equal(bodies.length, 2, 'one attempt cut mid-body, one more');
+  t.ok(bodies[0]!.received >= size / 4 && bodies[0]!.received < size, `the first attempt was cut inside the body (${bodies[0]!.received} of ${size} bytes)`);
+  t.equal(bodies[1]!.releasedAtStart, 0, 'the buffer was not released before the retry read it');
+  t.ok(bodies[1]!.complete?.equals(expected), 'the retry carried the same bytes, whole');
+  t.match(d.stats(), { sent: 1, failed: 0 });
+  t.same(released, ['reset-once'], 'released once, after the delivery');
+
+  // an endpoint that cuts every attempt: given up after maxAttempts, counted, never released early
+  resetEvery = Infinity;
+  const before = bodies.length;
+  const e = new ChunkDispatcher({ url, retry: { baseMs: 5, maxMs: 10 }, maxAttempts: 2 });
+  t.teardown(() => e.stop(100));
+  e.enqueue({ meetingId: 'm', participantId: 'p', trackId: 'reset-always', bytes: big, format: 'wav', sampleRate: 48_000, channels: 1, release: () => released.push('reset-always') });
+  await e.idle();
+  t.equal(bodies.length - before, 2, 'both attempts made');
+  t.match(e.stats(), { sent: 0, failed: 1 });
+  t.notOk(released.includes('reset-always'), 'a chunk given up is left to the garbage collector: a cut write may still be reading it');
+  t.ok(big.equals(expected), 'the caller\'s bytes were never written to');
+});
