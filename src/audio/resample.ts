@@ -74,6 +74,8 @@ const filters = new Map<string, Filter>();
 
 /** Outputs per kernel call (bounds the scratch the input window and output take). */
 const KERNEL_PIECE = 2048;
+/** Input frames per piece of a long {@link Resampler.processInto} call at most (the history buffer holds one and a filter). */
+const PIECE_INPUT_FRAMES = 4096;
 
 function gcd(a: number, b: number): number {
   while (b !== 0) [a, b] = [b, a % b];
@@ -196,6 +198,8 @@ export class Resampler {
 
   private readonly filter: Filter | undefined;
   private readonly kernel: FirKernel | null;
+  /** Input frames per piece of a long call: at most {@link KERNEL_PIECE} outputs each, with room for the history's. */
+  private readonly pieceFrames: number;
   /** Interleaved input history; frame i of the buffer is absolute input frame bufStart + i. */
   private buf: Int16Array;
   private bufStart = 0;
@@ -224,10 +228,12 @@ export class Resampler {
     if (this.passThrough) {
       this.filter = undefined;
       this.buf = new Int16Array(0);
+      this.pieceFrames = Infinity;
       return;
     }
     this.filter = designFilter(opts.inputRate, opts.outputRate, attenuationDb, passband);
-    this.buf = new Int16Array((2 * this.filter.half + 4096) * this.channels);
+    this.pieceFrames = Math.max(1, Math.min(PIECE_INPUT_FRAMES, Math.floor(((KERNEL_PIECE - 4) * this.filter.down) / this.filter.up)));
+    this.buf = new Int16Array((2 * this.filter.half + PIECE_INPUT_FRAMES) * this.channels);
     this.reset();
   }
 
@@ -280,8 +286,11 @@ export class Resampler {
 
   /**
    * Resamples `frames` interleaved frames from `src[srcOff]` into `dst[dstOff]`; returns the
-   * frames written. `dst` needs room for {@link maxOutputFrames}(frames). Allocates only when
-   * the call is larger than any before it (the history buffer grows).
+   * frames written. `dst` needs room for {@link maxOutputFrames}(frames). A long call goes
+   * through in pieces of about one kernel call's output each (the same samples as one call: the
+   * state carries over), so the history buffer stays at its first size whatever the input's
+   * length: seconds of audio at once (a subscriber catching up, the pending chunk at a resume)
+   * cost no allocation and take the kernel's single-copy path.
    */
   processInto(src: Int16Array, srcOff: number, frames: number, dst: Int16Array, dstOff: number): number {
     const ch = this.channels;
@@ -289,13 +298,27 @@ export class Resampler {
       dst.set(src.subarray(srcOff, srcOff + frames * ch), dstOff);
       return frames;
     }
+    const piece = this.pieceFrames;
+    if (frames <= piece) return this.processPiece(src, srcOff, frames, dst, dstOff);
+    let out = 0;
+    for (let done = 0; done < frames; ) {
+      const n = Math.min(frames - done, piece);
+      out += this.processPiece(src, srcOff + done * ch, n, dst, dstOff + out * ch);
+      done += n;
+    }
+    return out;
+  }
+
+  /** {@link processInto} of at most {@link pieceFrames} frames. */
+  private processPiece(src: Int16Array, srcOff: number, frames: number, dst: Int16Array, dstOff: number): number {
+    const ch = this.channels;
     if (this.kernel !== null && ch === 1) {
       const n = this.kernelMono(this.kernel, src, srcOff, frames, dst, dstOff);
       if (n >= 0) return n;
     }
     this.append(src, srcOff, frames);
     this.inCount += frames;
-    return this.produce(dst, dstOff, this.inCount - this.filter.half);
+    return this.produce(dst, dstOff, this.inCount - this.filter!.half);
   }
 
   /**

@@ -164,3 +164,21 @@ t.test('bad options are refused with the value given', async (t) => {
   t.throws(() => new Resampler({ inputRate: 48000, outputRate: 16000, channels: 0 }), /channels/);
   t.throws(() => new Resampler({ inputRate: 48000, outputRate: 16000, channels: 1, passband: 1.2 }), /passband/);
 });
+
+t.test('a long call holds no more memory than short ones: seconds at once go through in pieces, with the samples of short calls', async (t) => {
+  for (const [fin, fout] of [[48000, 16000], [16000, 48000]] as const) {
+    const x = noise(fin * 20, 0.7, fin + fout); // 20 s at once: a subscriber resuming from the spool
+    const short = new Resampler({ inputRate: fin, outputRate: fout, channels: 1 });
+    const parts: Int16Array[] = [];
+    for (let off = 0; off < x.length; off += 480) parts.push(short.process(x.subarray(off, off + 480)));
+    const expected = concatInt16(parts);
+
+    const r = new Resampler({ inputRate: fin, outputRate: fout, channels: 1 });
+    const out = new Int16Array(r.maxOutputFrames(x.length));
+    const before = process.memoryUsage().arrayBuffers;
+    const n = r.processInto(x, 0, x.length, out, 0);
+    const grown = process.memoryUsage().arrayBuffers - before;
+    t.ok(grown < 256 * 1024, `${fin}→${fout}: the resampler's memory grew by ${grown} B for a 20 s call (its input alone is ${x.byteLength} B)`);
+    t.same(out.subarray(0, n), expected, `${fin}→${fout}: the same samples as 10 ms calls`);
+  }
+});
