@@ -1,4 +1,4 @@
-import { access, open } from 'node:fs/promises';
+import { access, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
 import { sanitizeSegment } from '../storage/keys.js';
@@ -34,11 +34,29 @@ export class HistoryReader {
    * Frames `[from, from + count)` of the master as interleaved s16le. Tries the spool files,
    * then the stored object; throws RESUME_UNAVAILABLE when neither has them (yet).
    */
-  async read(m: MasterLocation, from: number, count: number): Promise<Buffer> {
+  read(m: MasterLocation, from: number, count: number): Promise<Buffer> {
+    return this.readWith(undefined, m, from, count);
+  }
+
+  /**
+   * A reader of one master for many reads in a row (a subscriber catching up): the spool file
+   * it reads stays open between reads (one read call each instead of open, read, close), and an
+   * open file still reads after the spool lets go of it (moved into the store, or removed once
+   * uploaded: the bytes are the same). {@link HistorySession.close} when done.
+   */
+  session(m: MasterLocation): HistorySession {
+    const files = new OpenSpoolFile();
+    return {
+      read: (from, count) => this.readWith(files, m, from, count),
+      close: () => files.close(),
+    };
+  }
+
+  private async readWith(files: OpenSpoolFile | undefined, m: MasterLocation, from: number, count: number): Promise<Buffer> {
     const frameBytes = 2 * m.channels;
     const start = MASTER_HEADER_BYTES + from * frameBytes;
     const len = count * frameBytes;
-    const spooled = await this.readSpool(m.recordingId, start, len);
+    const spooled = await this.readSpool(files, m.recordingId, start, len);
     if (spooled !== undefined) return spooled;
     let got: Buffer;
     try {
@@ -75,7 +93,7 @@ export class HistoryReader {
   }
 
   /** Undefined when a needed spool file is gone (uploaded, or the master moved into the store). */
-  private async readSpool(recordingId: string, start: number, len: number): Promise<Buffer | undefined> {
+  private async readSpool(files: OpenSpoolFile | undefined, recordingId: string, start: number, len: number): Promise<Buffer | undefined> {
     const dir = join(this.opts.stateDir, 'uploads', sanitizeSegment(recordingId));
     const S = this.opts.fileBytes;
     const out = Buffer.allocUnsafe(len);
@@ -85,9 +103,10 @@ export class HistoryReader {
       const part = S === 0 ? 1 : Math.floor(o / S) + 1;
       const pos = S === 0 ? o : o - (part - 1) * S;
       const n = S === 0 ? len - done : Math.min(len - done, S - pos);
-      let fh;
+      const path = join(dir, `part-${String(part).padStart(6, '0')}.pcm`);
+      let fh: FileHandle;
       try {
-        fh = await open(join(dir, `part-${String(part).padStart(6, '0')}.pcm`), 'r');
+        fh = files === undefined ? await open(path, 'r') : await files.get(path);
       } catch {
         return undefined;
       }
@@ -99,10 +118,38 @@ export class HistoryReader {
           got += bytesRead;
         }
       } finally {
-        await fh.close();
+        if (files === undefined) await fh.close();
       }
       done += n;
     }
     return out;
+  }
+}
+
+/** Reads of one master in a row: see {@link HistoryReader.session}. */
+export interface HistorySession {
+  read(from: number, count: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+/** The one spool file a session has open (the part its reads are in). */
+class OpenSpoolFile {
+  private path: string | undefined;
+  private fh: FileHandle | undefined;
+
+  async get(path: string): Promise<FileHandle> {
+    if (this.fh !== undefined && this.path === path) return this.fh;
+    await this.close();
+    const fh = await open(path, 'r');
+    this.path = path;
+    this.fh = fh;
+    return fh;
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    this.path = undefined;
+    await fh?.close().catch(() => undefined);
   }
 }

@@ -5,7 +5,7 @@ import type { WebSocket } from '../http/uws.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Recording, RecordingTap } from '../recording/recording.js';
-import type { HistoryReader } from './history.js';
+import type { HistoryReader, HistorySession } from './history.js';
 
 /** Rates a subscriber may ask for (§7). */
 export const LIVE_RATES = [8000, 16000, 24000, 48000] as const;
@@ -448,8 +448,18 @@ export class TrackFeed {
 
   /** Files until the cursor reaches the chunk being filled (then live), or the end. */
   private async catchUp(): Promise<void> {
+    const t = this.track;
+    // one open spool file for the whole catch-up, not an open and a close per block
+    const history = this.sub.hub.history.reader.session({ recordingId: t.info.recordingId, key: t.info.key, channels: t.info.masterChannels });
+    try {
+      await this.catchUpFrom(history);
+    } finally {
+      await history.close();
+    }
+  }
+
+  private async catchUpFrom(history: HistorySession): Promise<void> {
     let lastProgress = Date.now();
-    const reader = this.sub.hub.history.reader;
     for (;;) {
       if (this.mode !== 'catchup') return;
       const t = this.track;
@@ -475,7 +485,7 @@ export class TrackFeed {
         let bytes: Buffer;
         const storedBefore = t.stored;
         try {
-          bytes = await reader.read({ recordingId: t.info.recordingId, key: t.info.key, channels: t.info.masterChannels }, this.cursor, n);
+          bytes = await history.read(this.cursor, n);
         } catch (err) {
           // the spool moving into the store at the end: neither has it for a moment; while the
           // recording is live, a part gone from the spool was uploaded and stays unreadable until the end
