@@ -114,6 +114,11 @@ async function recordingIds() {
   throw new Error('the recordings of the streams did not appear in the catalog');
 }
 
+/** prom-client's event-loop delay resets at every scrape: read at a window's end, its longest delay. */
+const eventLoopMaxMs = (m) => Number((1000 * metricSum(m, 'audio_ingestd_nodejs_eventloop_lag_max_seconds')).toFixed(1));
+/** The monotonic clock in µs, as a V8 CPU profile's timestamps (for profile-summary's --from/--to). */
+const monoUs = () => Number(process.hrtime.bigint() / 1000n);
+
 async function phase(name, ms) {
   const m0 = await daemon.metrics();
   const s0 = cpuSplit(daemon.pid);
@@ -128,7 +133,7 @@ async function phase(name, ms) {
   const ingest = (f1 - f0) / (((w1 - w0) / 10) * N);
   const user = s1.user - s0.user;
   const system = s1.system - s0.system;
-  return { name, cpuSec: user + system, user, system, wallSec: (w1 - w0) / 1000, ingest, m0, m1 };
+  return { name, cpuSec: user + system, user, system, wallSec: (w1 - w0) / 1000, ingest, eventLoopMaxMs: eventLoopMaxMs(m1), m0, m1 };
 }
 
 await sleep(WARMUP_MS);
@@ -166,6 +171,7 @@ if (RECONNECT) {
   const m0 = await daemon.metrics();
   const s0 = cpuSplit(daemon.pid);
   const w0 = performance.now();
+  const mono0 = monoUs();
   const f0 = framesSent();
   const caught = fromConsumers('caught-up');
   const reopened = fromConsumers('open');
@@ -178,6 +184,7 @@ if (RECONNECT) {
   const w1 = performance.now();
   const f1 = framesSent();
   const m1 = await daemon.metrics();
+  if (args['cpu-prof'] !== undefined) console.log(`profile window of the reconnect: --from ${mono0} --to ${monoUs()}`);
   const wallSec = (w1 - w0) / 1000;
   const cpuSec = s1.user + s1.system - s0.user - s0.system;
   const steadyRate = b.cpuSec / b.wallSec;
@@ -195,8 +202,7 @@ if (RECONNECT) {
     extraCpuMsPerReconnect: Number(((1000 * (cpuSec - steadyRate * wallSec)) / N).toFixed(2)),
     framesDropped: metricSum(m1, 'audio_ingestd_frames_dropped_total') - metricSum(m0, 'audio_ingestd_frames_dropped_total'),
     overflows: metricSum(m1, 'audio_ingestd_live_overflows_total') - metricSum(m0, 'audio_ingestd_live_overflows_total'),
-    // prom-client's event-loop delay resets at every scrape: this is the window's longest
-    eventLoopMaxMs: Number((1000 * metricSum(m1, 'audio_ingestd_nodejs_eventloop_lag_max_seconds')).toFixed(1)),
+    eventLoopMaxMs: eventLoopMaxMs(m1),
     sentMB: Number(((metricSum(m1, 'audio_ingestd_live_bytes_sent_total') - metricSum(m0, 'audio_ingestd_live_bytes_sent_total')) / 1e6).toFixed(2)),
   };
 }
@@ -222,7 +228,7 @@ const p99 = histogramQuantile(b.m1, hist, 0.99, b.m0);
 const overflows = metricSum(b.m1, 'audio_ingestd_live_overflows_total') - metricSum(b.m0, 'audio_ingestd_live_overflows_total');
 const sentBytes = metricSum(b.m1, 'audio_ingestd_live_bytes_sent_total') - metricSum(b.m0, 'audio_ingestd_live_bytes_sent_total');
 const ratio = b.cpuSec / b.wallSec / ((a.cpuSec / a.wallSec + a2.cpuSec / a2.wallSec) / 2);
-const row = (x) => ({ phase: x.name, streams: N, 'daemon CPU %': ((100 * x.cpuSec) / x.wallSec).toFixed(1), 'ms CPU / stream·s': ((1000 * x.cpuSec) / x.wallSec / N).toFixed(3), 'user / system %': `${((100 * x.user) / x.wallSec).toFixed(1)} / ${((100 * x.system) / x.wallSec).toFixed(1)}`, 'ingest % of real time': (100 * x.ingest).toFixed(1) });
+const row = (x) => ({ phase: x.name, streams: N, 'daemon CPU %': ((100 * x.cpuSec) / x.wallSec).toFixed(1), 'ms CPU / stream·s': ((1000 * x.cpuSec) / x.wallSec / N).toFixed(3), 'user / system %': `${((100 * x.user) / x.wallSec).toFixed(1)} / ${((100 * x.system) / x.wallSec).toFixed(1)}`, 'ingest % of real time': (100 * x.ingest).toFixed(1), 'event loop max ms': x.eventLoopMaxMs });
 const rows = [a, b, ...(reconnect ? [reconnect] : []), a2].map(row);
 const summary = {
   streams: N,
@@ -251,9 +257,9 @@ const summary = {
 printTable(`live audio out: ${N} streams, ${SECONDS} s per phase, subscribers at ${RATE} Hz`, rows);
 console.log(JSON.stringify(summary, null, 2));
 const md = [
-  `| phase | streams | daemon CPU % | user / system % | ms CPU per stream·s | ingest % of real time |`,
-  `|---|---:|---:|---:|---:|---:|`,
-  ...rows.map((r) => `| ${r.phase} | ${r.streams} | ${r['daemon CPU %']} | ${r['user / system %']} | ${r['ms CPU / stream·s']} | ${r['ingest % of real time']} |`),
+  `| phase | streams | daemon CPU % | user / system % | ms CPU per stream·s | ingest % of real time | event loop max ms |`,
+  `|---|---:|---:|---:|---:|---:|---:|`,
+  ...rows.map((r) => `| ${r.phase} | ${r.streams} | ${r['daemon CPU %']} | ${r['user / system %']} | ${r['ms CPU / stream·s']} | ${r['ingest % of real time']} | ${r['event loop max ms']} |`),
   '',
   `CPU ratio (with ÷ the mean of the phases without subscribers before and after): **${summary.cpuRatio}×** (target ≤ 1.5×). Delivery latency in the daemon (frame arrival → send), p50 ≤ ${summary.deliveryP50Ms} ms, p99 ≤ ${summary.deliveryP99Ms} ms (bucket bounds, ${summary.deliveryMessages} messages; target ≤ 50 ms). End to end (egress send → consumer receive, same machine): p50 ${summary.endToEndP50Ms} ms, p99 ${summary.endToEndP99Ms} ms. Overflows at steady state: ${overflows}; offset gaps: ${problems}; consumers closed early: ${closedEarly}; live audio out ${summary.liveMBps} MB/s. Load average at the end: ${summary.loadAverage.join(', ')}.`,
   ...(reconnect === undefined
