@@ -615,6 +615,12 @@ export class Subscriber {
   private drainWaiters: (() => void)[] = [];
   /** The last send did not go out whole: the socket has a queue (uWS returns 1 only when nothing is buffered). */
   private pressured = false;
+  /**
+   * Messages of the hub's tick held for one write (a room subscriber gets a message per track
+   * each tick): binary ones copied (a group's message buffer is reused for its next feed), text
+   * ones behind them so that the order stays. Empty outside a tick.
+   */
+  private held: { data: Uint8Array | string; t0: number | undefined }[] = [];
 
   constructor(
     readonly hub: LiveHub,
@@ -642,19 +648,51 @@ export class Subscriber {
 
   sendText(obj: unknown): void {
     if (this.closed) return;
+    if (this.held.length > 0) {
+      this.held.push({ data: JSON.stringify(obj), t0: undefined });
+      return;
+    }
     this.pressured = this.ws.send(JSON.stringify(obj), false) !== SEND_SUCCESS;
   }
 
   sendBinary(msg: Uint8Array, t0: number | undefined): void {
     if (this.closed) return;
+    // in the hub's tick, a subscriber of several tracks gets all of its messages in one write
+    if (this.hub.inTick && this.feeds.length > 1) {
+      if (this.held.length === 0) this.hub.holding(this);
+      this.held.push({ data: Buffer.from(msg), t0 });
+      return;
+    }
     this.pressured = this.ws.send(msg, true) !== SEND_SUCCESS;
     this.hub.countSent(msg.byteLength, t0);
   }
 
+  /** The end of the hub's tick: what it held goes out in one write (uWS's cork), then the queue bound is checked. */
+  release(): void {
+    const held = this.held;
+    if (held.length === 0) return;
+    this.held = [];
+    if (this.closed) return;
+    this.ws.cork(() => {
+      for (const m of held) {
+        if (typeof m.data === 'string') {
+          this.pressured = this.ws.send(m.data, false) !== SEND_SUCCESS;
+          continue;
+        }
+        this.pressured = this.ws.send(m.data, true) !== SEND_SUCCESS;
+        this.hub.countSent(m.data.byteLength, m.t0);
+      }
+    });
+    // a corked send reports no queue (its bytes wait in the cork buffer): what the write left is asked for once
+    this.pressured = this.ws.getBufferedAmount() > 0;
+    this.checkQueue();
+  }
+
   /** After a live send: a queue beyond its bound closes the subscriber with 4008. */
   checkQueue(): void {
-    // the last send went out whole (nothing buffered): no need to ask the socket
-    if (this.closed || !this.pressured || this.ws.getBufferedAmount() <= this.queueLimit) return;
+    // messages held for the tick's end are checked once they are sent; the last send went out
+    // whole (nothing buffered): no need to ask the socket
+    if (this.closed || this.held.length > 0 || !this.pressured || this.ws.getBufferedAmount() <= this.queueLimit) return;
     this.hub.metrics.liveOverflows.inc();
     const offsets: Record<string, number> = {};
     for (const f of this.feeds) if (f.mode !== 'done') offsets[f.track.info.recordingId] = f.outNext;
@@ -699,6 +737,8 @@ export class Subscriber {
   /** Graceful close (queued audio goes first); a peer that never reads is cut after a while. */
   close(code: number, reason: string): void {
     if (this.closed) return;
+    // what the tick held goes first (the last text, overflow or end, follows the audio before it)
+    this.release();
     this.closed = true;
     for (const f of this.feeds) f.stop();
     this.onDrain();
@@ -710,6 +750,7 @@ export class Subscriber {
   onClosed(): void {
     const wasOpen = !this.closed;
     this.closed = true;
+    this.held = [];
     for (const f of this.feeds) f.stop();
     const w = this.drainWaiters;
     this.drainWaiters = [];
@@ -778,6 +819,32 @@ export class LiveHub {
     this.filter = opts.filter ?? LIVE_FILTERS.speech;
   }
 
+  /** Subscribers with messages held for the end of the tick. */
+  private readonly held = new Set<Subscriber>();
+  private ticking_ = false;
+
+  /** In the live tick: a subscriber of several tracks holds its messages for one write at its end. */
+  get inTick(): boolean {
+    return this.ticking_;
+  }
+
+  /** A subscriber's first held message of this tick. */
+  holding(sub: Subscriber): void {
+    this.held.add(sub);
+  }
+
+  /** Every track's batch out; each subscriber's messages of the tick in one write. */
+  private tick(): void {
+    this.ticking_ = true;
+    try {
+      for (const t of this.tracks.values()) t.flush();
+    } finally {
+      this.ticking_ = false;
+      for (const sub of this.held) sub.release();
+      this.held.clear();
+    }
+  }
+
   /** Master frames a live batch holds at most: two ticks of audio. */
   maxBatchFrames(masterRate: number): number {
     return Math.max(1, Math.round((masterRate * 2 * this.batchMs) / 1000));
@@ -805,9 +872,7 @@ export class LiveHub {
     this.timer.unref();
     if (this.batchMs > 0) {
       // one wake-up sends every track's batch (not one send per track whenever its frames arrive)
-      this.batchTimer = setInterval(() => {
-        for (const t of this.tracks.values()) t.flush();
-      }, this.batchMs);
+      this.batchTimer = setInterval(() => this.tick(), this.batchMs);
       this.batchTimer.unref();
     }
   }
