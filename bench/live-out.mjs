@@ -2,7 +2,7 @@
 // Live audio out: what GET /v1/live costs the daemon.
 //
 //   node bench/live-out.mjs [--streams 200] [--seconds 20] [--rate 16000] [--batch-ms 20] [--filter speech|archive]
-//                           [--gap-seconds 5] [--no-reconnect] [--cpu-prof <dir>] [--root <checkout>]
+//                           [--room-size 1] [--gap-seconds 5] [--no-reconnect] [--cpu-prof <dir>] [--root <checkout>]
 //
 // One daemon (fs store), N egress streams paced in real time (10 ms frames of 48 kHz stereo).
 // Phase A: the streams with no subscriber; phase B: the same streams, each with one subscriber
@@ -12,6 +12,8 @@
 // daemon's delivery latency histogram (frame arrival → handed to the subscriber's socket, p50/p99
 // as bucket bounds), the consumers' own end-to-end latency (frame sent by egress → audio of that
 // frame received), overflows, and whether every consumer's offsets stayed contiguous.
+// --room-size K: the streams are K participants per room and each room has one subscriber of the
+// whole room (roomName=, K tracks on one socket) instead of one per stream.
 //
 // Then the moment a consumer lives through when its network blips: every subscriber's socket is
 // cut at once (no close handshake), and after --gap-seconds all of them reconnect together with
@@ -33,6 +35,8 @@ const N = Number(args.streams ?? 200);
 const SECONDS = Number(args.seconds ?? 20);
 const RATE = Number(args.rate ?? 16000);
 const RECONNECT = args['no-reconnect'] === undefined;
+const ROOM_SIZE = Number(args['room-size'] ?? 1);
+const roomOf = (i) => (ROOM_SIZE > 1 ? `bench-room-${Math.floor(i / ROOM_SIZE)}` : 'bench-live');
 const GAP_MS = Number(args['gap-seconds'] ?? 5) * 1000;
 /** The reconnect's window: at least this long, and until every consumer is back at the live edge. */
 const RECONNECT_WINDOW_MS = 10_000;
@@ -72,7 +76,7 @@ const frames = toneFrames(100);
 // egress streams, paced by one timer as LiveKit would (catching up after a late tick)
 const streams = [];
 for (let i = 0; i < N; i++) {
-  const url = await daemon.egressUrl('bench-live', `TR_${i}`, `p${i}`);
+  const url = await daemon.egressUrl(roomOf(i), `TR_${i}`, `p${i}`);
   const ws = new WebSocket(url, { headers: { 'Content-Type': 'audio/x-raw' }, perMessageDeflate: false });
   await new Promise((resolve, reject) => {
     ws.once('open', resolve);
@@ -101,17 +105,20 @@ const ticker = setInterval(() => {
 const framesSent = () => streams.reduce((sum, s) => sum + s.sent, 0);
 
 async function recordingIds() {
-  // the catalog API lists the room's recordings; fall back to waiting until every stream is there
-  for (let tries = 0; tries < 100; tries++) {
-    const r = await fetch(`${daemon.base}/v1/recordings?roomName=bench-live&limit=1000`, { headers: { apikey: daemon.apiKey } });
-    if (r.ok) {
+  // the catalog API lists each room's recordings; wait until every stream is there
+  const byTrack = new Map();
+  for (let tries = 0; tries < 100 && byTrack.size < N; tries++) {
+    for (const room of new Set(streams.map((_, i) => roomOf(i)))) {
+      const r = await fetch(`${daemon.base}/v1/recordings?roomName=${room}&limit=1000`, { headers: { apikey: daemon.apiKey } });
+      if (!r.ok) continue;
       const body = await r.json();
       const list = body.recordings ?? body.items ?? body;
-      if (Array.isArray(list) && list.length >= N) return new Map(list.map((x) => [x.trackId ?? x.track_id, x.recordingId ?? x.recording_id ?? x.id]));
+      if (Array.isArray(list)) for (const x of list) byTrack.set(x.trackId ?? x.track_id, x.recordingId ?? x.recording_id ?? x.id);
     }
-    await sleep(200);
+    if (byTrack.size < N) await sleep(200);
   }
-  throw new Error('the recordings of the streams did not appear in the catalog');
+  if (byTrack.size < N) throw new Error('the recordings of the streams did not appear in the catalog');
+  return byTrack;
 }
 
 /** prom-client's event-loop delay resets at every scrape: read at a window's end, its longest delay. */
@@ -142,7 +149,7 @@ const a = await phase('no subscribers', SECONDS * 1000);
 // one subscriber per stream, from its live edge, on the consumers' own thread
 const ids = await recordingIds();
 const consumers = new Worker(new URL('./lib/live-consumers.mjs', import.meta.url), {
-  workerData: { wsBase: daemon.base.replace('http', 'ws'), apiKey: daemon.apiKey, rate: RATE, ids: streams.map((_, i) => ids.get(`TR_${i}`)), sentAt: SENT_AT.buffer, sentCount: SENT_COUNT.buffer, maxFrames: MAX_FRAMES },
+  workerData: { wsBase: daemon.base.replace('http', 'ws'), apiKey: daemon.apiKey, rate: RATE, ids: streams.map((_, i) => ids.get(`TR_${i}`)), rooms: ROOM_SIZE > 1 ? streams.map((_, i) => roomOf(i)) : undefined, sentAt: SENT_AT.buffer, sentCount: SENT_COUNT.buffer, maxFrames: MAX_FRAMES },
 });
 const fromConsumers = (type) => new Promise((resolve, reject) => {
   const on = (m) => {
@@ -158,7 +165,7 @@ const fromConsumers = (type) => new Promise((resolve, reject) => {
 await fromConsumers('open');
 await sleep(WARMUP_MS);
 consumers.postMessage('measure');
-const b = await phase('one subscriber each', SECONDS * 1000);
+const b = await phase(ROOM_SIZE > 1 ? `one subscriber per room of ${ROOM_SIZE}` : 'one subscriber each', SECONDS * 1000);
 consumers.postMessage('pause');
 
 let reconnect;
@@ -199,7 +206,7 @@ if (RECONNECT) {
     allOpenMs: Math.round(openMs),
     caughtUpP50Ms: Math.round(percentile(ms, 50)),
     caughtUpMaxMs: Math.round(Math.max(...ms)),
-    extraCpuMsPerReconnect: Number(((1000 * (cpuSec - steadyRate * wallSec)) / N).toFixed(2)),
+    extraCpuMsPerTrack: Number(((1000 * (cpuSec - steadyRate * wallSec)) / N).toFixed(2)),
     framesDropped: metricSum(m1, 'audio_ingestd_frames_dropped_total') - metricSum(m0, 'audio_ingestd_frames_dropped_total'),
     overflows: metricSum(m1, 'audio_ingestd_live_overflows_total') - metricSum(m0, 'audio_ingestd_live_overflows_total'),
     eventLoopMaxMs: eventLoopMaxMs(m1),
@@ -232,6 +239,8 @@ const row = (x) => ({ phase: x.name, streams: N, 'daemon CPU %': ((100 * x.cpuSe
 const rows = [a, b, ...(reconnect ? [reconnect] : []), a2].map(row);
 const summary = {
   streams: N,
+  roomSize: ROOM_SIZE,
+  subscribers: ROOM_SIZE > 1 ? Math.ceil(N / ROOM_SIZE) : N,
   batchMs: BATCH_MS ?? 'default',
   root: args.root ?? 'this checkout',
   loadAverage: loadavg().map((x) => Number(x.toFixed(2))),
@@ -254,7 +263,7 @@ const summary = {
         reconnect: { ...Object.fromEntries(Object.entries(reconnect).filter(([k]) => !['name', 'user', 'system'].includes(k))), resumeProblems },
       }),
 };
-printTable(`live audio out: ${N} streams, ${SECONDS} s per phase, subscribers at ${RATE} Hz`, rows);
+printTable(`live audio out: ${N} streams, ${SECONDS} s per phase, ${ROOM_SIZE > 1 ? `rooms of ${ROOM_SIZE}, one room subscriber each` : "one subscriber per stream"} at ${RATE} Hz`, rows);
 console.log(JSON.stringify(summary, null, 2));
 const md = [
   `| phase | streams | daemon CPU % | user / system % | ms CPU per stream·s | ingest % of real time | event loop max ms |`,
@@ -266,7 +275,7 @@ const md = [
     ? []
     : [
         '',
-        `Reconnect (every subscriber cut at once, back after ${reconnect.gapSeconds} s with \`from=\`): all open in ${reconnect.allOpenMs} ms; back at the live edge in p50 ${reconnect.caughtUpP50Ms} ms, max ${reconnect.caughtUpMaxMs} ms; ${reconnect.sentMB} MB sent (catch-up and live) in the ${reconnect.wallSec.toFixed(1)} s window; CPU above the steady rate **${reconnect.extraCpuMsPerReconnect} ms per reconnect**; resumed streams not starting at their \`from\`: ${resumeProblems}; egress frames dropped: ${reconnect.framesDropped}; overflows: ${reconnect.overflows}; longest event-loop delay ${reconnect.eventLoopMaxMs} ms; senders at ${(100 * reconnect.ingest).toFixed(1)} % of real time.`,
+        `Reconnect (every subscriber cut at once, back after ${reconnect.gapSeconds} s with \`from=\`): all open in ${reconnect.allOpenMs} ms; back at the live edge in p50 ${reconnect.caughtUpP50Ms} ms, max ${reconnect.caughtUpMaxMs} ms; ${reconnect.sentMB} MB sent (catch-up and live) in the ${reconnect.wallSec.toFixed(1)} s window; CPU above the steady rate **${reconnect.extraCpuMsPerTrack} ms per track resumed**; resumed streams not starting at their \`from\`: ${resumeProblems}; egress frames dropped: ${reconnect.framesDropped}; overflows: ${reconnect.overflows}; longest event-loop delay ${reconnect.eventLoopMaxMs} ms; senders at ${(100 * reconnect.ingest).toFixed(1)} % of real time.`,
       ]),
 ].join('\n');
 saveResults('live-out', summary, md);
