@@ -41,6 +41,8 @@ export const ERROR_CODES = [
   'RATE_LIMITED',
   'TOO_MANY_STREAMS',
   'TOO_MANY_CONNECTIONS',
+  // an egress stream that toggles mute without end (more than MAX_MUTE_INTERVALS): ended with 1008
+  'MUTE_LIMIT',
   // timeouts / client
   'REQUEST_TIMEOUT',
   'CLIENT_ABORTED',

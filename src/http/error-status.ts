@@ -37,6 +37,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   RATE_LIMITED: 429,
   TOO_MANY_STREAMS: 429,
   TOO_MANY_CONNECTIONS: 429,
+  MUTE_LIMIT: 400,
   // timeouts / client
   REQUEST_TIMEOUT: 408,
   CLIENT_ABORTED: 499,

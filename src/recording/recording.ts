@@ -105,6 +105,9 @@ export interface RecordingResult {
 
 type State = 'live' | 'finishing' | 'done';
 
+/** Mute intervals a recording keeps at most (see {@link Recording.setMuted}). */
+export const MAX_MUTE_INTERVALS = 10_000;
+
 /**
  * One live stream's recording, whatever transport feeds it: raw frames and mute flags in,
  * a master WAV (plus optional chunks) and events out. `pushAudio` is the per-frame path: it
@@ -252,8 +255,15 @@ export class Recording {
     this.lastFrameAt = this.now();
   }
 
-  setMuted(muted: boolean): void {
-    if (this.state !== 'live' || muted === this.muted) return;
+  /**
+   * A mute change from the source. False when a mute is refused: the recording already holds
+   * {@link MAX_MUTE_INTERVALS} intervals (each one is kept until the end and goes into the
+   * recording's events, so a source toggling mute without end would grow both without bound);
+   * the source should be ended. An unmute is always taken, so no audio after it is lost.
+   */
+  setMuted(muted: boolean): boolean {
+    if (this.state !== 'live' || muted === this.muted) return true;
+    if (muted && this.mutes.length >= MAX_MUTE_INTERVALS) return false;
     const now = this.now();
     this.lastFrameAt = now;
     if (muted) {
@@ -262,10 +272,11 @@ export class Recording {
       this.mutedAtFrame = this.pipeline.outputFrames;
       if (this.opts.muteFill === 'none') this.timeline.cut();
       this.tapRef?.mute(true, this.mutedAtFrame);
-      return;
+      return true;
     }
     this.closeMute(now);
     this.tapRef?.mute(false, this.pipeline.outputFrames);
+    return true;
   }
 
   private closeMute(now: number): void {

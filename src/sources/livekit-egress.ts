@@ -5,7 +5,7 @@ import type { HttpServer } from '../http/server.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket } from '../http/uws.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Recording } from '../recording/recording.js';
+import { MAX_MUTE_INTERVALS, type Recording } from '../recording/recording.js';
 import type { RecordingService } from '../recording/recording-service.js';
 import type { Tenant, TenantRegistry } from '../tenants/tenant-registry.js';
 import { EGRESS_ID_PATTERN, EGRESS_ID_RULE, GROUP_SECONDS, groupSecondsSchema } from './egress-params.js';
@@ -84,7 +84,7 @@ export class LiveKitEgressSource {
           this.frames += 1;
           this.bytes += message.byteLength;
           data.recording.pushAudio(message); // read before this callback returns, as uWS requires
-        } else this.onText(data.recording, message);
+        } else this.onText(ws, data.recording, message);
       },
       ping: (ws) => ws.getUserData().recording.touch(),
       pong: (ws) => ws.getUserData().recording.touch(),
@@ -196,7 +196,7 @@ export class LiveKitEgressSource {
     return { tenant, ...ids, dualChannel, sampleRate, channels, groupSeconds: groupRaw, release };
   }
 
-  private onText(recording: Recording, message: ArrayBuffer): void {
+  private onText(ws: WebSocket<StreamData>, recording: Recording, message: ArrayBuffer): void {
     recording.touch();
     const muted = parseMute(message);
     if (muted === undefined) {
@@ -204,7 +204,13 @@ export class LiveKitEgressSource {
       return;
     }
     this.opts.metrics.textFrames.inc({ kind: muted ? 'mute' : 'unmute' });
-    recording.setMuted(muted);
+    if (recording.setMuted(muted)) return;
+    // a source that mutes without end: its audio so far is kept, the stream ends (1008, policy)
+    if (ws.getUserData().endReason === undefined) {
+      this.opts.metrics.errors.inc({ code: 'MUTE_LIMIT' });
+      this.opts.logger.warn({ recordingId: recording.identity.recordingId, limit: MAX_MUTE_INTERVALS }, 'egress stream ended: too many mute changes');
+    }
+    this.end(ws, 'aborted', 1008, `MUTE_LIMIT: more than ${MAX_MUTE_INTERVALS} mute intervals`);
   }
 
   private onClose(ws: WebSocket<StreamData>, code: number): void {

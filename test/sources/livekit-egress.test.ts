@@ -6,6 +6,7 @@ import { connectEgress, EgressRefusedError, simulateEgress, tonePcm } from '../.
 import { metricValue, startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
 import { downmix, egressUrl, outboxEvents, randomStereo, rawToken, readWav, speechEgressPcm } from '../helpers/egress.js';
 import { MASTER_HEADER_BYTES } from '../../src/audio/wav.js';
+import { MAX_MUTE_INTERVALS } from '../../src/recording/recording.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 type Ev = Record<string, unknown>;
@@ -90,6 +91,30 @@ t.test('legacy bare true/false mute texts and silence fill', async (t) => {
   const silent = wav.data.subarray(iv!.start_sample * 2, iv!.end_sample * 2);
   t.ok(silent.length > 0 && silent.every((b) => b === 0), 'the filled span is silence');
   t.equal(wav.data.length / 2, 48000 + (iv!.end_sample - iv!.start_sample), 'audio plus filled silence');
+});
+
+t.test('a stream that toggles mute without end is ended with 1008 MUTE_LIMIT at the interval bound; its audio is stored, the event stays small', async (t) => {
+  const h = await startTestApp();
+  t.teardown(() => h.close());
+  const ws = await connectEgress(await egressUrl(h, { roomName: 'room-mb', trackId: 'TR_mb' }));
+  const pcm = randomStereo(4800, 31);
+  for (let off = 0; off < pcm.length; off += 1920) ws.send(pcm.subarray(off, off + 1920), { binary: true });
+  const closed = new Promise<{ code: number; reason: string }>((r) => ws.once('close', (code, reason) => r({ code, reason: reason.toString() })));
+  // twice the bound of mute pairs, as a client would flood them, then audio the daemon must not lose
+  for (let i = 0; i < 2 * MAX_MUTE_INTERVALS; i++) {
+    ws.send('{"muted":true}');
+    ws.send('{"muted":false}');
+    if (i % 1000 === 0) await new Promise((r) => setImmediate(r));
+  }
+  const { code, reason } = await closed;
+  t.equal(code, 1008, 'closed with 1008 (policy)');
+  t.match(reason, /^MUTE_LIMIT/);
+  const ev = await waitFor(() => completed(h)[0], 20_000);
+  t.equal(ev.end_reason, 'aborted');
+  t.equal((ev.mute_intervals as unknown[]).length, MAX_MUTE_INTERVALS, 'the intervals stop at the bound');
+  t.ok(JSON.stringify(ev).length < 4 * 1024 * 1024, 'the completed event stays a few MiB at most');
+  t.ok((await masterOf(h, ev)).data.equals(downmix(pcm)), 'the audio before the flood is stored');
+  t.equal(await metricValue(h.baseUrl, 'audio_ingestd_errors_total', 'code="MUTE_LIMIT"'), 1, 'counted once');
 });
 
 t.test('an abrupt drop still yields a valid WAV of everything received', async (t) => {
