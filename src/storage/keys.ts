@@ -5,6 +5,10 @@ import { AppError } from '../errors.js';
  * Object keys of CONTRACT §4. Every id segment comes from a client or a token, so each one is
  * sanitized: NFC, no `/` or `\`, no control characters, no leading dot (so neither `.`/`..` nor
  * the fs store's hidden folders), at most {@link MAX_SEGMENT_BYTES} UTF-8 bytes, never empty.
+ * Distinct ids give distinct segments: an id kept as it is has no `~`; any other (changed by
+ * these rules, cut, or holding a `~`) is the cleaned text, `~`, and a hash of the id as given.
+ * Without the hash, `M/1` and `M_1` (two WhatsApp messages, two recordings' participants) were one
+ * key, and the second object replaced the first.
  */
 
 /** Longest segment in UTF-8 bytes; longer ids are cut and suffixed with a hash of the original. */
@@ -15,14 +19,19 @@ const HASH_SUFFIX_CHARS = 16;
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f/\\\u2028\u2029\ufeff]/g;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
-/** Makes one path segment safe; the same input always gives the same output. */
+/** The rules' text of one segment, without the hash that keeps distinct ids apart. */
+function cleanSegment(raw: string): string {
+  const s = raw.replace(LONE_SURROGATE, '_').normalize('NFC').replace(UNSAFE, '_');
+  const t = s.replace(/^\.+/, (dots) => '_'.repeat(dots.length));
+  return t.length === 0 ? '_' : t;
+}
+
+/** Makes one path segment safe; the same input always gives the same output, and distinct inputs distinct outputs. */
 export function sanitizeSegment(raw: string): string {
-  let s = raw.replace(LONE_SURROGATE, '_').normalize('NFC').replace(UNSAFE, '_');
-  s = s.replace(/^\.+/, (dots) => '_'.repeat(dots.length));
-  if (s.length === 0) return '_';
-  if (Buffer.byteLength(s, 'utf8') <= MAX_SEGMENT_BYTES) return s;
+  const s = cleanSegment(raw);
+  if (s === raw && !raw.includes('~') && Buffer.byteLength(s, 'utf8') <= MAX_SEGMENT_BYTES) return s;
   const hash = createHash('sha256').update(raw, 'utf8').digest('hex').slice(0, HASH_SUFFIX_CHARS);
-  return `${cutUtf8(s, MAX_SEGMENT_BYTES - HASH_SUFFIX_CHARS - 1)}~${hash}`;
+  return `${cutUtf8(s.replace(/~/g, '_'), MAX_SEGMENT_BYTES - HASH_SUFFIX_CHARS - 1)}~${hash}`;
 }
 
 /** The longest prefix of `s` that fits in `maxBytes` UTF-8 bytes without splitting a code point. */
@@ -89,7 +98,8 @@ export class ObjectKeys {
   readonly prefix: string;
 
   constructor(options: ObjectKeysOptions = {}) {
-    const segs = (options.prefix ?? '').split('/').filter((s) => s.length > 0).map(sanitizeSegment);
+    // the operator's folders: cleaned by the same rules, kept readable (no hash: nothing to tell apart)
+    const segs = (options.prefix ?? '').split('/').filter((s) => s.length > 0).map((seg) => cutUtf8(cleanSegment(seg), MAX_SEGMENT_BYTES));
     this.prefix = segs.length > 0 ? `${segs.join('/')}/` : '';
   }
 

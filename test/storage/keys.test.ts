@@ -19,11 +19,20 @@ t.test('contract shapes', async (t) => {
 });
 
 t.test('segments', async (t) => {
-  t.equal(sanitizeSegment(''), '_');
-  t.equal(sanitizeSegment('..'), '__');
-  t.equal(sanitizeSegment('.hidden'), '_hidden');
-  t.equal(sanitizeSegment('a/b\\c\u0000d\nE'), 'a_b_c_d_E');
-  t.equal(sanitizeSegment('e\u0301'), '\u00e9', 'NFC');
+  const hashed = (clean: string) => new RegExp(`^${clean}~[0-9a-f]{16}$`, 'u');
+  t.equal(sanitizeSegment('3EB0C431C26A1916E4C2'), '3EB0C431C26A1916E4C2', 'a safe id is kept as it is');
+  t.equal(sanitizeSegment('alice@example.com (mobile)'), 'alice@example.com (mobile)');
+  t.equal(sanitizeSegment('\u00e9'), '\u00e9');
+  t.match(sanitizeSegment(''), hashed('_'));
+  t.match(sanitizeSegment('..'), hashed('__'));
+  t.match(sanitizeSegment('.hidden'), hashed('_hidden'));
+  t.match(sanitizeSegment('a/b\\c\u0000d\nE'), hashed('a_b_c_d_E'));
+  t.match(sanitizeSegment('e\u0301'), hashed('\u00e9'), 'NFC, and told apart from the precomposed id');
+  t.match(sanitizeSegment('a~b'), hashed('a_b'), 'a ~ in an id is escaped: only the hash suffix has one');
+  // what overwrote a voice note: two message ids that the rules alone make one
+  const [slash, underscore] = [sanitizeSegment('M1/1'), sanitizeSegment('M1_1')];
+  t.not(slash, underscore, 'M1/1 and M1_1 are two keys');
+  t.not(sanitizeSegment(slash), slash, 'an id spelled like another id\'s segment gets a segment of its own');
   const long = 'x'.repeat(500);
   const cut = sanitizeSegment(long);
   t.ok(Buffer.byteLength(cut) <= MAX_SEGMENT_BYTES);
@@ -31,6 +40,16 @@ t.test('segments', async (t) => {
   const emoji = sanitizeSegment('😀'.repeat(100));
   t.ok(Buffer.byteLength(emoji) <= MAX_SEGMENT_BYTES);
   t.notOk(emoji.includes('\ufffd'), 'cut on a code point boundary');
+});
+
+t.test('property: distinct ids give distinct segments', async () => {
+  const anyId = fc.oneof(fc.string({ unit: 'binary', maxLength: 200 }), fc.constantFrom('', '_', '.', '..', '__', 'a/b', 'a_b', 'a\\b', 'a~b', 'e\u0301', '\u00e9'));
+  fc.assert(fc.property(anyId, anyId, (a, b) => a === b || sanitizeSegment(a) !== sanitizeSegment(b)), { numRuns: 2000 });
+  // a segment given back as an id, and every way to spell a collision with the rules' own replacements
+  fc.assert(fc.property(anyId, (a) => {
+    const s = sanitizeSegment(a);
+    return s === a || sanitizeSegment(s) !== s;
+  }), { numRuns: 1000 });
 });
 
 t.test('property: no key escapes its prefix, no dot segments, stable', async () => {
