@@ -57,6 +57,14 @@ export class RequestContext {
   readonly scope: RequestScope;
   /** A path parameter was not valid percent-encoding. */
   malformedPath = false;
+  /**
+   * Why the body's framing is ambiguous (RFC 9112 §6): Content-Length given twice with different
+   * values or not a number, a Transfer-Encoding other than one `chunked`, or both headers. uWS's
+   * parser takes the first Content-Length and reads `gzip, chunked` as chunked, so a proxy that
+   * read them otherwise would see another request boundary; the server refuses such a request
+   * (400) and closes the connection. Undefined when the framing is clear.
+   */
+  framingError: string | undefined;
   readonly response: GuardedResponse;
   private readonly controller = new AbortController();
   private readonly body: RequestBody | undefined;
@@ -70,8 +78,12 @@ export class RequestContext {
     this.path = req.getUrl();
     this.query = new URLSearchParams(req.getQuery() ?? '');
     req.forEach((k, v) => {
+      if (k === 'content-length' || k === 'transfer-encoding') this.checkFraming(k, v);
       this.headers[k] = v;
     });
+    if (this.framingError === undefined && this.headers['content-length'] !== undefined && this.headers['transfer-encoding'] !== undefined) {
+      this.framingError = 'both Content-Length and Transfer-Encoding';
+    }
     for (let i = 0; i < paramCount; i++) {
       const raw = req.getParameter(i) ?? '';
       try {
@@ -118,6 +130,18 @@ export class RequestContext {
   /** No answer can be given any more (answered, or the client is gone). */
   get answered(): boolean {
     return !this.response.isOpen;
+  }
+
+  private checkFraming(name: 'content-length' | 'transfer-encoding', value: string): void {
+    if (this.framingError !== undefined) return;
+    const v = value.trim().toLowerCase();
+    if (name === 'content-length') {
+      const before = this.headers['content-length'];
+      if (!/^\d+$/.test(v)) this.framingError = 'Content-Length is not a number';
+      else if (before !== undefined && before.trim() !== v) this.framingError = 'conflicting Content-Length headers';
+      return;
+    }
+    if (v !== 'chunked' || this.headers['transfer-encoding'] !== undefined) this.framingError = 'a Transfer-Encoding other than chunked';
   }
 
   /** The body as it was declared: its Content-Length, undefined when chunked or absent. */
@@ -202,7 +226,7 @@ export class RequestContext {
    */
   private afterAnswer(status: number): AfterAnswer {
     if (this.response.bodyComplete) return 'keep-alive';
-    if (status === 408 || status === 413 || this.aborted) return 'close';
+    if (status === 408 || status === 413 || this.aborted || this.framingError !== undefined) return 'close';
     if (this.headers['connection']?.toLowerCase().includes('close')) return 'close';
     const declared = this.declaredLength;
     if (declared === undefined || this.headers['transfer-encoding'] !== undefined) return 'close';

@@ -74,7 +74,11 @@ export class HttpServer {
   }
 
   private run(ctx: RequestContext, label: string, handler: Handler): void {
-    const refusal = ctx.malformedPath ? new AppError('INVALID_PARAMETER', 'the path is not valid percent-encoding') : this.options.gate?.(label);
+    const refusal = ctx.malformedPath
+      ? new AppError('INVALID_PARAMETER', 'the path is not valid percent-encoding')
+      : ctx.framingError !== undefined
+        ? new AppError('BAD_REQUEST', `the request's body framing is ambiguous: ${ctx.framingError}`)
+        : this.options.gate?.(label);
     if (refusal) {
       this.reply(ctx, label, errorReply(refusal));
       return;
