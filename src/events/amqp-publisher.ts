@@ -30,6 +30,12 @@ export interface AmqpPublisherOptions {
   reconnect?: BackoffOptions;
   /** Most events per batch (publishes are pipelined, confirms awaited per batch). Default 256. */
   maxBatch?: number;
+  /**
+   * Largest message body published; a larger event is refused (given up and reported, the others
+   * go on). Default 128 MiB, RabbitMQ's `max_message_size` default: the broker would close the
+   * channel on it (PRECONDITION_FAILED) at every retry, and no later event would get through.
+   */
+  maxMessageBytes?: number;
   logger?: Logger;
 }
 
@@ -46,6 +52,9 @@ export class AmqpPublisher implements Sink {
   private readonly connection: AmqpConnection<ConfirmChannel>;
   private readonly connectWaitMs: number;
   private readonly confirmTimeoutMs: number;
+  private readonly maxMessageBytes: number;
+  /** Bodies made by {@link refuses}, reused by {@link deliver} (one JSON.stringify per event). */
+  private readonly bodies = new WeakMap<OutboxEvent, Buffer>();
 
   constructor(options: AmqpPublisherOptions) {
     this.name = options.name ?? 'amqp';
@@ -54,6 +63,7 @@ export class AmqpPublisher implements Sink {
     this.globalQueue = options.globalQueue === undefined ? 'global.messages' : options.globalQueue;
     this.connectWaitMs = options.connectWaitMs ?? 5_000;
     this.confirmTimeoutMs = options.confirmTimeoutMs ?? 30_000;
+    this.maxMessageBytes = options.maxMessageBytes ?? 128 * 1024 * 1024;
     const maxPriority = options.globalQueueMaxPriority ?? 10;
     const messageTtl = options.globalQueueTtlMs ?? 3_600_000;
     this.connection = new AmqpConnection<ConfirmChannel>({
@@ -88,6 +98,17 @@ export class AmqpPublisher implements Sink {
     return this.connection.openCount;
   }
 
+  refuses(event: OutboxEvent): string | undefined {
+    const body = this.body(event);
+    return body.length > this.maxMessageBytes ? `the event's ${body.length} bytes exceed the broker's message limit (${this.maxMessageBytes})` : undefined;
+  }
+
+  private body(event: OutboxEvent): Buffer {
+    let b = this.bodies.get(event);
+    if (b === undefined) this.bodies.set(event, (b = Buffer.from(JSON.stringify(event))));
+    return b;
+  }
+
   async deliver(batch: OutboxEvent[]): Promise<void> {
     const ch = await this.connection.waitOpen(this.connectWaitMs);
     const confirms: Promise<void>[] = [];
@@ -103,7 +124,7 @@ export class AmqpPublisher implements Sink {
           appId: 'audio-ingestd',
           headers: { tenant: event.tenant },
         };
-        await publish(ch, confirms, this.exchange, event.type, Buffer.from(JSON.stringify(event)), props);
+        await publish(ch, confirms, this.exchange, event.type, this.body(event), props);
         if (event.type === 'voicenote.stored' && this.globalQueue) {
           const body = Buffer.from(JSON.stringify(toGlobalQueueMessage(event)));
           await publish(ch, confirms, '', this.globalQueue, body, { ...props, type: 'audio', priority: GLOBAL_QUEUE_PRIORITY });

@@ -34,6 +34,8 @@ interface Head {
   firstSeq: number;
   attempts: number;
   gaveUp: DeliveryError | null;
+  /** The batch's events the sink refuses were reported (once per batch, not per retry of the rest). */
+  refusedReported: boolean;
 }
 
 /**
@@ -167,10 +169,23 @@ export class DeliveryLoop {
           });
           continue;
         }
-        if (this.head?.firstSeq !== batch.firstSeq) this.head = { firstSeq: batch.firstSeq, attempts: 0, gaveUp: null };
+        if (this.head?.firstSeq !== batch.firstSeq) this.head = { firstSeq: batch.firstSeq, attempts: 0, gaveUp: null, refusedReported: false };
         const head = this.head;
         const accepts = this.sink.accepts?.bind(this.sink);
-        const deliverable = accepts ? batch.events.filter((e) => accepts(e)) : batch.events;
+        let deliverable = accepts ? batch.events.filter((e) => accepts(e)) : batch.events;
+        const refuses = this.sink.refuses?.bind(this.sink);
+        if (refuses !== undefined) {
+          const refused: { event: OutboxEvent; why: string }[] = [];
+          deliverable = deliverable.filter((event) => {
+            const why = refuses(event);
+            if (why !== undefined) refused.push({ event, why });
+            return why === undefined;
+          });
+          if (refused.length > 0 && !head.refusedReported) {
+            if (!(await this.reportRefused(refused, signal))) continue;
+            head.refusedReported = true;
+          }
+        }
         this.headAt = deliverable.length > 0 ? Date.parse(deliverable[0]!.occurredAt) : null;
         if (head.gaveUp === null && deliverable.length > 0) {
           try {
@@ -211,6 +226,23 @@ export class DeliveryLoop {
     const wait = Math.max(backoffDelay(this.failures, this.retry), Math.min(e.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS));
     this.logger?.warn({ sink: this.sink.name, attempt: this.failures, retryInMs: wait, err: e.message }, 'event delivery failed; retrying');
     await sleep(wait, signal);
+  }
+
+  /** Reports each event the sink refuses outright; false (after a backoff) when a report failed and must be retried. */
+  private async reportRefused(refused: { event: OutboxEvent; why: string }[], signal: AbortSignal): Promise<boolean> {
+    try {
+      for (const { event, why } of refused) {
+        this.logger?.error({ sink: this.sink.name, eventId: event.id, type: event.type, error: why }, 'event refused by the sink: given up');
+        await this.sink.onGiveUp?.({ sink: this.sink.name, event, attempts: 0, error: why, status: null });
+      }
+      return true;
+    } catch (err) {
+      this.failures++;
+      this.lastError = err instanceof Error ? err.message : String(err);
+      this.logger?.error({ sink: this.sink.name, err }, 'give-up report failed; retrying the report');
+      await sleep(backoffDelay(this.failures, this.retry), signal);
+      return false;
+    }
   }
 
   /** Tells the sink about each event given up; false (after a backoff) when the report failed and must be retried. */

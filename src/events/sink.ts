@@ -32,6 +32,12 @@ export interface Sink {
   stop?(): Promise<void> | void;
   /** Events this sink takes; the others count as confirmed for it. Default: all. */
   accepts?(event: OutboxEvent): boolean;
+  /**
+   * Why this sink can never deliver `event` (e.g. larger than the destination takes), or
+   * undefined. A refused event is given up on its own (reported through {@link onGiveUp} with 0
+   * attempts) and the rest of its batch delivered: one such event never holds up those after it.
+   */
+  refuses?(event: OutboxEvent): string | undefined;
   /** Largest batch this sink wants in one `deliver` call. Default: the outbox's batchSize. */
   readonly maxBatch?: number;
   /** Whether the destination is reachable right now (e.g. broker connected). */

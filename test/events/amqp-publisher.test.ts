@@ -1,6 +1,7 @@
 import t from 'tap';
 import { AmqpPublisher } from '../../src/events/amqp-publisher.js';
 import { Outbox } from '../../src/events/outbox.js';
+import type { GiveUp } from '../../src/events/sink.js';
 import { recordingChunk, type AudioEvent } from '../../src/events/types.js';
 import {
   TestConsumer,
@@ -137,4 +138,40 @@ t.test('broker unreachable: events stay pending and are delivered once it is bac
   t.teardown(() => up.stop());
   await consumer.until(() => consumer.messages.length >= 2);
   t.same(consumer.messages.map((m) => m.properties.messageId), events.map((e) => e.id));
+});
+
+t.test('an event larger than the broker takes is given up on its own and reported; the events around it are delivered, in order', async (t) => {
+  const { prefix, connectionName } = uniqueNames('oversize');
+  const exchange = `${prefix}.audio.events`;
+  const globalQueue = `${prefix}.global.messages`;
+  const consumer = await TestConsumer.open();
+  await consumer.bind(exchange, 'topic', '#');
+  const publisher = new AmqpPublisher({ url: AMQP_URL, exchange, globalQueue, connectionName, maxBatch: 50, maxMessageBytes: 64 * 1024 });
+  const givenUp: GiveUp[] = [];
+  Object.assign(publisher, { onGiveUp: (g: GiveUp) => void givenUp.push(g) });
+  const outbox = new Outbox({ dir: await tempDir(t), sinks: [publisher], retry: { baseMs: 20, maxMs: 200 } });
+  t.teardown(async () => {
+    await outbox.stop();
+    await consumer.close();
+    await deleteTopology([exchange], [globalQueue]);
+  });
+  // a recording.completed of a long meeting with 2 000 mute intervals: ~300 KB of JSON
+  const big = completedEvent(2);
+  const intervals = big as unknown as { mute_intervals: unknown[] };
+  intervals.mute_intervals = Array.from({ length: 2000 }, () => intervals.mute_intervals[0]);
+  t.ok(JSON.stringify(big).length > 64 * 1024, 'the big event is over the limit');
+  const events = [completedEvent(1), big, completedEvent(3), storedVoiceNote(4)];
+  await outbox.start();
+  // appended together: one write, and so one batch for the sink
+  await Promise.all(events.map((e) => outbox.append(e)));
+  await consumer.until(() => consumer.messages.length >= 3);
+  await waitFor(() => (outbox.stats().sinks.amqp!.pending === 0 ? true : undefined), 10_000, 'caught up');
+  t.same(consumer.messages.map((m) => m.properties.messageId), [events[0]!.id, events[2]!.id, events[3]!.id], 'every other event, in order');
+  t.equal(givenUp.length, 1, 'one event given up');
+  t.match(givenUp[0], { sink: 'amqp', attempts: 0, event: { id: big.id }, error: /exceed the broker's message limit/ });
+  t.equal(outbox.ready('amqp'), true, 'the sink stays ready');
+  const later = completedEvent(5);
+  await outbox.append(later);
+  await consumer.until(() => consumer.messages.length >= 4);
+  t.equal(consumer.messages[3]!.properties.messageId, later.id, 'and later events go on');
 });
