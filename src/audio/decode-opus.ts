@@ -86,12 +86,16 @@ function createDecoder(rate: number, channels: number): PacketDecoder {
   return new OpusScript(rate, channels);
 }
 
+/** A decode shorter than the declared length by more than this (seconds) is a truncated file (every decoder). */
+export const TRUNCATION_SEC = 0.1;
+
 /**
  * Decodes an Ogg/Opus stream in-process. The OpusHead pre-skip is dropped from the start and
  * the end is cut at the last page's granule position, so exactly granule − pre-skip samples
  * (at 48 kHz, scaled to the output rate) come out, as RFC 7845 §4 prescribes. Errors are
  * AppErrors: CORRUPT_AUDIO (bad pages, CRC, packets), TRUNCATED_AUDIO (input cut short,
- * no EOS page), DURATION_TOO_LONG, or the abort reason.
+ * no EOS page, or a final granule {@link TRUNCATION_SEC} or more past the packets' audio),
+ * DURATION_TOO_LONG (decoded or declared past the output limit), or the abort reason.
  */
 export async function decodeOggOpus(input: Readable, opts: OpusDecodeOptions): Promise<OpusDecodeResult> {
   const { output, signal } = opts;
@@ -178,7 +182,21 @@ export async function decodeOggOpus(input: Readable, opts: OpusDecodeOptions): P
   const skip = Math.round(head.preSkip * scale);
   const wanted48 = Number(lastGranule) - head.preSkip;
   if (wanted48 <= 0) throw new AppError('CORRUPT_AUDIO', 'Ogg/Opus final granule precedes the pre-skip');
-  const keep = Math.min(Math.round(wanted48 * scale), decodedFrames - skip);
+  // the final granule declares the length: past the output limit, or far more than the packets
+  // hold (a last page that lies), the note is refused as the ffmpeg path refuses it
+  const declaredFrames = Math.round(wanted48 * scale);
+  const declaredBytes = (wanted48 / 48000) * output.sampleRate * bytesPerFrame(output);
+  if (declaredBytes > maxOutput) {
+    throw new AppError('DURATION_TOO_LONG', `the Ogg/Opus stream declares ${(wanted48 / 48000).toFixed(3)} s, past the output limit of ${maxOutput} bytes`, {
+      details: { declaredSec: wanted48 / 48000, limitBytes: maxOutput },
+    });
+  }
+  if (declaredFrames - (decodedFrames - skip) > TRUNCATION_SEC * decodeRate) {
+    throw new AppError('TRUNCATED_AUDIO', `the Ogg/Opus stream declares ${(wanted48 / 48000).toFixed(3)} s but holds ${((decodedFrames - skip) / decodeRate).toFixed(3)} s`, {
+      details: { declaredSec: wanted48 / 48000, decodedSec: (decodedFrames - skip) / decodeRate },
+    });
+  }
+  const keep = Math.min(declaredFrames, decodedFrames - skip);
   if (keep <= 0) throw new AppError('CORRUPT_AUDIO', 'Ogg/Opus stream holds no audio after pre-skip');
   const all = Buffer.concat(chunks, decodedFrames * bpf);
   let samples = int16View(all.subarray(skip * bpf, (skip + keep) * bpf));

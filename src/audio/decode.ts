@@ -1,7 +1,7 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
-import { decodeOggOpus, opusHeadSupported, parseOpusHead } from './decode-opus.js';
+import { decodeOggOpus, opusHeadSupported, parseOpusHead, TRUNCATION_SEC } from './decode-opus.js';
 import { checkFacts, declaredOutputFrames, FFMPEG_DEMUXER, headFacts, id3v2End, mp4Facts, type ContainerFacts } from './container-facts.js';
 import { decodeWithFfmpeg, readWhole, type FfmpegDecodeResult } from './decode-ffmpeg.js';
 import type { FfmpegPool } from './ffmpeg-pool.js';
@@ -67,8 +67,6 @@ function factsHeadBytes(format: SniffedFormat, head: Buffer): number {
       return 4096;
   }
 }
-/** A decode shorter than the declared length by more than this (seconds) is a truncated file. */
-const TRUNCATION_SEC = 0.1;
 
 /** Fails the stream with PAYLOAD_TOO_LARGE once more than `max` bytes went through. */
 class ByteLimit extends Transform {

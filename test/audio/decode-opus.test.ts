@@ -125,6 +125,33 @@ t.test('abort ends a decode whose input never finishes', async (t) => {
   t.ok(input.destroyed, 'input released');
 });
 
+t.test('a last page that declares more than the packets hold: TRUNCATED_AUDIO, or DURATION_TOO_LONG past the output limit', async (t) => {
+  const buf = fx.readFixture(await fx.opusVoiceNote());
+  const facts = fx.oggOpusFacts(buf);
+  const last = pageStarts(buf).at(-1)!;
+  /** The note with its last page's granule position set to `g` (and its CRC made again). */
+  const declaring = (g: bigint): Buffer => {
+    const b = Buffer.from(buf);
+    b.writeBigInt64LE(g, last + 6);
+    const nseg = b[last + 26]!;
+    let size = 27 + nseg;
+    for (let i = 0; i < nseg; i++) size += b[last + 27 + i]!;
+    b.writeUInt32LE(oggCrc(b.subarray(last, last + size)), last + 22);
+    return b;
+  };
+  const decode = (b: Buffer) => decodeOggOpus(Readable.from([b]), { output: { sampleRate: 16000, channels: 1 } });
+  const honest = await decode(declaring(facts.lastGranule));
+  t.equal(honest.frames, Math.round((Number(facts.lastGranule) - facts.preSkip) / 3), 'the same granule written again: decoded as it is');
+  const within = await decode(declaring(facts.lastGranule + 48n * 50n));
+  // the last packet decodes a little past the granule (its padding): what it holds is kept up to the declared end
+  t.ok(within.frames >= honest.frames && within.frames <= honest.frames + 800, `50 ms more declared than held: within the tolerance, decoded (${within.frames} frames)`);
+  const declaredSec = (Number(facts.lastGranule) + 48_000 - facts.preSkip) / 48_000;
+  await t.rejects(decode(declaring(facts.lastGranule + 48_000n)), { code: 'TRUNCATED_AUDIO', details: { declaredSec } }, 'a second more declared than held');
+  await t.rejects(decode(declaring(48_000n * 7000n)), { code: 'TRUNCATED_AUDIO' }, '7 000 s declared, within the 2 h limit');
+  await t.rejects(decode(declaring(48_000n * 100_000n)), { code: 'DURATION_TOO_LONG' }, '100 000 s declared');
+  await t.rejects(decode(declaring(0x7fff_ffff_ffff_ffffn)), { code: 'DURATION_TOO_LONG' }, 'the largest granule');
+});
+
 t.test('output limit is DURATION_TOO_LONG', async (t) => {
   const buf = fx.readFixture(await fx.opusVoiceNote());
   await t.rejects(decodeOggOpus(Readable.from([buf]), { output: { sampleRate: 16000, channels: 1 }, maxOutputBytes: 32000 }),
