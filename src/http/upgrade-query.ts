@@ -6,8 +6,12 @@ import { AppError } from '../errors.js';
  * value read as absent.
  */
 export function strictQuery(query: URLSearchParams, allowed: ReadonlySet<string>): (key: string) => string | undefined {
+  const seen = new Set<string>();
   for (const k of query.keys()) {
     if (!allowed.has(k)) throw new AppError('INVALID_PARAMETER', `unknown query parameter '${k.slice(0, 64)}'`, { details: { allowed: [...allowed] } });
+    // which of two values a parameter given twice means is a guess (the first here, the last elsewhere): refused
+    if (seen.has(k)) throw new AppError('INVALID_PARAMETER', `query parameter '${k}' given more than once`);
+    seen.add(k);
   }
   return (k) => {
     const v = query.get(k);

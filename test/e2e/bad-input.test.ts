@@ -124,6 +124,8 @@ t.test('bad input is refused with a coded error or a counted drop; no secret rea
   await expectRefusal('garbage token', ws('token=abc.def.ghi'), 401, 'INVALID_TOKEN');
   await expectRefusal('token of an unknown tenant', ws(`token=${await token({ tenant: 'mallory', roomName: 'r' })}`), 403, 'UNKNOWN_TENANT');
   await expectRefusal('unknown query key', ws(`token=${await token({ tenant: 'default', roomName: 'r' })}&debug=1`), 400, 'INVALID_PARAMETER');
+  const twice = await token({ tenant: 'default', roomName: 'r' });
+  await expectRefusal('a query key given twice', ws(`token=${twice}&token=${twice}`), 400, 'INVALID_PARAMETER');
   await expectRefusal('hostile room id in query', ws(`token=${await token({ tenant: 'default', roomName: '../../etc' })}`), 400, 'INVALID_PARAMETER');
   const once = await token({ tenant: 'default', roomName: 'replay', trackId: 'TR_replay' });
   const first = await openEgress(ws(`token=${once}`));

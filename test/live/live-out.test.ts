@@ -187,6 +187,7 @@ t.test('refusals before the upgrade carry the JSON error body', async (t) => {
     ['roomName=b&rate=44100', undefined, 400, 'INVALID_PARAMETER'],
     ['recordingId=a&from=x', undefined, 400, 'INVALID_PARAMETER'],
     ['recordingId=a&bogus=1', undefined, 400, 'INVALID_PARAMETER'],
+    ['roomName=b&rate=16000&rate=48000', undefined, 400, 'INVALID_PARAMETER'],
     ['roomName=empty', undefined, 404, 'NOT_FOUND'],
     ['token=abc', {}, 401, 'INVALID_TOKEN'],
   ];
