@@ -4,7 +4,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { DeliveryError, MAX_RETRY_AFTER_MS } from './delivery-error.js';
 import type { LogPosition, LogRead, SegmentLog } from './segment-log.js';
 import type { SinkCursor } from './sink-cursor.js';
-import type { OutboxEvent, Sink } from './sink.js';
+import type { GiveUp, OutboxEvent, Sink } from './sink.js';
 
 export interface DeliveryLoopOptions {
   sink: Sink;
@@ -229,32 +229,30 @@ export class DeliveryLoop {
   }
 
   /** Reports each event the sink refuses outright; false (after a backoff) when a report failed and must be retried. */
-  private async reportRefused(refused: { event: OutboxEvent; why: string }[], signal: AbortSignal): Promise<boolean> {
-    try {
-      for (const { event, why } of refused) {
-        this.logger?.error({ sink: this.sink.name, eventId: event.id, type: event.type, error: why }, 'event refused by the sink: given up');
-        await this.sink.onGiveUp?.({ sink: this.sink.name, event, attempts: 0, error: why, status: null });
-      }
-      return true;
-    } catch (err) {
-      this.failures++;
-      this.lastError = err instanceof Error ? err.message : String(err);
-      this.logger?.error({ sink: this.sink.name, err }, 'give-up report failed; retrying the report');
-      await sleep(backoffDelay(this.failures, this.retry), signal);
-      return false;
-    }
+  private reportRefused(refused: { event: OutboxEvent; why: string }[], signal: AbortSignal): Promise<boolean> {
+    return this.report(
+      refused.map(({ event, why }) => ({ sink: this.sink.name, event, attempts: 0, error: why, status: null })),
+      'event refused by the sink: given up',
+      signal,
+    );
   }
 
   /** Tells the sink about each event given up; false (after a backoff) when the report failed and must be retried. */
-  private async reportGiveUp(events: OutboxEvent[], head: Head, signal: AbortSignal): Promise<boolean> {
+  private reportGiveUp(events: OutboxEvent[], head: Head, signal: AbortSignal): Promise<boolean> {
     const e = head.gaveUp!;
+    return this.report(
+      events.map((event) => ({ sink: this.sink.name, event, attempts: head.attempts, error: e.message, status: e.status })),
+      'event delivery given up',
+      signal,
+    );
+  }
+
+  /** Logs and hands each give-up to the sink, in order; false (after a backoff) when one report failed. */
+  private async report(giveUps: GiveUp[], message: string, signal: AbortSignal): Promise<boolean> {
     try {
-      for (const event of events) {
-        this.logger?.error(
-          { sink: this.sink.name, eventId: event.id, type: event.type, attempts: head.attempts, status: e.status, error: e.message },
-          'event delivery given up',
-        );
-        await this.sink.onGiveUp?.({ sink: this.sink.name, event, attempts: head.attempts, error: e.message, status: e.status });
+      for (const g of giveUps) {
+        this.logger?.error({ sink: g.sink, eventId: g.event.id, type: g.event.type, attempts: g.attempts, status: g.status, error: g.error }, message);
+        await this.sink.onGiveUp?.(g);
       }
       return true;
     } catch (err) {

@@ -1,7 +1,9 @@
 import WebSocket from 'ws';
 import { type FilterDesign, Resampler } from '../../src/audio/resample.js';
 import { LIVE_FILTERS } from '../../src/live/live-hub.js';
-import { TEST_API_KEY } from './app.js';
+import { TEST_API_KEY, type TestApp } from './app.js';
+import { outboxEvents, readWav } from './egress.js';
+import { waitFor } from './wait-for.js';
 
 export interface LiveTrackMsg {
   type: 'track';
@@ -125,4 +127,15 @@ export async function endEgress(ws: WebSocket): Promise<void> {
   const closed = new Promise((r) => ws.once('close', r));
   ws.close();
   await closed;
+}
+
+/** The id of the live recording of `trackId` once the daemon has opened it. */
+export async function liveRecordingId(h: TestApp, trackId: string): Promise<string> {
+  return waitFor(() => h.app.recordings.all().find((r) => r.identity.trackId === trackId)?.identity.recordingId, 10_000, `recording of ${trackId}`);
+}
+
+/** A recording's stored master PCM and its recording.completed event, once announced. */
+export async function masterOf(h: TestApp, recordingId: string, timeoutMs = 30_000): Promise<{ pcm: Buffer; event: Record<string, unknown> }> {
+  const event = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === recordingId), timeoutMs, 'recording.completed');
+  return { pcm: readWav(await h.app.store.get(event.s3_key_master as string)).data, event };
 }

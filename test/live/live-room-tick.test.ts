@@ -1,21 +1,12 @@
 import t from 'tap';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
-import { metricValue, startTestApp, type TestApp } from '../helpers/app.js';
-import { egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
-import { endEgress, LiveConsumer, resampleMaster, sendFrames } from '../helpers/live.js';
+import { metricValue, startTestApp } from '../helpers/app.js';
+import { egressUrl, randomStereo } from '../helpers/egress.js';
+import { endEgress, LiveConsumer, liveRecordingId, masterOf, resampleMaster, sendFrames } from '../helpers/live.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 // A room subscriber gets a message per track each live tick; the tick holds them and writes
 // them in one go. These check that what it holds keeps its order and its queue bound.
-
-async function liveRecordingId(h: TestApp, trackId: string): Promise<string> {
-  return waitFor(() => h.app.recordings.all().find((r) => r.identity.trackId === trackId)?.identity.recordingId, 10_000, `recording of ${trackId}`);
-}
-
-async function masterOf(h: TestApp, recordingId: string): Promise<{ pcm: Buffer; event: Record<string, unknown> }> {
-  const event = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === recordingId), 30_000, 'recording.completed');
-  return { pcm: readWav(await h.app.store.get(event.s3_key_master as string)).data, event };
-}
 
 t.test('a room subscriber of two live tracks: each mute message comes with the audio up to its offset, not ahead of it, and both tracks are exact', async (t) => {
   const h = await startTestApp();

@@ -1,18 +1,9 @@
 import t from 'tap';
 import { connectEgress } from '../../src/clients/egress-simulator.js';
-import { startTestApp, TEST_API_KEY, type TestApp } from '../helpers/app.js';
-import { egressUrl, outboxEvents, randomStereo, readWav } from '../helpers/egress.js';
-import { endEgress, LiveConsumer, resampleMaster, sendFrames } from '../helpers/live.js';
+import { startTestApp, TEST_API_KEY } from '../helpers/app.js';
+import { egressUrl, randomStereo } from '../helpers/egress.js';
+import { endEgress, LiveConsumer, liveRecordingId, masterOf, resampleMaster, sendFrames } from '../helpers/live.js';
 import { waitFor } from '../helpers/wait-for.js';
-
-async function liveRecordingId(h: TestApp, trackId: string): Promise<string> {
-  return waitFor(() => h.app.recordings.all().find((r) => r.identity.trackId === trackId)?.identity.recordingId, 10_000, `recording of ${trackId}`);
-}
-
-async function masterPcm(h: TestApp, recordingId: string): Promise<{ pcm: Buffer; event: Record<string, unknown> }> {
-  const event = await waitFor(() => outboxEvents(h).find((e) => e.type === 'recording.completed' && e.recording_id === recordingId), 20_000, 'recording.completed');
-  return { pcm: readWav(await h.app.store.get(event.s3_key_master as string)).data, event };
-}
 
 t.test('a room subscription gets a participant who joins late, from the first sample, and closes when the room session ends', async (t) => {
   const h = await startTestApp({ live: { roomIdleSec: 1 } });
@@ -39,10 +30,10 @@ t.test('a room subscription gets a participant who joins late, from the first sa
   t.equal(room.tracks.length, 2, 'two tracks');
   t.match(room.tracks[0], { index: 0, recordingId: aliceId, participant: 'alice', roomName: 'room-r', rate: 16000 });
   t.match(room.tracks[1], { index: 1, recordingId: bobId, participant: 'bob', trackId: 'TR_bob' });
-  const bobMaster = await masterPcm(h, bobId);
+  const bobMaster = await masterOf(h, bobId);
   t.equal(room.firstOffset.get(1), 0, 'the late participant from sample 0');
   t.ok(room.pcm(1).equals(resampleMaster(bobMaster.pcm, 48000, 16000)), 'the late participant: the whole master resampled');
-  const aliceMaster = await masterPcm(h, aliceId);
+  const aliceMaster = await masterOf(h, aliceId);
   const a16 = resampleMaster(aliceMaster.pcm, 48000, 16000);
   t.ok(room.pcm(0).equals(a16.subarray(room.firstOffset.get(0)! * 2)), 'the first participant from the live edge on');
   t.same(room.textsOf('end').map((e) => e.index).sort(), [0, 1], 'an end per track');
@@ -70,7 +61,7 @@ t.test('mute and end messages at the right offsets; a subscriber joining during 
   await sendFrames(egress, pcm.subarray(24480 * 4));
   await endEgress(egress);
   await Promise.all([early.closed, during.closed]);
-  const { pcm: master, event } = await masterPcm(h, id);
+  const { pcm: master, event } = await masterOf(h, id);
   const intervals = event.mute_intervals as { start_sample: number; end_sample: number }[];
   t.equal(intervals.length, 1);
   t.same(early.textsOf('mute'), [
