@@ -185,18 +185,19 @@ export async function decodeOggOpus(input: Readable, opts: OpusDecodeOptions): P
   // the final granule declares the length: past the output limit, or far more than the packets
   // hold (a last page that lies), the note is refused as the ffmpeg path refuses it
   const declaredFrames = Math.round(wanted48 * scale);
-  const declaredBytes = (wanted48 / 48000) * output.sampleRate * bytesPerFrame(output);
-  if (declaredBytes > maxOutput) {
-    throw new AppError('DURATION_TOO_LONG', `the Ogg/Opus stream declares ${(wanted48 / 48000).toFixed(3)} s, past the output limit of ${maxOutput} bytes`, {
-      details: { declaredSec: wanted48 / 48000, limitBytes: maxOutput },
+  const declaredSec = wanted48 / 48000;
+  const heldFrames = decodedFrames - skip;
+  if (declaredSec * output.sampleRate * bytesPerFrame(output) > maxOutput) {
+    throw new AppError('DURATION_TOO_LONG', `the Ogg/Opus stream declares ${declaredSec.toFixed(3)} s, past the output limit of ${maxOutput} bytes`, {
+      details: { declaredSec, limitBytes: maxOutput },
     });
   }
-  if (declaredFrames - (decodedFrames - skip) > TRUNCATION_SEC * decodeRate) {
-    throw new AppError('TRUNCATED_AUDIO', `the Ogg/Opus stream declares ${(wanted48 / 48000).toFixed(3)} s but holds ${((decodedFrames - skip) / decodeRate).toFixed(3)} s`, {
-      details: { declaredSec: wanted48 / 48000, decodedSec: (decodedFrames - skip) / decodeRate },
+  if (declaredFrames - heldFrames > TRUNCATION_SEC * decodeRate) {
+    throw new AppError('TRUNCATED_AUDIO', `the Ogg/Opus stream declares ${declaredSec.toFixed(3)} s but holds ${(heldFrames / decodeRate).toFixed(3)} s`, {
+      details: { declaredSec, decodedSec: heldFrames / decodeRate },
     });
   }
-  const keep = Math.min(declaredFrames, decodedFrames - skip);
+  const keep = Math.min(declaredFrames, heldFrames);
   if (keep <= 0) throw new AppError('CORRUPT_AUDIO', 'Ogg/Opus stream holds no audio after pre-skip');
   const all = Buffer.concat(chunks, decodedFrames * bpf);
   let samples = int16View(all.subarray(skip * bpf, (skip + keep) * bpf));

@@ -34,8 +34,13 @@ export class HistoryReader {
    * Frames `[from, from + count)` of the master as interleaved s16le. Tries the spool files,
    * then the stored object; throws RESUME_UNAVAILABLE when neither has them (yet).
    */
-  read(m: MasterLocation, from: number, count: number): Promise<Buffer> {
-    return this.readWith(undefined, m, from, count);
+  async read(m: MasterLocation, from: number, count: number): Promise<Buffer> {
+    const files = new OpenSpoolFile();
+    try {
+      return await this.readWith(files, m, from, count);
+    } finally {
+      await files.close();
+    }
   }
 
   /**
@@ -52,7 +57,7 @@ export class HistoryReader {
     };
   }
 
-  private async readWith(files: OpenSpoolFile | undefined, m: MasterLocation, from: number, count: number): Promise<Buffer> {
+  private async readWith(files: OpenSpoolFile, m: MasterLocation, from: number, count: number): Promise<Buffer> {
     const frameBytes = 2 * m.channels;
     const start = MASTER_HEADER_BYTES + from * frameBytes;
     const len = count * frameBytes;
@@ -93,7 +98,7 @@ export class HistoryReader {
   }
 
   /** Undefined when a needed spool file is gone (uploaded, or the master moved into the store). */
-  private async readSpool(files: OpenSpoolFile | undefined, recordingId: string, start: number, len: number): Promise<Buffer | undefined> {
+  private async readSpool(files: OpenSpoolFile, recordingId: string, start: number, len: number): Promise<Buffer | undefined> {
     const dir = join(this.opts.stateDir, 'uploads', sanitizeSegment(recordingId));
     const S = this.opts.fileBytes;
     const out = Buffer.allocUnsafe(len);
@@ -106,19 +111,15 @@ export class HistoryReader {
       const path = join(dir, `part-${String(part).padStart(6, '0')}.pcm`);
       let fh: FileHandle;
       try {
-        fh = files === undefined ? await open(path, 'r') : await files.get(path);
+        fh = await files.get(path);
       } catch {
         return undefined;
       }
-      try {
-        let got = 0;
-        while (got < n) {
-          const { bytesRead } = await fh.read(out, done + got, n - got, pos + got);
-          if (bytesRead === 0) return undefined;
-          got += bytesRead;
-        }
-      } finally {
-        if (files === undefined) await fh.close();
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await fh.read(out, done + got, n - got, pos + got);
+        if (bytesRead === 0) return undefined;
+        got += bytesRead;
       }
       done += n;
     }

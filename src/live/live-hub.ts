@@ -676,10 +676,10 @@ export class Subscriber {
     this.ws.cork(() => {
       for (const m of held) {
         if (typeof m.data === 'string') {
-          this.pressured = this.ws.send(m.data, false) !== SEND_SUCCESS;
+          this.ws.send(m.data, false);
           continue;
         }
-        this.pressured = this.ws.send(m.data, true) !== SEND_SUCCESS;
+        this.ws.send(m.data, true);
         this.hub.countSent(m.data.byteLength, m.t0);
       }
     });
@@ -821,11 +821,11 @@ export class LiveHub {
 
   /** Subscribers with messages held for the end of the tick. */
   private readonly held = new Set<Subscriber>();
-  private ticking_ = false;
+  private tickRunning = false;
 
   /** In the live tick: a subscriber of several tracks holds its messages for one write at its end. */
   get inTick(): boolean {
-    return this.ticking_;
+    return this.tickRunning;
   }
 
   /** A subscriber's first held message of this tick. */
@@ -835,11 +835,11 @@ export class LiveHub {
 
   /** Every track's batch out; each subscriber's messages of the tick in one write. */
   private tick(): void {
-    this.ticking_ = true;
+    this.tickRunning = true;
     try {
       for (const t of this.tracks.values()) t.flush();
     } finally {
-      this.ticking_ = false;
+      this.tickRunning = false;
       for (const sub of this.held) sub.release();
       this.held.clear();
     }
